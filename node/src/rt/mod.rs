@@ -1,0 +1,60 @@
+//! The runtime seam. Node code spawns, sleeps, reads the clock and draws random numbers only
+//! through this module, so the same code runs on tokio in production and inside madsim's
+//! deterministic simulator under `--cfg madsim` (madsim-tokio swaps the implementation behind the
+//! `tokio` name; this module adds what either side lacks).
+
+mod openraft_runtime;
+mod timeout;
+pub mod watch;
+
+use std::future::Future;
+
+pub use openraft_runtime::CairnRuntime;
+pub use std::time::Duration;
+pub use timeout::{Elapsed, Timeout, timeout, timeout_at};
+pub use tokio::task::{JoinError, JoinHandle};
+pub use tokio::time::{Instant, Sleep, sleep, sleep_until};
+
+/// Spawns a task on the current runtime (the current simulated node under madsim).
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
+/// Runs blocking work (disk I/O) on tokio's blocking pool so it never stalls an async worker.
+#[cfg(not(madsim))]
+pub async fn run_blocking<F, T>(work: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => panic!("blocking task failed: {error}"),
+    }
+}
+
+/// Runs blocking work inline: the simulator has no threads, and simulated disks never block.
+#[cfg(madsim)]
+pub async fn run_blocking<F, T>(work: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    work()
+}
+
+/// A random 64-bit value: seeded by the simulation seed under madsim, from the OS otherwise.
+pub fn random_u64() -> u64 {
+    madsim::rand::random::<u64>()
+}
+
+/// A fresh small RNG seeded from [`random_u64`], for code that needs an `Rng` value.
+pub fn seeded_rng() -> rand::rngs::SmallRng {
+    use rand::SeedableRng;
+    rand::rngs::SmallRng::seed_from_u64(random_u64())
+}
