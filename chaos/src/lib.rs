@@ -1,1 +1,40 @@
-//! placeholder
+//! Jepsen-style client histories for cairn, and the checkers that judge them.
+//!
+//! Seeded chaos runs record what every client asked and what it was told; this crate decides
+//! whether those answers are possible for a correct cairn: linearizable where promised, stale
+//! but never invented where allowed, with sane revisions, and without losing acknowledged
+//! writes.
+//!
+//! # Layout
+//! - [`history`]: the JSON Lines format, its parser ([`parse_history`]) and writer
+//!   ([`HistoryWriter`]), and the pairing of events into [`Operation`]s.
+//! - [`check`]: one module per property ([`check::linearizable`], [`check::stale`],
+//!   [`check::revisions`], [`check::durability`]) and the entry points [`check_history`] and
+//!   [`check_file`].
+//! - [`report`]: the self-contained HTML timeline written on a violation.
+//! - [`generate`]: synthetic linearizable histories and mutators that plant anomalies, for
+//!   tests and benchmarks.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub)]
+
+#[cfg(all(feature = "sim", not(madsim)))]
+compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `cargo test --features sim`");
+
+pub mod check;
+pub mod generate;
+pub mod history;
+pub mod report;
+#[cfg(test)]
+mod testing;
+
+pub use crate::{
+    check::{
+        CheckOptions, CheckReport, Checker, CheckerReport, Overall, ReportFile, Verdict, Violation, check_file,
+        check_history,
+    },
+    history::{
+        ClientEvent, Consistency, Event, EventBody, EventType, Fault, FaultPhase, Function, History, HistoryWriter,
+        Malformation, MalformedHistory, NemesisEvent, Operation, Outcome, Process, Value, parse_history,
+    },
+};

@@ -3,10 +3,23 @@
 //!
 //! # Layout
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
+//! - [`storage`]: the disk seam (real and simulated) and the write-ahead log.
 
 #![forbid(unsafe_code)]
 
 #[cfg(all(feature = "sim", not(madsim)))]
 compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `cargo test --features sim`");
 
+pub mod api;
+pub mod bugs;
+pub mod command;
+pub mod config;
+pub mod node;
+pub mod raft;
+pub mod record;
 pub mod rt;
+pub mod storage;
+pub mod store;
+pub mod transport;
+
+pub use node::Node;

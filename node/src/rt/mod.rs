@@ -15,6 +15,19 @@ pub use timeout::{Elapsed, Timeout, timeout, timeout_at};
 pub use tokio::task::{JoinError, JoinHandle};
 pub use tokio::time::{Instant, Sleep, sleep, sleep_until};
 
+/// Sleeps until a `std::time::Instant`, the clock type hyper and openraft speak. Under madsim it
+/// is the simulator's virtual clock (madsim intercepts the libc clock).
+#[cfg(not(madsim))]
+pub fn sleep_until_std(deadline: std::time::Instant) -> Sleep {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(deadline))
+}
+
+/// See the production variant.
+#[cfg(madsim)]
+pub fn sleep_until_std(deadline: std::time::Instant) -> Sleep {
+    tokio::time::sleep_until(deadline)
+}
+
 /// Spawns a task on the current runtime (the current simulated node under madsim).
 #[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::io;
 
 use openraft::async_runtime::{
-    Mpsc, MpscReceiver, MpscSender, MpscWeakSender, Oneshot, OneshotSender, SendError,
-    TryRecvError, watch as raft_watch,
+    Mpsc, MpscReceiver, MpscSender, MpscWeakSender, Oneshot, OneshotSender, SendError, TryRecvError,
+    watch as raft_watch,
 };
 use openraft::{AsyncRuntime, OptionalSend, OptionalSync};
 use tokio::sync::{mpsc, oneshot};
@@ -25,16 +25,6 @@ pub struct CairnRuntime {
 /// openraft's clock. `std::time::Instant` is virtual under madsim (it intercepts the libc clock)
 /// and matches tokio's clock in production.
 type RaftInstant = std::time::Instant;
-
-#[cfg(not(madsim))]
-fn sleep_until(deadline: RaftInstant) -> Sleep {
-    tokio::time::sleep_until(tokio::time::Instant::from_std(deadline))
-}
-
-#[cfg(madsim)]
-fn sleep_until(deadline: RaftInstant) -> Sleep {
-    tokio::time::sleep_until(deadline)
-}
 
 impl AsyncRuntime for CairnRuntime {
     type JoinError = JoinError;
@@ -58,21 +48,15 @@ impl AsyncRuntime for CairnRuntime {
     }
 
     fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
-        sleep_until(deadline)
+        super::sleep_until_std(deadline)
     }
 
-    fn timeout<R, F: Future<Output = R> + OptionalSend>(
-        duration: Duration,
-        future: F,
-    ) -> Self::Timeout<R, F> {
+    fn timeout<R, F: Future<Output = R> + OptionalSend>(duration: Duration, future: F) -> Self::Timeout<R, F> {
         super::timeout(duration, future)
     }
 
-    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
-        deadline: Self::Instant,
-        future: F,
-    ) -> Self::Timeout<R, F> {
-        Timeout::new(future, sleep_until(deadline))
+    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(deadline: Self::Instant, future: F) -> Self::Timeout<R, F> {
+        Timeout::new(future, super::sleep_until_std(deadline))
     }
 
     fn is_panic(join_error: &Self::JoinError) -> bool {
@@ -119,12 +103,12 @@ impl AsyncRuntime for CairnRuntime {
         madsim::runtime::Runtime::new().block_on(future)
     }
 
-    fn spawn_blocking<F, T>(f: F) -> impl Future<Output = Result<T, io::Error>> + Send
+    async fn spawn_blocking<F, T>(f: F) -> Result<T, io::Error>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        async move { Ok(super::run_blocking(f).await) }
+        Ok(super::run_blocking(f).await)
     }
 }
 
@@ -237,9 +221,7 @@ impl<T: OptionalSend + OptionalSync> raft_watch::WatchSender<CairnWatch, T> for 
     }
 }
 
-impl<T: OptionalSend + OptionalSync> raft_watch::WatchReceiver<CairnWatch, T>
-    for CairnWatchReceiver<T>
-{
+impl<T: OptionalSend + OptionalSync> raft_watch::WatchReceiver<CairnWatch, T> for CairnWatchReceiver<T> {
     async fn changed(&mut self) -> Result<(), raft_watch::RecvError> {
         self.0.changed().await.map_err(|_| raft_watch::RecvError(()))
     }

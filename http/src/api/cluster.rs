@@ -1,0 +1,71 @@
+//! Cluster routes: members (list, add, remove), this node's status, and health.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use cairn_node::api::Role;
+use cairn_node::raft::Member;
+use serde_json::json;
+
+use super::ApiState;
+use super::error::ApiError;
+use super::query::Query;
+use crate::wire::{AddMemberBody, MembersBody};
+
+pub(super) async fn list_members(State(state): State<ApiState>, uri: Uri) -> Result<Json<MembersBody>, ApiError> {
+    Query::parse(uri.query(), &[])?;
+    Ok(Json(MembersBody { members: state.node.members() }))
+}
+
+/// Adds a member (what `--join` calls). Idempotent: adding a voter again changes nothing.
+pub(super) async fn add_member(
+    State(state): State<ApiState>,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<MembersBody>, ApiError> {
+    Query::parse(uri.query(), &[])?;
+    let request: AddMemberBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {{\"id\",\"peer\",\"http\"}}: {e}")))?;
+    if request.id == 0 {
+        return Err(ApiError::bad_request("invalid_member", "node id 0 is reserved"));
+    }
+    for (name, address) in [("peer", &request.peer), ("http", &request.http)] {
+        if address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ApiError::bad_request(
+                "invalid_member",
+                format!("{name} must be an ip:port address, got {address:?}"),
+            ));
+        }
+    }
+    let member = Member { peer: request.peer, http: request.http };
+    let members = state.node.add_member(request.id, member).await?;
+    Ok(Json(MembersBody { members }))
+}
+
+pub(super) async fn remove_member(
+    State(state): State<ApiState>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Json<MembersBody>, ApiError> {
+    Query::parse(uri.query(), &[])?;
+    let id = id.parse().map_err(|_| ApiError::bad_request("invalid_member", format!("{id:?} is not a node id")))?;
+    let members = state.node.remove_member(id).await?;
+    Ok(Json(MembersBody { members }))
+}
+
+pub(super) async fn status(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+    Query::parse(uri.query(), &[])?;
+    Ok(Json(state.node.status()).into_response())
+}
+
+/// 200 while the node serves; 503 once it was removed or is shutting down.
+pub(super) async fn healthz(State(state): State<ApiState>) -> Response {
+    match state.node.status().role {
+        Role::Removed | Role::Shutdown => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "stopped"}))).into_response()
+        }
+        _ => Json(json!({"status": "ok"})).into_response(),
+    }
+}

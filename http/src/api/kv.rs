@@ -1,0 +1,181 @@
+//! `/v1/kv/{key}`: put (optionally compare-and-swap), get at a chosen consistency, delete.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use cairn_node::api::Consistency;
+use cairn_node::command::{ClientTag, Command, Precondition, Response as StoreResponse};
+use cairn_node::record::Key;
+
+use super::ApiState;
+use super::error::ApiError;
+use super::query::Query;
+use crate::wire::{CLIENT_HEADER, DeleteBody, REVISION_HEADER, RecordBody, SERIAL_HEADER};
+
+const KEY_PREFIX: &str = "/v1/kv/";
+
+pub(super) async fn empty_key() -> ApiError {
+    ApiError::bad_request("invalid_key", "the key is empty")
+}
+
+pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query(), &["consistency", "raw", "redirect"])?;
+    let key = key_of(&uri, &state)?;
+    let consistency = query.consistency()?;
+    if consistency != Consistency::Stale
+        && let Some(redirect) = redirect_to_leader(&state, &query, &uri)?
+    {
+        return Ok(redirect);
+    }
+    let result = state.node.read(key.clone(), consistency).await?;
+    let revision = HeaderValue::from(result.revision);
+    let Some(record) = result.record else {
+        let mut response = ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("key {key:?} does not exist"))
+            .into_response();
+        response.headers_mut().insert(REVISION_HEADER, revision);
+        return Ok(response);
+    };
+    let mut response = if query.flag("raw")? {
+        ([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(record.value.clone())).into_response()
+    } else {
+        Json(RecordBody::new(&record, result.revision)).into_response()
+    };
+    response.headers_mut().insert(REVISION_HEADER, revision);
+    Ok(response)
+}
+
+pub(super) async fn put(
+    State(state): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query(), &["prev_revision", "redirect"])?;
+    let key = key_of(&uri, &state)?;
+    let expect = precondition(&query)?;
+    let tag = client_tag(&headers)?;
+    let limit = state.node.config().limits.value_bytes_max;
+    let value = read_body(body, limit).await?;
+    if let Some(redirect) = redirect_to_leader(&state, &query, &uri)? {
+        return Ok(redirect);
+    }
+    let command = Command::Put { key, value, labels: None, expect };
+    answer(state.node.write(command, tag).await?)
+}
+
+pub(super) async fn delete(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query(), &["prev_revision", "redirect"])?;
+    let key = key_of(&uri, &state)?;
+    let expect = precondition(&query)?;
+    let tag = client_tag(&headers)?;
+    if let Some(redirect) = redirect_to_leader(&state, &query, &uri)? {
+        return Ok(redirect);
+    }
+    answer(state.node.write(Command::Delete { key, expect }, tag).await?)
+}
+
+/// Turns the store's answer to a write into the HTTP answer.
+fn answer(response: StoreResponse) -> Result<Response, ApiError> {
+    let revision = HeaderValue::from(response.revision());
+    let mut http = match response {
+        StoreResponse::Put { record, revision } => Json(RecordBody::new(&record, revision)).into_response(),
+        StoreResponse::Delete { deleted, revision } => {
+            Json(DeleteBody { deleted: deleted.is_some(), revision }).into_response()
+        }
+        StoreResponse::Mismatch { current, revision } => {
+            let body = current.as_ref().map(|record| RecordBody::new(record, revision));
+            let message = match &current {
+                Some(record) => format!("the key's mod_revision is {}", record.mod_revision),
+                None => "the key does not exist".to_string(),
+            };
+            return Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "revision_mismatch", message)
+                .with_detail("current", serde_json::to_value(body).expect("records serialize")));
+        }
+        StoreResponse::Superseded { .. } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_superseded",
+                "this client has completed a newer request; this retry was not applied",
+            ));
+        }
+        StoreResponse::Retired { .. } | StoreResponse::Noop { .. } => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "unexpected answer to a key write",
+            ));
+        }
+    };
+    http.headers_mut().insert(REVISION_HEADER, revision);
+    Ok(http)
+}
+
+/// The key is the rest of the path after `/v1/kv/`, percent-decoded, UTF-8, within limits.
+fn key_of(uri: &Uri, state: &ApiState) -> Result<Key, ApiError> {
+    let raw = uri.path().strip_prefix(KEY_PREFIX).unwrap_or_default();
+    let key = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("invalid_key", "the key is not valid UTF-8"))?;
+    if key.is_empty() {
+        return Err(ApiError::bad_request("invalid_key", "the key is empty"));
+    }
+    let max = state.node.config().limits.key_bytes_max;
+    if key.len() > max {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            format!("the key is {} bytes; the limit is {max}", key.len()),
+        ));
+    }
+    Ok(Key::from(key.as_ref()))
+}
+
+fn precondition(query: &Query) -> Result<Precondition, ApiError> {
+    Ok(query.u64("prev_revision")?.map_or(Precondition::Always, Precondition::ModRevision))
+}
+
+/// The optional client identity that makes a retried write safe: both headers or neither.
+fn client_tag(headers: &HeaderMap) -> Result<Option<ClientTag>, ApiError> {
+    let text = |name: &str| headers.get(name).map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    match (text(CLIENT_HEADER), text(SERIAL_HEADER)) {
+        (None, None) => Ok(None),
+        (Some(client), Some(serial)) => {
+            let client = u128::from_str_radix(client, 16).map_err(|_| {
+                ApiError::bad_request("invalid_header", format!("{CLIENT_HEADER} must be up to 32 hex digits"))
+            })?;
+            let serial = serial
+                .parse()
+                .map_err(|_| ApiError::bad_request("invalid_header", format!("{SERIAL_HEADER} must be an integer")))?;
+            Ok(Some(ClientTag { client, serial }))
+        }
+        _ => Err(ApiError::bad_request("invalid_header", format!("{CLIENT_HEADER} and {SERIAL_HEADER} go together"))),
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            format!("the value exceeds the {limit}-byte limit"),
+        )
+    })
+}
+
+/// With `?redirect`, a node that is not the leader answers 307 to the leader's HTTP address.
+fn redirect_to_leader(state: &ApiState, query: &Query, uri: &Uri) -> Result<Option<Response>, ApiError> {
+    if !query.flag("redirect")? {
+        return Ok(None);
+    }
+    let node = &state.node;
+    let Some(leader) = node.leader() else { return Err(cairn_node::api::NodeError::NoLeader.into()) };
+    if leader == node.id() {
+        return Ok(None);
+    }
+    let member = node.member(leader).ok_or_else(|| ApiError::from(cairn_node::api::NodeError::NoLeader))?;
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    let location = format!("http://{}{path_and_query}", member.http);
+    let location = HeaderValue::try_from(location).map_err(|_| ApiError::from(cairn_node::api::NodeError::NoLeader))?;
+    Ok(Some((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()))
+}

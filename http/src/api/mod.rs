@@ -1,0 +1,69 @@
+//! The HTTP API: routes, strict parameter parsing, JSON bodies and error mapping.
+
+mod cluster;
+mod error;
+mod kv;
+mod query;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use cairn_node::Node;
+
+pub use error::ApiError;
+
+use crate::wire::{LEADER_HEADER, REVISION_HEADER};
+
+/// Everything a handler needs: the node it fronts.
+#[derive(Clone)]
+pub struct ApiState {
+    pub node: Node,
+}
+
+/// The full API router for `node`.
+pub fn router(node: Node) -> Router {
+    let state = ApiState { node };
+    Router::new()
+        .route("/v1/kv/", get(kv::empty_key).put(kv::empty_key).delete(kv::empty_key))
+        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/cluster/members", get(cluster::list_members).post(cluster::add_member))
+        .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
+        .route("/v1/status", get(cluster::status))
+        .route("/healthz", get(cluster::healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), cluster_headers))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+}
+
+/// Refuses every request once the node was removed, and stamps every answer with the store's
+/// revision (unless the handler already did, with the revision it read at) and the leader.
+async fn cluster_headers(State(state): State<ApiState>, request: Request<Body>, next: Next) -> Response {
+    let path = request.uri().path();
+    let exempt = path == "/healthz" || path == "/v1/status";
+    let mut response = if state.node.is_removed() && !exempt {
+        ApiError::from(cairn_node::api::NodeError::NodeRemoved).into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    if !headers.contains_key(REVISION_HEADER) {
+        headers.insert(REVISION_HEADER, HeaderValue::from(state.node.revision()));
+    }
+    if let Some(leader) = state.node.leader() {
+        headers.insert(LEADER_HEADER, HeaderValue::from(leader));
+    }
+    response
+}

@@ -1,0 +1,377 @@
+//! A client for the cairn API: it tries the nodes it knows in turn, retries what is safe to
+//! retry (every write carries this client's identity and a serial, so a retry after an unknown
+//! outcome never applies twice), and reports an unknown outcome as such, never as a success or
+//! a failure.
+
+mod transport;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use cairn_node::api::{Consistency, MemberView, Status};
+use cairn_node::rt::{self, Duration, Instant};
+use hyper::StatusCode;
+use hyper::header::{HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+pub use hyper::Method;
+pub use transport::{ExchangeError, Exchanger, Outgoing, Reply};
+
+use crate::wire::{
+    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LEADER_HEADER, MembersBody, REVISION_HEADER, RecordBody,
+    SERIAL_HEADER,
+};
+
+/// How long one attempt and a whole call may take.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// Per attempt; longer than the server's request timeout, so the server's own
+    /// `outcome_unknown` arrives before the client gives up on the exchange.
+    pub attempt_timeout: Duration,
+    /// For the whole call, across nodes and retries.
+    pub call_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { attempt_timeout: Duration::from_secs(6), call_timeout: Duration::from_secs(12) }
+    }
+}
+
+/// Which node a call goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Start with the node that answered last, fail over to the others.
+    Any,
+    /// Start with this endpoint (an index into the client's list), fail over to the others.
+    Prefer(usize),
+    /// Only this endpoint: for stale reads, where the node matters.
+    Only(usize),
+}
+
+/// Why a call failed, and so whether it may have taken effect.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ClientError {
+    /// The server refused the request; it did not take effect.
+    #[error("{code} ({status}): {message}")]
+    Rejected { status: u16, code: String, message: String },
+    /// A compare-and-swap found another revision; nothing changed. `current` is the record now.
+    #[error("revision mismatch")]
+    Mismatch { current: Option<Box<RecordBody>> },
+    /// The write may or may not have taken effect.
+    #[error("outcome unknown: {reason}")]
+    OutcomeUnknown { reason: String },
+    /// No node could be reached; the request did not take effect.
+    #[error("no node reachable: {reason}")]
+    Unavailable { reason: String },
+    /// A node answered something this client cannot read.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// True when the request certainly did not take effect.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, ClientError::OutcomeUnknown { .. } | ClientError::Protocol(_))
+    }
+
+    /// The server's error code, if a server refused the request.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Rejected { code, .. } => Some(code),
+            ClientError::Mismatch { .. } => Some("revision_mismatch"),
+            _ => None,
+        }
+    }
+}
+
+/// A successful answer and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<T> {
+    pub value: T,
+    /// The store revision the answer was produced at (`X-Cairn-Revision`).
+    pub revision: u64,
+    /// The endpoint (index into the client's list) that answered.
+    pub endpoint: usize,
+    /// The leader the answering node knew of (`X-Cairn-Leader`).
+    pub leader: Option<u64>,
+}
+
+/// A cairn client over a list of node HTTP addresses (`host:port`).
+pub struct CairnClient {
+    endpoints: Vec<String>,
+    exchanger: Exchanger,
+    options: ClientOptions,
+    preferred: AtomicUsize,
+    identity: u128,
+    serial: AtomicU64,
+}
+
+/// What a call is, for the retry policy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Changes state under this client's tag: retrying after an unknown outcome is safe.
+    TaggedWrite,
+    /// Changes state idempotently (membership).
+    IdempotentWrite,
+    Read,
+}
+
+impl CairnClient {
+    pub fn new(endpoints: Vec<String>, options: ClientOptions) -> CairnClient {
+        assert!(!endpoints.is_empty(), "a client needs at least one endpoint");
+        let identity = (u128::from(rt::random_u64()) << 64) | u128::from(rt::random_u64());
+        CairnClient {
+            endpoints,
+            exchanger: Exchanger::default(),
+            options,
+            preferred: AtomicUsize::new(0),
+            identity,
+            serial: AtomicU64::new(0),
+        }
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Sets `key` to `value`; with `prev_revision`, only if the key's mod_revision equals it
+    /// (`0`: only if absent).
+    pub async fn put(
+        &self,
+        route: Route,
+        key: &str,
+        value: Bytes,
+        prev_revision: Option<u64>,
+    ) -> Result<Answer<RecordBody>, ClientError> {
+        let path = kv_path(key, &[("prev_revision", prev_revision.map(|r| r.to_string()))]);
+        let reply = self.call(route, Kind::TaggedWrite, Method::PUT, &path, value).await?;
+        decode(reply)
+    }
+
+    pub async fn get(
+        &self,
+        route: Route,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Answer<Option<RecordBody>>, ClientError> {
+        let level = match consistency {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Stale => "stale",
+        };
+        let path = kv_path(key, &[("consistency", Some(level.to_string()))]);
+        let (reply, endpoint) = self.call(route, Kind::Read, Method::GET, &path, Bytes::new()).await?;
+        if let Some(absent) = absent(&reply, endpoint) {
+            return Ok(absent);
+        }
+        decode((reply, endpoint)).map(|answer: Answer<RecordBody>| Answer {
+            value: Some(answer.value),
+            revision: answer.revision,
+            endpoint: answer.endpoint,
+            leader: answer.leader,
+        })
+    }
+
+    pub async fn delete(
+        &self,
+        route: Route,
+        key: &str,
+        prev_revision: Option<u64>,
+    ) -> Result<Answer<DeleteBody>, ClientError> {
+        let path = kv_path(key, &[("prev_revision", prev_revision.map(|r| r.to_string()))]);
+        let reply = self.call(route, Kind::TaggedWrite, Method::DELETE, &path, Bytes::new()).await?;
+        decode(reply)
+    }
+
+    pub async fn members(&self, route: Route) -> Result<Vec<MemberView>, ClientError> {
+        let reply = self.call(route, Kind::Read, Method::GET, "/v1/cluster/members", Bytes::new()).await?;
+        decode::<MembersBody>(reply).map(|answer| answer.value.members)
+    }
+
+    pub async fn add_member(
+        &self,
+        route: Route,
+        id: u64,
+        peer: &str,
+        http: &str,
+    ) -> Result<Vec<MemberView>, ClientError> {
+        let body = AddMemberBody { id, peer: peer.to_string(), http: http.to_string() };
+        let body = Bytes::from(serde_json::to_vec(&body).expect("a member serializes"));
+        let reply = self.call(route, Kind::IdempotentWrite, Method::POST, "/v1/cluster/members", body).await?;
+        decode::<MembersBody>(reply).map(|answer| answer.value.members)
+    }
+
+    pub async fn remove_member(&self, route: Route, id: u64) -> Result<Vec<MemberView>, ClientError> {
+        let path = format!("/v1/cluster/members/{id}");
+        let reply = self.call(route, Kind::IdempotentWrite, Method::DELETE, &path, Bytes::new()).await?;
+        decode::<MembersBody>(reply).map(|answer| answer.value.members)
+    }
+
+    pub async fn status(&self, route: Route) -> Result<Answer<Status>, ClientError> {
+        let reply = self.call(route, Kind::Read, Method::GET, "/v1/status", Bytes::new()).await?;
+        decode(reply)
+    }
+
+    /// Sends one logical request, trying endpoints in turn until one gives a definite answer or
+    /// the call's time runs out.
+    async fn call(
+        &self,
+        route: Route,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(Reply, usize), ClientError> {
+        let deadline = Instant::now() + self.options.call_timeout;
+        let tag = (kind == Kind::TaggedWrite).then(|| self.serial.fetch_add(1, Ordering::Relaxed) + 1);
+        let order = self.order(route);
+        let mut maybe_applied: Option<String> = None;
+        let mut last_refusal = String::from("no endpoint tried");
+        for attempt in 0.. {
+            let endpoint = order[attempt % order.len()];
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() || (attempt >= order.len() && route_is_only(route)) {
+                break;
+            }
+            if attempt > 0 && attempt % order.len() == 0 {
+                rt::sleep(Duration::from_millis(100).min(remaining)).await;
+            }
+            let outgoing = Outgoing {
+                method: method.clone(),
+                path_and_query: path,
+                headers: self.tag_headers(tag),
+                body: body.clone(),
+            };
+            let timeout = self.options.attempt_timeout.min(remaining);
+            match self.exchanger.send(&self.endpoints[endpoint], outgoing, timeout).await {
+                Ok(reply) => match classify(&reply) {
+                    Verdict::Answer => {
+                        self.preferred.store(endpoint, Ordering::Relaxed);
+                        return Ok((reply, endpoint));
+                    }
+                    Verdict::Unknown(reason) => maybe_applied = Some(reason),
+                    Verdict::TryElsewhere(reason) => last_refusal = reason,
+                },
+                Err(error) if error.never_sent() || kind == Kind::Read => last_refusal = error.to_string(),
+                Err(error) => maybe_applied = Some(error.to_string()),
+            }
+            if maybe_applied.is_some() && kind == Kind::TaggedWrite && tag.is_none() {
+                break;
+            }
+        }
+        Err(match maybe_applied {
+            Some(reason) if kind != Kind::Read => ClientError::OutcomeUnknown { reason },
+            _ => ClientError::Unavailable { reason: last_refusal },
+        })
+    }
+
+    fn order(&self, route: Route) -> Vec<usize> {
+        let count = self.endpoints.len();
+        let first = match route {
+            Route::Any => self.preferred.load(Ordering::Relaxed),
+            Route::Prefer(index) | Route::Only(index) => index,
+        } % count;
+        match route {
+            Route::Only(_) => vec![first],
+            _ => (0..count).map(|offset| (first + offset) % count).collect(),
+        }
+    }
+
+    fn tag_headers(&self, serial: Option<u64>) -> Vec<(HeaderName, HeaderValue)> {
+        let Some(serial) = serial else { return Vec::new() };
+        vec![
+            (
+                HeaderName::from_static(CLIENT_HEADER),
+                HeaderValue::from_str(&format!("{:032x}", self.identity)).expect("hex is a valid header"),
+            ),
+            (HeaderName::from_static(SERIAL_HEADER), HeaderValue::from(serial)),
+        ]
+    }
+}
+
+fn route_is_only(route: Route) -> bool {
+    matches!(route, Route::Only(_))
+}
+
+/// How the client reads one node's answer.
+enum Verdict {
+    /// A definite answer (success or a refusal that another node would repeat).
+    Answer,
+    /// The node may have applied the request: `504`.
+    Unknown(String),
+    /// This node cannot help now (no leader, removed, not joined): ask another.
+    TryElsewhere(String),
+}
+
+fn classify(reply: &Reply) -> Verdict {
+    let code = || serde_json::from_slice::<ErrorBody>(&reply.body).map(|body| body.error.code).unwrap_or_default();
+    match reply.status {
+        StatusCode::GATEWAY_TIMEOUT => Verdict::Unknown(format!("{} {}", reply.status, code())),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::GONE => {
+            Verdict::TryElsewhere(format!("{} {}", reply.status, code()))
+        }
+        _ => Verdict::Answer,
+    }
+}
+
+/// Decodes a definite answer: a 2xx body, or the matching [`ClientError`].
+fn decode<T: DeserializeOwned>((reply, endpoint): (Reply, usize)) -> Result<Answer<T>, ClientError> {
+    let revision = reply.header(REVISION_HEADER).and_then(|value| value.parse().ok()).unwrap_or(0);
+    let leader = reply.header(LEADER_HEADER).and_then(|value| value.parse().ok());
+    if reply.status.is_success() {
+        let value = serde_json::from_slice(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        return Ok(Answer { value, revision, endpoint, leader });
+    }
+    let error: ErrorBody = serde_json::from_slice(&reply.body)
+        .map_err(|_| ClientError::Protocol(format!("{} with a body that is not an error", reply.status)))?;
+    if error.error.code == "revision_mismatch" {
+        return Err(ClientError::Mismatch { current: error.current.flatten().map(Box::new) });
+    }
+    Err(ClientError::Rejected { status: reply.status.as_u16(), code: error.error.code, message: error.error.message })
+}
+
+/// Turns a 404 `key_not_found` into the answer "absent".
+fn absent(reply: &Reply, endpoint: usize) -> Option<Answer<Option<RecordBody>>> {
+    if reply.status != StatusCode::NOT_FOUND {
+        return None;
+    }
+    let body: ErrorBody = serde_json::from_slice(&reply.body).ok()?;
+    (body.error.code == "key_not_found").then(|| Answer {
+        value: None,
+        revision: reply.header(REVISION_HEADER).and_then(|value| value.parse().ok()).unwrap_or(0),
+        endpoint,
+        leader: reply.header(LEADER_HEADER).and_then(|value| value.parse().ok()),
+    })
+}
+
+fn kv_path(key: &str, params: &[(&str, Option<String>)]) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(key, KEY_ESCAPES);
+    let mut path = format!("/v1/kv/{encoded}");
+    let mut separator = '?';
+    for (name, value) in params {
+        if let Some(value) = value {
+            path.push(separator);
+            path.push_str(name);
+            path.push('=');
+            path.push_str(value);
+            separator = '&';
+        }
+    }
+    path
+}
+
+/// Characters escaped in a key's path segment: controls, space and URL delimiters except `/`,
+/// which keys may contain and the server keeps as part of the key.
+const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');

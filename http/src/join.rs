@@ -1,0 +1,47 @@
+//! `--join`: ask any member to add this node, until it is a voter. The request goes to whichever
+//! member answers; that member hands it to the leader, which adds this node as a learner and
+//! promotes it once it has caught up. Joining is idempotent by id, so a restarted node that is
+//! still a learner simply asks again, and a voter never asks.
+
+use cairn_node::Node;
+use cairn_node::api::Role;
+use cairn_node::rt::{self, Duration};
+
+use crate::client::{CairnClient, ClientError, ClientOptions, Route};
+
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(200);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Runs until this node is a voter, or a member refuses it for good (its id was retired or is
+/// taken by other addresses), which is logged as an error.
+pub async fn join_cluster(node: Node, seeds: Vec<String>) {
+    let member = node.config().member.clone();
+    let client = CairnClient::new(
+        seeds,
+        ClientOptions { attempt_timeout: Duration::from_secs(20), call_timeout: Duration::from_secs(30) },
+    );
+    let mut pause = RETRY_PAUSE_MIN;
+    while !is_voter(&node) {
+        match client.add_member(Route::Any, node.id(), &member.peer, &member.http).await {
+            Ok(_) => {
+                tracing::info!(id = node.id(), "joined the cluster");
+                pause = RETRY_PAUSE_MIN;
+            }
+            Err(ClientError::Rejected { code, message, .. })
+                if matches!(code.as_str(), "member_id_retired" | "member_conflict") =>
+            {
+                tracing::error!(id = node.id(), %code, %message, "the cluster refused this node; not joining");
+                return;
+            }
+            Err(error) => tracing::warn!(id = node.id(), %error, "join attempt failed; retrying"),
+        }
+        rt::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_PAUSE_MAX);
+    }
+}
+
+fn is_voter(node: &Node) -> bool {
+    let id = node.id();
+    matches!(node.status().role, Role::Leader | Role::Follower | Role::Candidate)
+        && node.members().iter().any(|member| member.id == id && member.voter)
+}

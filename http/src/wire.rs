@@ -1,0 +1,136 @@
+//! The JSON bodies of the API, shared by the server (which writes them) and the client (which
+//! reads them), so both sides agree by construction.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use cairn_node::api::MemberView;
+use cairn_node::record::Record;
+use serde::{Deserialize, Serialize};
+
+/// A record as the API shows it. Values that are valid UTF-8 are plain JSON strings; others are
+/// base64 with `"value_encoding":"base64"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBody {
+    pub key: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_encoding: Option<String>,
+    /// The store's revision when this answer was produced.
+    pub revision: u64,
+    pub create_revision: u64,
+    pub mod_revision: u64,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RecordBody {
+    pub fn new(record: &Record, revision: u64) -> RecordBody {
+        let (value, value_encoding) = match std::str::from_utf8(&record.value) {
+            Ok(text) => (text.to_string(), None),
+            Err(_) => (BASE64.encode(&record.value), Some("base64".to_string())),
+        };
+        RecordBody {
+            key: record.key.to_string(),
+            value,
+            value_encoding,
+            revision,
+            create_revision: record.create_revision,
+            mod_revision: record.mod_revision,
+            version: record.version,
+            labels: record.labels.clone(),
+        }
+    }
+
+    /// The value's bytes, decoding base64 when the body says so.
+    pub fn value_bytes(&self) -> Result<Bytes, String> {
+        match self.value_encoding.as_deref() {
+            None => Ok(Bytes::copy_from_slice(self.value.as_bytes())),
+            Some("base64") => BASE64.decode(&self.value).map(Bytes::from).map_err(|e| e.to_string()),
+            Some(other) => Err(format!("unknown value encoding {other:?}")),
+        }
+    }
+}
+
+/// The answer to a delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteBody {
+    pub deleted: bool,
+    pub revision: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersBody {
+    pub members: Vec<MemberView>,
+}
+
+/// A request to add a member (what `--join` sends).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberBody {
+    pub id: u64,
+    pub peer: String,
+    pub http: String,
+}
+
+/// An error answer's body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// The current record, on a failed compare-and-swap (`null` if the key is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Option<RecordBody>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Header carrying the store revision an answer was produced at.
+pub const REVISION_HEADER: &str = "x-cairn-revision";
+/// Header carrying the id of the leader the answering node knows of.
+pub const LEADER_HEADER: &str = "x-cairn-leader";
+/// Request headers naming the client and its request serial, for safe retries of writes.
+pub const CLIENT_HEADER: &str = "x-cairn-client";
+pub const SERIAL_HEADER: &str = "x-cairn-serial";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: &[u8]) -> Record {
+        Record {
+            key: "k".into(),
+            value: Bytes::copy_from_slice(value),
+            create_revision: 1,
+            mod_revision: 2,
+            version: 2,
+            labels: BTreeMap::new(),
+            create_time_ms: 0,
+            update_time_ms: 0,
+        }
+    }
+
+    #[test]
+    fn text_values_are_plain_strings() {
+        let body = RecordBody::new(&record(b"hello"), 9);
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["value"], "hello");
+        assert!(json.get("value_encoding").is_none());
+        assert_eq!(json["revision"], 9);
+        assert_eq!(body.value_bytes().unwrap(), "hello");
+    }
+
+    #[test]
+    fn binary_values_are_base64_and_round_trip() {
+        let body = RecordBody::new(&record(&[0xff, 0x00, 0xfe]), 9);
+        assert_eq!(body.value_encoding.as_deref(), Some("base64"));
+        let parsed: RecordBody = serde_json::from_str(&serde_json::to_string(&body).unwrap()).unwrap();
+        assert_eq!(parsed.value_bytes().unwrap().as_ref(), &[0xff, 0x00, 0xfe]);
+    }
+}

@@ -1,0 +1,119 @@
+//! What a node offers its clients (the HTTP actor, and peers forwarding to the leader): read
+//! consistency levels, results, errors, and views of the cluster.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::command::{NodeId, Request, Response};
+use crate::raft::Member;
+use crate::record::{Key, Record};
+
+/// How a read is ordered with respect to writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// ReadIndex: the leader confirms its leadership with a quorum after the read arrives.
+    Linearizable,
+    /// The leader answers within its lease, without a quorum round; linearizable as long as
+    /// clocks advance at the same rate.
+    Lease,
+    /// Served by the asked node's state machine as it is, even with no leader.
+    Stale,
+}
+
+/// A read's answer: the record (if present) and the store revision it was read at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadResult {
+    pub record: Option<Record>,
+    pub revision: u64,
+}
+
+/// One member as the cluster API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub peer: String,
+    pub http: String,
+    pub voter: bool,
+    pub leader: bool,
+}
+
+/// A node's own view of its raft state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub revision: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    /// Not (yet) part of a cluster: waiting to join or to be initialized.
+    Detached,
+    /// Removed from the cluster; it no longer serves.
+    Removed,
+    Shutdown,
+}
+
+/// Why a node could not answer. Each variant states whether the request may have taken effect.
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeError {
+    /// No leader could be reached before the deadline; the request did not take effect.
+    #[error("no leader is reachable")]
+    NoLeader,
+    /// The request may or may not have taken effect (a timeout or a leader change after it
+    /// was proposed). Retrying with the same client tag is safe.
+    #[error("the outcome is unknown: {reason}")]
+    OutcomeUnknown { reason: String },
+    /// A read or cluster query did not complete before its deadline; it changed nothing.
+    #[error("the request timed out")]
+    Timeout,
+    /// This node was removed from the cluster and no longer serves.
+    #[error("this node was removed from the cluster")]
+    NodeRemoved,
+    /// This node is not part of a cluster yet (it is joining or waiting for bootstrap).
+    #[error("this node has not joined a cluster yet")]
+    NotJoined,
+    #[error("this node is shutting down")]
+    ShuttingDown,
+    /// The member id belonged to a removed node; ids are never reused.
+    #[error("node id {id} was removed from the cluster and cannot be reused")]
+    MemberRetired { id: NodeId },
+    /// The member id is in use with different addresses.
+    #[error("node id {id} is already a member with other addresses")]
+    MemberConflict { id: NodeId },
+    /// No member has this id.
+    #[error("node {id} is not a member")]
+    MemberNotFound { id: NodeId },
+    /// The membership change is not allowed (for example, it would remove the last voter).
+    #[error("membership change refused: {reason}")]
+    MembershipRefused { reason: String },
+    /// A bug or a storage failure; the node stops serving writes.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+/// A client request a follower hands to the leader over the peer transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Forward {
+    Write(Request),
+    Read { key: Key, consistency: Consistency },
+    AddMember { id: NodeId, member: Member },
+    RemoveMember { id: NodeId },
+}
+
+/// The leader's answer to a [`Forward`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written(Response),
+    Read(ReadResult),
+    Members(Vec<MemberView>),
+}

@@ -1,0 +1,57 @@
+//! Deliberate bugs that prove the checkers bite.
+//!
+//! Test harnesses switch these on to show that the chaos checkers catch what they claim to catch.
+//! They exist only in the simulator and in debug builds; in a release build [`InjectedBugs`] has
+//! no fields and every query is the constant `false`, so no flag can reach them.
+
+/// Which deliberate bugs this node runs with. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectedBugs {
+    /// Serve `linearizable` reads from the local state machine without ReadIndex.
+    #[cfg(any(madsim, debug_assertions))]
+    pub local_linearizable_reads: bool,
+    /// Report appended log entries durable before they are fsynced.
+    #[cfg(any(madsim, debug_assertions))]
+    pub ack_before_fsync: bool,
+    /// Apply retried client requests again instead of answering from the session table.
+    #[cfg(any(madsim, debug_assertions))]
+    pub skip_dedup: bool,
+}
+
+impl InjectedBugs {
+    /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`.
+    #[cfg(any(madsim, debug_assertions))]
+    pub fn parse(list: &str) -> Result<InjectedBugs, String> {
+        let mut bugs = InjectedBugs::default();
+        for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            match name {
+                "local-reads" => bugs.local_linearizable_reads = true,
+                "early-ack" => bugs.ack_before_fsync = true,
+                "skip-dedup" => bugs.skip_dedup = true,
+                other => return Err(format!("unknown bug {other:?}")),
+            }
+        }
+        Ok(bugs)
+    }
+
+    pub fn local_linearizable_reads(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.local_linearizable_reads;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn ack_before_fsync(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.ack_before_fsync;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn skip_dedup(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.skip_dedup;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+}

@@ -1,0 +1,117 @@
+//! What clients ask of the replicated store, as it travels through the raft log, and what the
+//! store answers once the entry is applied.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Key, Labels, Record};
+
+/// A node's id in the raft membership. Never reused after the node is removed.
+pub type NodeId = u64;
+
+/// The identity of a client request, so that a retry of the same request applies at most once.
+///
+/// A client numbers its requests with increasing serials and repeats the same tag when it
+/// retries; the store remembers the last serial and response per client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientTag {
+    pub client: u128,
+    pub serial: u64,
+}
+
+/// A condition on the key's current `mod_revision`; `0` means the key must be absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precondition {
+    Always,
+    ModRevision(u64),
+}
+
+/// A log entry's application payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Dedup identity; `None` for internal commands that are never retried.
+    pub tag: Option<ClientTag>,
+    /// The proposing node's clock (Unix milliseconds); the state machine never reads a clock.
+    pub proposed_at_ms: u64,
+    pub command: Command,
+}
+
+/// A state-machine command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets a key's value; labels are replaced when given and kept otherwise.
+    Put {
+        key: Key,
+        value: Bytes,
+        labels: Option<Labels>,
+        expect: Precondition,
+    },
+    Delete {
+        key: Key,
+        expect: Precondition,
+    },
+    /// Records that a node id left the cluster for good, so it is never admitted again.
+    RetireNode {
+        id: NodeId,
+    },
+}
+
+/// The store's answer to one applied [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The put was applied; `record` is the new state and `revision` the store revision after it.
+    Put {
+        record: Record,
+        revision: u64,
+    },
+    /// The delete was applied; `deleted` holds the removed record, `None` if the key was absent
+    /// (then nothing changed and `revision` is the unchanged store revision).
+    Delete {
+        deleted: Option<Record>,
+        revision: u64,
+    },
+    /// The precondition failed; nothing changed.
+    Mismatch {
+        current: Option<Record>,
+        revision: u64,
+    },
+    Retired {
+        id: NodeId,
+    },
+    /// The answer to a log entry that carries no request (a leader's blank entry, a membership
+    /// change); raft still waits for one.
+    Noop {
+        revision: u64,
+    },
+    /// A retry whose client has since completed a newer request; it was not applied, and its
+    /// original outcome is no longer remembered.
+    Superseded {
+        revision: u64,
+    },
+}
+
+impl Response {
+    /// The store revision this response reports.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Response::Put { revision, .. }
+            | Response::Delete { revision, .. }
+            | Response::Mismatch { revision, .. }
+            | Response::Noop { revision }
+            | Response::Superseded { revision } => *revision,
+            Response::Retired { .. } => 0,
+        }
+    }
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.command {
+            Command::Put { key, value, .. } => write!(f, "put {key} ({} bytes)", value.len()),
+            Command::Delete { key, .. } => write!(f, "delete {key}"),
+            Command::RetireNode { id } => write!(f, "retire node {id}"),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! A node's configuration, validated before anything starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::bugs::InjectedBugs;
+use crate::command::NodeId;
+use crate::raft::Member;
+use crate::rt::Duration;
+
+/// How a node with an empty data directory becomes part of a cluster. Ignored when the data
+/// directory already holds a raft log: the node simply rejoins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Start a new single-node cluster.
+    Single,
+    /// Ask a member (any of these HTTP addresses) to add this node; done by the HTTP layer.
+    Join(Vec<String>),
+    /// Every listed node starts with the same list and the cluster forms without joins.
+    InitialCluster(BTreeMap<NodeId, Member>),
+}
+
+/// Raft's timing. Heartbeats must arrive well within the election timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTimings {
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(800),
+        }
+    }
+}
+
+/// Request size limits; the HTTP layer enforces them, the node re-checks what it stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Keys are 1..=this many bytes of UTF-8.
+    pub key_bytes_max: usize,
+    pub value_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { key_bytes_max: 4 * 1024, value_bytes_max: 1024 * 1024 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// The addresses this node listens on and advertises to the cluster.
+    pub member: Member,
+    pub data_dir: PathBuf,
+    pub bootstrap: Bootstrap,
+    pub timings: RaftTimings,
+    pub limits: Limits,
+    /// How long a client request may take before it is answered with a timeout (or, for a
+    /// write that may have been proposed, `outcome_unknown`).
+    pub request_timeout: Duration,
+    /// Log entries between snapshots; the log is purged behind each snapshot.
+    pub snapshot_every: u64,
+    /// Clients whose last request is remembered for deduplication.
+    pub session_capacity: usize,
+    pub bugs: InjectedBugs,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for everything but identity, addresses and data.
+    pub fn new(id: NodeId, member: Member, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            id,
+            member,
+            data_dir,
+            bootstrap: Bootstrap::Single,
+            timings: RaftTimings::default(),
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(5),
+            snapshot_every: 10_000,
+            session_capacity: 100_000,
+            bugs: InjectedBugs::default(),
+        }
+    }
+
+    pub fn validate(self) -> Result<NodeConfig, ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        let t = self.timings;
+        if t.heartbeat.is_zero() || t.heartbeat * 3 > t.election_timeout_min {
+            return Err(ConfigError::Timings("the heartbeat must be at most a third of the minimum election timeout"));
+        }
+        if t.election_timeout_min >= t.election_timeout_max {
+            return Err(ConfigError::Timings("the election timeout range must not be empty"));
+        }
+        if self.request_timeout < t.election_timeout_max {
+            return Err(ConfigError::Timings("the request timeout must cover at least one election"));
+        }
+        if self.snapshot_every == 0 || self.session_capacity == 0 {
+            return Err(ConfigError::Zero("snapshot_every and session_capacity"));
+        }
+        if self.limits.key_bytes_max == 0 || self.limits.value_bytes_max == 0 {
+            return Err(ConfigError::Zero("key and value limits"));
+        }
+        if let Bootstrap::InitialCluster(members) = &self.bootstrap {
+            match members.get(&self.id) {
+                Some(listed) if *listed == self.member => {}
+                Some(_) => return Err(ConfigError::InitialCluster("this node is listed with other addresses")),
+                None => return Err(ConfigError::InitialCluster("this node's id is not listed")),
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// A configuration that cannot work; nothing was started.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("node id 0 is reserved; use 1 or more")]
+    ZeroId,
+    #[error("raft timings: {0}")]
+    Timings(&'static str),
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    #[error("initial cluster: {0}")]
+    InitialCluster(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NodeConfig {
+        let member = Member { peer: "127.0.0.1:7701".into(), http: "127.0.0.1:7700".into() };
+        NodeConfig::new(1, member, PathBuf::from("data"))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn a_heartbeat_too_close_to_the_election_timeout_is_refused() {
+        let mut config = config();
+        config.timings.heartbeat = Duration::from_millis(300);
+        assert!(matches!(config.validate(), Err(ConfigError::Timings(_))));
+    }
+
+    #[test]
+    fn an_initial_cluster_must_list_this_node_with_its_addresses() {
+        let mut config = config();
+        let other = Member { peer: "127.0.0.1:1".into(), http: "127.0.0.1:2".into() };
+        config.bootstrap = Bootstrap::InitialCluster(BTreeMap::from([(1, other)]));
+        assert!(matches!(config.validate(), Err(ConfigError::InitialCluster(_))));
+    }
+}

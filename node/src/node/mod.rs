@@ -1,0 +1,289 @@
+//! A running node: wires the raft, store and storage actors and the peer transport together,
+//! and offers clients (the HTTP actor, peers forwarding to the leader) one typed API.
+//!
+//! Writes and non-stale reads are served by the leader; a follower forwards them over the
+//! peer transport. Every client write carries a [`ClientTag`], so the node can retry it after
+//! a leader change without ever applying it twice.
+
+mod leader;
+mod membership;
+mod peer_handler;
+mod read;
+mod snapshot_receiver;
+mod write;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::api::{MemberView, NodeError, Role, Status};
+use crate::command::{ClientTag, NodeId};
+use crate::config::{Bootstrap, ConfigError, NodeConfig};
+use crate::raft::log_store::{CommitDurability, LogStore};
+use crate::raft::network::{Network, Peers};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{Member, RaftMetrics, TypeConfig};
+use crate::rt::{self, Duration, watch};
+use crate::storage::Disk;
+use crate::store::snapshot::SnapshotFiles;
+use crate::store::{StoreHandle, StoreProgress};
+use crate::transport;
+
+use self::peer_handler::NodePeerHandler;
+use self::snapshot_receiver::SnapshotReceiver;
+
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// A cairn node. Cheap to clone; all clones drive the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    raft: Raft,
+    store: StoreHandle,
+    peers: Arc<Peers>,
+    durability: CommitDurability,
+    /// Set once this node learns it was removed; it then refuses every request.
+    removed: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Why a node could not start. Nothing keeps running after this error.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("storage in {dir}: {source}")]
+    Storage { dir: PathBuf, source: std::io::Error },
+    #[error("cannot listen for peers on {address}: {source}")]
+    Listen { address: String, source: std::io::Error },
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+impl Node {
+    /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
+    /// bootstraps a new cluster if the configuration asks for it and the log is empty.
+    pub async fn start(
+        config: NodeConfig,
+        disk: Arc<dyn Disk>,
+        peer_listener: TcpListener,
+    ) -> Result<Node, StartError> {
+        let config = config.validate()?;
+        let storage_error = |source| StartError::Storage { dir: config.data_dir.clone(), source };
+        let log_store =
+            LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs).await.map_err(storage_error)?;
+        let durability = log_store.durability();
+        let snapshots = Arc::new(SnapshotFiles::open(disk, config.data_dir.join("snapshots")).map_err(storage_error)?);
+        let store = StoreHandle::spawn(config.id, config.session_capacity, config.bugs);
+        let peers = Arc::new(Peers::new(config.id));
+        let network = Network::new(peers.clone(), snapshots.clone());
+        let state_machine = StateMachine::new(store.clone(), snapshots.clone());
+        let raft_config = Arc::new(raft_config(&config)?);
+        let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let node = Node {
+            inner: Arc::new(Inner {
+                config,
+                raft,
+                store,
+                peers,
+                durability,
+                removed: AtomicBool::new(false),
+                shutdown,
+            }),
+        };
+        let handler = Arc::new(NodePeerHandler::new(node.clone(), SnapshotReceiver::new(snapshots)));
+        rt::spawn(transport::serve(peer_listener, handler, shutdown_signal));
+        node.bootstrap().await?;
+        rt::spawn(node.clone().watch_removal());
+        rt::spawn(node.clone().finish_joint_configurations());
+        tracing::info!(id = node.id(), peer = %node.inner.config.member.peer, "node started");
+        Ok(node)
+    }
+
+    async fn bootstrap(&self) -> Result<(), StartError> {
+        let raft = &self.inner.raft;
+        if raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+            tracing::info!("existing raft state found; rejoining the cluster");
+            return Ok(());
+        }
+        let members = match &self.inner.config.bootstrap {
+            Bootstrap::Single => [(self.id(), self.inner.config.member.clone())].into_iter().collect(),
+            Bootstrap::InitialCluster(members) => members.clone(),
+            Bootstrap::Join(_) => return Ok(()),
+        };
+        match raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {
+                tracing::info!("another member initialized the cluster first");
+                Ok(())
+            }
+            Err(error) => Err(StartError::Raft(error.to_string())),
+        }
+    }
+
+    /// Watches for this node's retirement; a removed node stops raft and refuses requests.
+    async fn watch_removal(self) {
+        let mut progress = self.inner.store.watch_progress();
+        if progress.wait_for(|p| p.self_retired).await.is_err() {
+            return;
+        }
+        self.inner.removed.store(true, Ordering::Release);
+        tracing::error!(id = self.id(), "this node was removed from the cluster; it no longer serves");
+        if let Err(error) = self.inner.raft.shutdown().await {
+            tracing::warn!(%error, "stopping raft after removal");
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.config.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// The store's revision right now (for `X-Cairn-Revision`).
+    pub fn revision(&self) -> u64 {
+        self.inner.store.progress().revision
+    }
+
+    pub fn store_progress(&self) -> watch::Receiver<StoreProgress> {
+        self.inner.store.watch_progress()
+    }
+
+    fn metrics(&self) -> RaftMetrics {
+        self.inner.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The leader this node currently knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// A member's addresses, as recorded in the membership.
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.membership_config.membership().get_node(&id).cloned()
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.inner.removed.load(Ordering::Acquire)
+    }
+
+    fn ensure_serving(&self) -> Result<(), NodeError> {
+        if self.is_removed() {
+            return Err(NodeError::NodeRemoved);
+        }
+        if *self.inner.shutdown.borrow() {
+            return Err(NodeError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> Status {
+        let metrics = self.metrics();
+        let progress = self.inner.store.progress();
+        Status {
+            id: self.id(),
+            role: self.role(&metrics),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            commit_index: metrics.local_committed.as_ref().map_or(0, |id| id.index),
+            applied_index: progress.applied_index,
+            revision: progress.revision,
+        }
+    }
+
+    fn role(&self, metrics: &RaftMetrics) -> Role {
+        if self.is_removed() {
+            return Role::Removed;
+        }
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&self.id()).is_none() {
+            return Role::Detached;
+        }
+        match metrics.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Follower => Role::Follower,
+            ServerState::Shutdown => Role::Shutdown,
+        }
+    }
+
+    /// The membership as this node knows it, voters first, then learners, each by id.
+    pub fn members(&self) -> Vec<MemberView> {
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut members: Vec<MemberView> = membership
+            .nodes()
+            .map(|(id, member)| MemberView {
+                id: *id,
+                peer: member.peer.clone(),
+                http: member.http.clone(),
+                voter: voters.contains(id),
+                leader: metrics.current_leader == Some(*id),
+            })
+            .collect();
+        members.sort_by_key(|m| (!m.voter, m.id));
+        members
+    }
+
+    /// A fresh identity for a request whose client gave none.
+    pub fn fresh_tag() -> ClientTag {
+        let client = (u128::from(rt::random_u64()) << 64) | u128::from(rt::random_u64());
+        ClientTag { client, serial: 1 }
+    }
+
+    /// Stops serving: refuses new requests, stops raft and the peer listener.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_if_modified(|stop| !std::mem::replace(stop, true));
+        if let Err(error) = self.inner.raft.shutdown().await {
+            tracing::warn!(%error, "raft shutdown");
+        }
+    }
+
+    /// Waits until this node's raft state changes, or `timeout` passes. Once raft has stopped
+    /// nothing changes any more, so it sleeps the whole `timeout` rather than return at once.
+    async fn wait_for_change(&self, timeout: Duration) {
+        let mut metrics = self.inner.raft.metrics();
+        // openraft hands out clones of one receiver that never marked anything seen.
+        drop(metrics.borrow_and_update());
+        let deadline = rt::Instant::now() + timeout;
+        if let Ok(Err(_closed)) = rt::timeout(timeout, metrics.changed()).await {
+            rt::sleep_until(deadline).await;
+        }
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
+    let timings = config.timings;
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let raft_config = openraft::Config {
+        cluster_name: "cairn".to_string(),
+        heartbeat_interval: millis(timings.heartbeat),
+        election_timeout_min: millis(timings.election_timeout_min),
+        election_timeout_max: millis(timings.election_timeout_max),
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: 1_000,
+        replication_lag_threshold: config.snapshot_every * 2,
+        enable_pre_vote: Some(true),
+        ..openraft::Config::default()
+    };
+    raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))
+}

@@ -1,0 +1,45 @@
+//! The write path. Every client write carries a client tag, so it can be retried across
+//! leader changes (see [`super::leader`]) and still apply at most once.
+
+use openraft::error::{ClientWriteError, RaftError};
+
+use super::Node;
+use super::leader::Attempt;
+use crate::api::{Forward, ForwardReply, NodeError};
+use crate::command::{ClientTag, Command, Request, Response};
+
+impl Node {
+    /// Applies `command` through raft under `tag` (a fresh one if `None`) and returns the store's
+    /// response. Fails with [`NodeError::OutcomeUnknown`] only when an attempt may have been
+    /// proposed; every other error means the command was not applied.
+    pub async fn write(&self, command: Command, tag: Option<ClientTag>) -> Result<Response, NodeError> {
+        self.ensure_serving()?;
+        let tag = Some(tag.unwrap_or_else(Node::fresh_tag));
+        let request = Request { tag, proposed_at_ms: unix_time_ms(), command };
+        match self.run_on_leader(Forward::Write(request)).await? {
+            ForwardReply::Written(response) => Ok(response),
+            other => Err(NodeError::Internal { message: format!("a write was answered with {other:?}") }),
+        }
+    }
+
+    /// One proposal on this node as leader.
+    pub(super) async fn propose(&self, request: Request) -> Result<Response, Attempt> {
+        match self.inner.raft.client_write(request).await {
+            Ok(written) => Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Attempt::Retry),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(Attempt::Unknown("the proposal was discarded by a leader change".into()))
+            }
+            Err(RaftError::APIError(other)) => Err(Attempt::Failed(NodeError::Internal { message: other.to_string() })),
+            Err(RaftError::Fatal(fatal)) => Err(Attempt::Unknown(format!("raft stopped: {fatal}"))),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch on this node's clock (virtual under the simulator). Used
+/// only to stamp proposals; the state machine never reads a clock itself.
+pub fn unix_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}

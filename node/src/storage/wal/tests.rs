@@ -1,0 +1,355 @@
+//! WAL behaviour on both disks: appends, reads, truncation, purge, meta and committed markers,
+//! and recovery from torn, garbled and corrupted files.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::format::SEGMENT_HEADER_BYTES;
+use super::meta::{META_FILE_NAME, META_SLOT_BYTES};
+use super::{Recovered, Wal, WalError, WalOptions};
+use crate::storage::{Disk, FsDisk, SimDisk};
+
+/// A disk and a WAL directory on it; the temporary directory is removed on drop.
+struct Fixture {
+    name: &'static str,
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// The same test on the simulated disk and on the real filesystem.
+fn fixtures() -> Vec<Fixture> {
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    vec![
+        Fixture { name: "SimDisk", disk: Arc::new(SimDisk::new(1)), dir: PathBuf::from("/node/wal"), _temp: None },
+        Fixture { name: "FsDisk", disk: Arc::new(FsDisk::new()), dir: temp.path().join("wal"), _temp: Some(temp) },
+    ]
+}
+
+/// Segments small enough that a few dozen entries span several, and a cache that holds
+/// almost nothing, so reads exercise the disk path.
+fn small_options() -> WalOptions {
+    WalOptions { segment_bytes_max: 512, cache_bytes_max: 256, ..WalOptions::default() }
+}
+
+fn payload(index: u64, generation: u32) -> Bytes {
+    Bytes::from(format!("entry {index} generation {generation} {}", "x".repeat((index % 7) as usize * 10)))
+}
+
+impl Fixture {
+    async fn open(&self) -> Result<(Wal, Recovered), WalError> {
+        Wal::open(self.disk.clone(), self.dir.clone(), small_options()).await
+    }
+
+    fn segments(&self) -> Vec<PathBuf> {
+        let names = self.disk.list(&self.dir).unwrap();
+        names.into_iter().filter(|name| name.ends_with(".wal")).map(|name| self.dir.join(name)).collect()
+    }
+}
+
+/// Appends `indices` (generation `generation`) in batches of four, waiting until each is
+/// durable: one batch never spans segments, so this is what makes segments roll.
+async fn append_durably(wal: &Wal, indices: std::ops::Range<u64>, generation: u32) -> io::Result<()> {
+    let indices: Vec<u64> = indices.collect();
+    for chunk in indices.chunks(4) {
+        let entries = chunk.iter().map(|&index| (index, payload(index, generation))).collect();
+        let (done, durable) = oneshot::channel();
+        wal.append(entries, Box::new(move |result| done.send(result).unwrap())).await?;
+        durable.await.unwrap()?;
+    }
+    Ok(())
+}
+
+async fn assert_log(wal: &Wal, indices: std::ops::Range<u64>, generation_of: impl Fn(u64) -> u32) {
+    let entries = wal.read(0..u64::MAX).await.unwrap();
+    let expected: Vec<_> = indices.map(|index| (index, payload(index, generation_of(index)))).collect();
+    assert_eq!(entries, expected);
+}
+
+// Goal: the basic contract. Method: append across several segments, read back from cache and
+// disk, shut down, reopen, and read everything back identically.
+#[tokio::test]
+async fn appended_entries_are_readable_at_once_and_after_reopen() {
+    for fixture in fixtures() {
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert_eq!((recovered.first_index, recovered.last_index, recovered.meta), (None, None, None));
+        let (done, durable) = oneshot::channel();
+        let entries = (0..30).map(|index| (index, payload(index, 0))).collect();
+        wal.append(entries, Box::new(move |result| done.send(result).unwrap())).await.unwrap();
+        assert_eq!(wal.read(10..12).await.unwrap(), vec![(10, payload(10, 0)), (11, payload(11, 0))]);
+        durable.await.unwrap().unwrap();
+        append_durably(&wal, 30..40, 0).await.unwrap();
+        assert_log(&wal, 0..40, |_| 0).await;
+        assert!(fixture.segments().len() > 2, "{}: segments did not roll", fixture.name);
+        wal.shutdown().await.unwrap();
+        assert!(wal.read(0..1).await.is_err(), "a shut-down WAL refuses reads");
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert_eq!((recovered.first_index, recovered.last_index), (Some(0), Some(39)), "{}", fixture.name);
+        assert_eq!(recovered.truncated_tail, None);
+        assert_log(&wal, 0..40, |_| 0).await;
+        append_durably(&wal, 40..41, 0).await.unwrap();
+    }
+}
+
+// Goal: group commit. Method: enqueue 100 appends without yielding to the writer; they must
+// be written with far fewer syncs than appends (one per batch, plus a segment header's).
+#[tokio::test]
+async fn queued_appends_share_one_fdatasync() {
+    let disk = Arc::new(SimDisk::new(3));
+    let (wal, _) = Wal::open(disk.clone(), "/wal", WalOptions::default()).await.unwrap();
+    let before = disk.counters().syncs;
+    let mut durable = Vec::new();
+    for index in 0..100 {
+        let (done, acked) = oneshot::channel();
+        wal.append(vec![(index, payload(index, 0))], Box::new(move |result| done.send(result).unwrap())).await.unwrap();
+        durable.push(acked);
+    }
+    for acked in durable {
+        acked.await.unwrap().unwrap();
+    }
+    let syncs = disk.counters().syncs - before;
+    assert!(syncs <= 10, "{syncs} syncs for 100 appends");
+}
+
+// Goal: truncation removes the tail at once and durably, and the log continues after it.
+// Method: append, truncate in the middle of a segment (deleting later segments), append a new
+// generation, read, reopen and read again.
+#[tokio::test]
+async fn truncate_after_replaces_the_tail() {
+    for fixture in fixtures() {
+        let (wal, _) = fixture.open().await.unwrap();
+        append_durably(&wal, 0..40, 0).await.unwrap();
+        wal.truncate_after(Some(12)).await.unwrap();
+        assert_eq!(wal.last_index(), Some(12));
+        assert_log(&wal, 0..13, |_| 0).await;
+        append_durably(&wal, 13..20, 1).await.unwrap();
+        let generation = |index| if index < 13 { 0 } else { 1 };
+        assert_log(&wal, 0..20, generation).await;
+        wal.shutdown().await.unwrap();
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert_eq!(recovered.last_index, Some(19), "{}", fixture.name);
+        assert_log(&wal, 0..20, generation).await;
+        wal.truncate_after(None).await.unwrap();
+        assert_eq!(wal.next_index(), 0);
+        append_durably(&wal, 0..3, 2).await.unwrap();
+        wal.shutdown().await.unwrap();
+        let (wal, _) = fixture.open().await.unwrap();
+        assert_log(&wal, 0..3, |_| 2).await;
+    }
+}
+
+// Goal: purge hides entries at once and deletes whole segments only; purging past the end
+// moves the log forward. Method: purge in the middle, count segments, reopen, purge past the
+// end, append there, reopen.
+#[tokio::test]
+async fn purge_deletes_whole_segments_and_can_skip_ahead() {
+    for fixture in fixtures() {
+        let (wal, _) = fixture.open().await.unwrap();
+        append_durably(&wal, 0..40, 0).await.unwrap();
+        let segments_before = fixture.segments().len();
+        wal.purge(25).await.unwrap();
+        assert_eq!(wal.first_index(), Some(26));
+        assert_log(&wal, 26..40, |_| 0).await;
+        wal.flush_committed().await.unwrap();
+        assert!(fixture.segments().len() < segments_before, "{}: nothing deleted", fixture.name);
+        wal.shutdown().await.unwrap();
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert!(recovered.first_index.unwrap() <= 26);
+        wal.purge(25).await.unwrap();
+        assert_log(&wal, 26..40, |_| 0).await;
+        wal.purge(99).await.unwrap();
+        assert_eq!((wal.first_index(), wal.next_index()), (None, 100));
+        append_durably(&wal, 100..103, 1).await.unwrap();
+        wal.shutdown().await.unwrap();
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert_eq!((recovered.first_index, recovered.last_index), (Some(100), Some(102)));
+        assert_log(&wal, 100..103, |_| 1).await;
+    }
+}
+
+// Goal: a committed marker flushed once is recovered even after the log bytes holding it are
+// truncated or purged away. Method: flush a marker after the last entry, truncate below it,
+// reopen; then flush one into an old segment and purge that segment, reopen.
+#[tokio::test]
+async fn committed_marker_survives_truncation_and_purge() {
+    for fixture in fixtures() {
+        let (wal, _) = fixture.open().await.unwrap();
+        append_durably(&wal, 0..20, 0).await.unwrap();
+        wal.set_committed(Bytes::from_static(b"commit 10")).unwrap();
+        wal.flush_committed().await.unwrap();
+        wal.truncate_after(Some(15)).await.unwrap();
+        wal.shutdown().await.unwrap();
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert_eq!(recovered.committed.as_deref(), Some(&b"commit 10"[..]), "{}", fixture.name);
+        assert_eq!(recovered.last_index, Some(15));
+        wal.set_committed(Bytes::from_static(b"commit 15")).unwrap();
+        append_durably(&wal, 16..60, 0).await.unwrap();
+        wal.purge(50).await.unwrap();
+        wal.shutdown().await.unwrap();
+        let (_, recovered) = fixture.open().await.unwrap();
+        assert_eq!(recovered.committed.as_deref(), Some(&b"commit 15"[..]), "{}", fixture.name);
+    }
+}
+
+// Goal: meta saves are durable and a torn save keeps the previous one. Method: save twice,
+// then overwrite the slot the next save would use with half a slot of garbage (a torn write),
+// reopen; then save again and check the newest wins.
+#[tokio::test]
+async fn meta_survives_a_torn_slot_write() {
+    for fixture in fixtures() {
+        let (wal, _) = fixture.open().await.unwrap();
+        wal.save_meta(Bytes::from_static(b"vote 1")).await.unwrap();
+        wal.save_meta(Bytes::from_static(b"vote 2")).await.unwrap();
+        wal.shutdown().await.unwrap();
+        let meta = fixture.dir.join(META_FILE_NAME);
+        fixture.disk.write_at(&meta, 0, &[0xAB; META_SLOT_BYTES / 2]).unwrap();
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert_eq!(recovered.meta.as_deref(), Some(&b"vote 2"[..]), "{}", fixture.name);
+        wal.save_meta(Bytes::from_static(b"vote 3")).await.unwrap();
+        wal.shutdown().await.unwrap();
+        let (_, recovered) = fixture.open().await.unwrap();
+        assert_eq!(recovered.meta.as_deref(), Some(&b"vote 3"[..]));
+        assert!(fixture.disk.len(&meta).unwrap() <= 2 * META_SLOT_BYTES as u64);
+    }
+}
+
+/// Opens a WAL holding entries 0..count, shuts it down, and returns the last segment's path.
+async fn closed_log(fixture: &Fixture, count: u64) -> PathBuf {
+    let (wal, _) = fixture.open().await.unwrap();
+    append_durably(&wal, 0..count, 0).await.unwrap();
+    wal.shutdown().await.unwrap();
+    fixture.segments().pop().unwrap()
+}
+
+/// Reopens after damage: the tail must be cut, entries before it kept, and a second open clean.
+async fn assert_tail_cut(fixture: &Fixture, expected_last: u64) {
+    let (wal, recovered) = fixture.open().await.unwrap();
+    assert!(recovered.truncated_tail.is_some(), "{}: damage not reported", fixture.name);
+    assert_eq!(recovered.last_index, Some(expected_last), "{}", fixture.name);
+    assert_log(&wal, 0..expected_last + 1, |_| 0).await;
+    append_durably(&wal, expected_last + 1..expected_last + 3, 0).await.unwrap();
+    wal.shutdown().await.unwrap();
+    let (_, recovered) = fixture.open().await.unwrap();
+    assert_eq!(recovered.truncated_tail, None);
+    assert_eq!(recovered.last_index, Some(expected_last + 2));
+}
+
+// Goal: a write torn mid-record is cut off. Method: shorten the last segment by a few bytes,
+// which cuts its last record.
+#[tokio::test]
+async fn torn_tail_is_truncated() {
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let len = fixture.disk.len(&last).unwrap();
+        fixture.disk.set_len(&last, len - 3).unwrap();
+        assert_tail_cut(&fixture, 18).await;
+    }
+}
+
+// Goal: garbage after the last record (a write that extended the file but never landed) is
+// cut off. Method: append random-looking bytes to the last segment.
+#[tokio::test]
+async fn garbled_tail_is_truncated() {
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let len = fixture.disk.len(&last).unwrap();
+        let garbage: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        fixture.disk.write_at(&last, len, &garbage).unwrap();
+        assert_tail_cut(&fixture, 19).await;
+    }
+}
+
+// Goal: a checksum error in the last record is treated as a torn write. Method: flip a byte in
+// the last record's payload.
+#[tokio::test]
+async fn checksum_error_in_last_record_is_truncated() {
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let len = fixture.disk.len(&last).unwrap();
+        flip_byte(fixture.disk.as_ref(), &last, len - 2);
+        assert_tail_cut(&fixture, 18).await;
+    }
+}
+
+fn flip_byte(disk: &dyn Disk, path: &std::path::Path, offset: u64) {
+    let mut byte = [0];
+    disk.read_at(path, offset, &mut byte).unwrap();
+    disk.write_at(path, offset, &[byte[0] ^ 0x20]).unwrap();
+}
+
+// Goal: a segment whose header write never completed (a crash while rolling) is removed.
+// Method: cut the last segment inside its header.
+#[tokio::test]
+async fn torn_header_of_last_segment_is_removed() {
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 40).await;
+        let (wal, _) = fixture.open().await.unwrap();
+        let last_index = wal.last_index().unwrap();
+        wal.shutdown().await.unwrap();
+        let first_in_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        fixture.disk.set_len(&last, SEGMENT_HEADER_BYTES / 2).unwrap();
+        let (wal, recovered) = fixture.open().await.unwrap();
+        assert!(recovered.truncated_tail.is_some());
+        assert!(!fixture.disk.exists(&last).unwrap(), "{}", fixture.name);
+        assert_eq!(recovered.last_index, Some(first_in_last - 1));
+        assert!(first_in_last <= last_index);
+        assert_log(&wal, 0..first_in_last, |_| 0).await;
+    }
+}
+
+// Goal: damage that a torn write cannot explain fails the open and changes nothing. Method:
+// flip a byte in the first segment (not the last); separately, in the middle of the last
+// segment with valid entries after it.
+#[tokio::test]
+async fn corruption_before_the_tail_fails_open() {
+    for fixture in fixtures() {
+        closed_log(&fixture, 40).await;
+        let segments = fixture.segments();
+        flip_byte(fixture.disk.as_ref(), &segments[0], SEGMENT_HEADER_BYTES + 12);
+        let error = fixture.open().await.err().expect("corruption must fail the open");
+        assert!(matches!(error, WalError::Corrupt { ref path, .. } if *path == segments[0]), "{error}");
+        flip_byte(fixture.disk.as_ref(), &segments[0], SEGMENT_HEADER_BYTES + 12);
+        let last = segments.last().unwrap();
+        flip_byte(fixture.disk.as_ref(), last, SEGMENT_HEADER_BYTES + 12);
+        let len = fixture.disk.len(last).unwrap();
+        let error = fixture.open().await.err().expect("mid-segment corruption must fail the open");
+        assert!(matches!(error, WalError::Corrupt { .. }), "{error}");
+        assert_eq!(fixture.disk.len(last).unwrap(), len, "a failed open truncates nothing");
+    }
+}
+
+// Goal: a missing segment in the middle is detected. Method: remove the second of several
+// segments; the open must fail with NonConsecutive.
+#[tokio::test]
+async fn missing_middle_segment_fails_open() {
+    for fixture in fixtures() {
+        closed_log(&fixture, 40).await;
+        let segments = fixture.segments();
+        assert!(segments.len() >= 3);
+        fixture.disk.remove(&segments[1]).unwrap();
+        let error = fixture.open().await.err().expect("a gap must fail the open");
+        assert!(matches!(error, WalError::NonConsecutive { .. }), "{error}");
+    }
+}
+
+// Goal: after an I/O error the WAL refuses everything and never retries the sync. Method: make
+// the next sync fail; the append's callback, later appends, reads and meta saves must fail.
+#[tokio::test]
+async fn failed_sync_fails_the_wal_for_good() {
+    let disk = Arc::new(SimDisk::new(5));
+    let (wal, _) = Wal::open(disk.clone(), "/wal", small_options()).await.unwrap();
+    append_durably(&wal, 0..3, 0).await.unwrap();
+    disk.fail_next_syncs(1);
+    let syncs = disk.counters().syncs;
+    assert!(append_durably(&wal, 3..4, 0).await.is_err());
+    assert!(append_durably(&wal, 4..5, 0).await.is_err());
+    assert!(wal.read(0..3).await.is_err());
+    assert!(wal.save_meta(Bytes::from_static(b"v")).await.is_err());
+    assert!(wal.set_committed(Bytes::from_static(b"c")).is_err());
+    assert!(wal.shutdown().await.is_err());
+    assert_eq!(disk.counters().syncs, syncs, "no sync was attempted after the failure");
+}

@@ -1,0 +1,195 @@
+//! The store actor's task and its handle. The actor owns the [`KvState`]; raft's state-machine
+//! worker sends it committed entries, HTTP handlers send it reads, and it publishes its progress
+//! (revision, applied index) on a watch channel for long polls, status and stale reads.
+
+use openraft::EntryPayload;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::ReadResult;
+use crate::bugs::InjectedBugs;
+use crate::command::{NodeId, Response};
+use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership};
+use crate::record::Key;
+use crate::rt::{self, watch};
+use crate::store::state::KvState;
+
+/// Messages waiting for the actor before senders wait for room.
+const INBOX_MAX: usize = 1024;
+
+/// What the store has applied so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreProgress {
+    pub revision: u64,
+    pub applied_index: u64,
+    /// This node's id was retired by an applied entry: it was removed from the cluster.
+    pub self_retired: bool,
+}
+
+/// The state at one applied log id, frozen for a snapshot (an O(1) clone).
+pub struct Frozen {
+    pub state: KvState,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+enum Message {
+    Apply { entries: Vec<Entry>, reply: oneshot::Sender<Vec<Response>> },
+    AppliedState { reply: oneshot::Sender<(Option<LogId>, StoredMembership)> },
+    Freeze { reply: oneshot::Sender<Frozen> },
+    Install { meta: SnapshotMeta, state: KvState, reply: oneshot::Sender<()> },
+    Get { key: Key, reply: oneshot::Sender<ReadResult> },
+    IsRetired { id: NodeId, reply: oneshot::Sender<bool> },
+}
+
+/// A cheap, cloneable way to talk to the store actor.
+#[derive(Clone)]
+pub struct StoreHandle {
+    inbox: mpsc::Sender<Message>,
+    progress: watch::Receiver<StoreProgress>,
+}
+
+/// The store actor stopped (its node is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the store actor has stopped")]
+pub struct StoreStopped;
+
+impl StoreHandle {
+    /// Starts the store actor for node `id` with an empty state.
+    pub fn spawn(id: NodeId, session_capacity: usize, bugs: InjectedBugs) -> StoreHandle {
+        let (inbox, messages) = mpsc::channel(INBOX_MAX);
+        let (progress_tx, progress) = watch::channel(StoreProgress::default());
+        let actor = StoreActor {
+            id,
+            state: KvState::new(session_capacity),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            bugs,
+            progress: progress_tx,
+        };
+        rt::spawn(actor.run(messages));
+        StoreHandle { inbox, progress }
+    }
+
+    async fn ask<T>(&self, message: impl FnOnce(oneshot::Sender<T>) -> Message) -> Result<T, StoreStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox.send(message(reply)).await.map_err(|_| StoreStopped)?;
+        answer.await.map_err(|_| StoreStopped)
+    }
+
+    /// Applies committed entries in order; one response per entry ([`Response::Noop`] for
+    /// entries that carry no request: blanks and membership changes).
+    pub async fn apply(&self, entries: Vec<Entry>) -> Result<Vec<Response>, StoreStopped> {
+        self.ask(|reply| Message::Apply { entries, reply }).await
+    }
+
+    pub async fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership), StoreStopped> {
+        self.ask(|reply| Message::AppliedState { reply }).await
+    }
+
+    pub async fn freeze(&self) -> Result<Frozen, StoreStopped> {
+        self.ask(|reply| Message::Freeze { reply }).await
+    }
+
+    pub async fn install(&self, meta: SnapshotMeta, state: KvState) -> Result<(), StoreStopped> {
+        self.ask(|reply| Message::Install { meta, state, reply }).await
+    }
+
+    pub async fn get(&self, key: Key) -> Result<ReadResult, StoreStopped> {
+        self.ask(|reply| Message::Get { key, reply }).await
+    }
+
+    pub async fn is_retired(&self, id: NodeId) -> Result<bool, StoreStopped> {
+        self.ask(|reply| Message::IsRetired { id, reply }).await
+    }
+
+    pub fn progress(&self) -> StoreProgress {
+        *self.progress.borrow()
+    }
+
+    /// A receiver that wakes on every applied batch.
+    pub fn watch_progress(&self) -> watch::Receiver<StoreProgress> {
+        self.progress.clone()
+    }
+}
+
+struct StoreActor {
+    id: NodeId,
+    state: KvState,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    bugs: InjectedBugs,
+    progress: watch::Sender<StoreProgress>,
+}
+
+impl StoreActor {
+    async fn run(mut self, mut messages: mpsc::Receiver<Message>) {
+        while let Some(message) = messages.recv().await {
+            match message {
+                Message::Apply { entries, reply } => {
+                    let responses = entries.into_iter().map(|entry| self.apply(entry)).collect();
+                    self.publish();
+                    let _ = reply.send(responses);
+                }
+                Message::AppliedState { reply } => {
+                    let _ = reply.send((self.last_applied, self.membership.clone()));
+                }
+                Message::Freeze { reply } => {
+                    let frozen = Frozen {
+                        state: self.state.clone(),
+                        last_applied: self.last_applied,
+                        membership: self.membership.clone(),
+                    };
+                    let _ = reply.send(frozen);
+                }
+                Message::Install { meta, state, reply } => {
+                    self.install(meta, state);
+                    let _ = reply.send(());
+                }
+                Message::Get { key, reply } => {
+                    let record = self.state.get(&key).cloned();
+                    let _ = reply.send(ReadResult { record, revision: self.state.revision() });
+                }
+                Message::IsRetired { id, reply } => {
+                    let _ = reply.send(self.state.is_retired(id));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, entry: Entry) -> Response {
+        let index = entry.log_id.index;
+        if let Some(applied) = &self.last_applied {
+            assert!(index > applied.index, "entry {index} applied twice or out of order (applied {applied})");
+        }
+        let response = match &entry.payload {
+            EntryPayload::Blank => Response::Noop { revision: self.state.revision() },
+            EntryPayload::Normal(request) => self.state.apply(index, request, self.bugs),
+            EntryPayload::Membership(membership) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                Response::Noop { revision: self.state.revision() }
+            }
+        };
+        self.last_applied = Some(entry.log_id);
+        response
+    }
+
+    fn install(&mut self, meta: SnapshotMeta, state: KvState) {
+        self.state = state;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let progress = StoreProgress {
+            revision: self.state.revision(),
+            applied_index: self.last_applied.as_ref().map_or(0, |id| id.index),
+            self_retired: self.state.is_retired(self.id),
+        };
+        self.progress.send_if_modified(|current| {
+            let changed = *current != progress;
+            *current = progress;
+            changed
+        });
+    }
+}

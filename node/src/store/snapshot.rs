@@ -1,0 +1,267 @@
+//! Snapshot files: the store's state at one applied log id, written through [`Disk`] so the
+//! simulator can lose what was not synced.
+//!
+//! A file is `[magic 8][format u32][crc32c u32][body length u64][body]`, the body being the
+//! bincode of the snapshot's meta and the [`KvState`]. It is written to a temporary name,
+//! synced, renamed into place and the directory synced, so a crash leaves either the old
+//! snapshot or the new one, never a torn one under a final name. The CRC is checked before a
+//! file is decoded, both at startup and when a snapshot arrives from the leader.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::SnapshotMeta;
+use crate::rt;
+use crate::storage::Disk;
+use crate::store::state::KvState;
+
+const MAGIC: [u8; 8] = *b"CAIRNSNP";
+const FORMAT: u32 = 1;
+const HEADER_BYTES: u64 = 8 + 4 + 4 + 8;
+const IO_CHUNK_BYTES: usize = 1024 * 1024;
+const FINAL_SUFFIX: &str = ".snap";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// A snapshot file, as openraft passes it around (built locally or received from the leader).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    meta: std::borrow::Cow<'a, SnapshotMeta>,
+    state: std::borrow::Cow<'a, KvState>,
+}
+
+/// The snapshot directory of one node.
+pub struct SnapshotFiles {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+}
+
+impl SnapshotFiles {
+    /// Opens `dir`, removing temporary files a crash left behind.
+    pub fn open(disk: Arc<dyn Disk>, dir: PathBuf) -> io::Result<SnapshotFiles> {
+        disk.create_dir_all(&dir)?;
+        for name in disk.list(&dir)? {
+            if name.ends_with(TEMP_SUFFIX) {
+                disk.remove(&dir.join(&name))?;
+            }
+        }
+        disk.sync_dir(&dir)?;
+        Ok(SnapshotFiles { disk, dir })
+    }
+
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
+    }
+
+    /// A fresh temporary path for a snapshot being written or received.
+    pub fn temp_path(&self, label: &str) -> PathBuf {
+        self.dir.join(format!("incoming-{label}-{:016x}{TEMP_SUFFIX}", rt::random_u64()))
+    }
+
+    /// Writes `state` as the snapshot at `meta` and makes it current.
+    pub async fn write(&self, meta: &SnapshotMeta, state: &KvState) -> io::Result<SnapshotFile> {
+        let temp = self.temp_path("built");
+        let disk = self.disk.clone();
+        let path = temp.clone();
+        let (owned_meta, owned_state) = (meta.clone(), state.clone());
+        rt::run_blocking(move || write_file(disk.as_ref(), &path, &owned_meta, &owned_state)).await?;
+        self.adopt(meta, SnapshotFile { path: temp }).await
+    }
+
+    /// Reads and verifies a snapshot file.
+    pub async fn load(&self, file: &SnapshotFile) -> io::Result<(SnapshotMeta, KvState)> {
+        let disk = self.disk.clone();
+        let path = file.path.clone();
+        rt::run_blocking(move || load_file(disk.as_ref(), &path)).await
+    }
+
+    /// Makes a verified snapshot file the current one: renames it into place, syncs the
+    /// directory, and removes older snapshots.
+    pub async fn adopt(&self, meta: &SnapshotMeta, file: SnapshotFile) -> io::Result<SnapshotFile> {
+        let final_path = self.dir.join(final_name(meta));
+        let disk = self.disk.clone();
+        let dir = self.dir.clone();
+        let target = final_path.clone();
+        rt::run_blocking(move || {
+            if file.path != target {
+                disk.rename(&file.path, &target)?;
+            }
+            disk.sync_dir(&dir)?;
+            for name in disk.list(&dir)? {
+                let path = dir.join(&name);
+                if name.ends_with(FINAL_SUFFIX) && path != target {
+                    disk.remove(&path)?;
+                }
+            }
+            disk.sync_dir(&dir)
+        })
+        .await?;
+        Ok(SnapshotFile { path: final_path })
+    }
+
+    /// The newest valid snapshot, if any.
+    pub async fn current(&self) -> io::Result<Option<(SnapshotMeta, SnapshotFile)>> {
+        let disk = self.disk.clone();
+        let dir = self.dir.clone();
+        rt::run_blocking(move || {
+            let mut names: Vec<String> =
+                disk.list(&dir)?.into_iter().filter(|name| name.ends_with(FINAL_SUFFIX)).collect();
+            names.sort();
+            while let Some(name) = names.pop() {
+                let path = dir.join(&name);
+                match load_file(disk.as_ref(), &path) {
+                    Ok((meta, _)) => return Ok(Some((meta, SnapshotFile { path }))),
+                    Err(error) => tracing::warn!(%error, file = %path.display(), "skipping an invalid snapshot"),
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Size of a snapshot file, for streaming it to a follower.
+    pub fn len(&self, file: &SnapshotFile) -> io::Result<u64> {
+        self.disk.len(&file.path)
+    }
+
+    /// Reads up to `max` bytes of a snapshot file at `offset`.
+    pub fn read_chunk(&self, file: &SnapshotFile, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let mut chunk = vec![0; max];
+        let read = self.disk.read_at(&file.path, offset, &mut chunk)?;
+        chunk.truncate(read);
+        Ok(chunk)
+    }
+
+    /// Appends a received chunk to a temporary file, syncing after the last one.
+    pub fn write_chunk(&self, file: &SnapshotFile, offset: u64, data: &[u8], last: bool) -> io::Result<()> {
+        self.disk.write_at(&file.path, offset, data)?;
+        if last {
+            self.disk.sync(&file.path)?;
+        }
+        Ok(())
+    }
+
+    pub fn discard(&self, file: &SnapshotFile) {
+        if let Err(error) = self.disk.remove(&file.path) {
+            tracing::debug!(%error, "removing an abandoned snapshot file");
+        }
+    }
+}
+
+/// Sorts by index, then term, so the lexically greatest name is the newest snapshot.
+fn final_name(meta: &SnapshotMeta) -> String {
+    let (index, term) = meta.last_log_id.as_ref().map_or((0, 0), |id| (id.index, id.leader_id.term));
+    format!("snapshot-{index:020}-{term:020}{FINAL_SUFFIX}")
+}
+
+/// Streams the body to the file behind a placeholder header, then fills in the header and syncs;
+/// the state is never encoded into one big buffer.
+fn write_file(disk: &dyn Disk, path: &Path, meta: &SnapshotMeta, state: &KvState) -> io::Result<()> {
+    let body = Body { meta: std::borrow::Cow::Borrowed(meta), state: std::borrow::Cow::Borrowed(state) };
+    let mut writer =
+        DiskWriter { disk, path, offset: HEADER_BYTES, buffer: Vec::with_capacity(IO_CHUNK_BYTES), crc: 0 };
+    bincode::serde::encode_into_std_write(&body, &mut writer, bincode::config::standard()).map_err(io::Error::other)?;
+    writer.flush()?;
+    let body_len = writer.offset - HEADER_BYTES;
+    let mut header = Vec::with_capacity(HEADER_BYTES as usize);
+    header.extend_from_slice(&MAGIC);
+    header.extend_from_slice(&FORMAT.to_le_bytes());
+    header.extend_from_slice(&writer.crc.to_le_bytes());
+    header.extend_from_slice(&body_len.to_le_bytes());
+    debug_assert_eq!(header.len() as u64, HEADER_BYTES);
+    disk.write_at(path, 0, &header)?;
+    disk.sync(path)
+}
+
+/// Buffers writes into [`IO_CHUNK_BYTES`] pieces written through [`Disk`], keeping a CRC32C.
+struct DiskWriter<'a> {
+    disk: &'a dyn Disk,
+    path: &'a Path,
+    offset: u64,
+    buffer: Vec<u8>,
+    crc: u32,
+}
+
+impl Write for DiskWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= IO_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.disk.write_at(self.path, self.offset, &self.buffer)?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.buffer);
+        self.offset += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let mut header = [0u8; HEADER_BYTES as usize];
+    if disk.read_at(path, 0, &mut header)? != header.len() {
+        return Err(invalid("shorter than a snapshot header"));
+    }
+    if header[..8] != MAGIC {
+        return Err(invalid("not a snapshot file"));
+    }
+    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if format != FORMAT {
+        return Err(invalid("unknown snapshot format"));
+    }
+    let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+    let body_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    if disk.len(path)? != HEADER_BYTES + body_len {
+        return Err(invalid("length does not match its header"));
+    }
+    let mut reader = DiskReader { disk, path, offset: HEADER_BYTES, end: HEADER_BYTES + body_len, crc: 0 };
+    let mut sink = io::sink();
+    io::copy(&mut reader, &mut sink)?;
+    if reader.crc != crc {
+        return Err(invalid("checksum mismatch"));
+    }
+    let mut reader = DiskReader { disk, path, offset: HEADER_BYTES, end: HEADER_BYTES + body_len, crc: 0 };
+    let config = bincode::config::standard();
+    let body: Body<'static> = bincode::serde::decode_from_std_read(&mut reader, config)
+        .map_err(|e| invalid(&format!("cannot decode: {e}")))?;
+    Ok((body.meta.into_owned(), body.state.into_owned()))
+}
+
+/// Reads a byte range of a file through [`Disk`], keeping a running CRC32C of what it read.
+struct DiskReader<'a> {
+    disk: &'a dyn Disk,
+    path: &'a Path,
+    offset: u64,
+    end: u64,
+    crc: u32,
+}
+
+impl Read for DiskReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let wanted = buf.len().min((self.end - self.offset) as usize).min(IO_CHUNK_BYTES);
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let read = self.disk.read_at(self.path, self.offset, &mut buf[..wanted])?;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..read]);
+        self.offset += read as u64;
+        Ok(read)
+    }
+}

@@ -1,0 +1,258 @@
+//! The calling side: one connection per peer, shared by concurrent calls.
+//!
+//! A writer task batches outgoing frames; a reader task matches responses to waiting calls by
+//! id. A call that times out on a connection that has answered nothing since the call was sent
+//! closes it: simulated (and real) TCP stalls instead of failing under a partition, and a fresh
+//! connection after the partition heals is faster than a stalled one's retransmission backoff.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::frame::{self, read_frame, write_frames};
+use super::message::{Envelope, Hello, PROTOCOL, PeerRequest, PeerResponse};
+use crate::command::NodeId;
+use crate::rt::{self, Duration, Instant};
+
+/// Why a call failed, and so whether the request may have reached the peer.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RpcError {
+    /// No connection could be made; the request was never sent. Back off before retrying.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// The request was sent but no answer arrived in time; the peer may have processed it.
+    #[error("no answer before the deadline")]
+    Timeout,
+    /// The connection broke after the request was sent; the peer may have processed it.
+    #[error("connection lost while waiting for the answer")]
+    Disconnected,
+}
+
+/// Frames queued for a connection's writer before callers wait for room.
+const OUTBOX_FRAMES_MAX: usize = 1024;
+const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(1);
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+type Reply = oneshot::Sender<Result<PeerResponse, RpcError>>;
+
+/// A client for one peer. Cheap to share behind an `Arc`; calls run concurrently.
+pub struct PeerClient {
+    from: NodeId,
+    address: String,
+    link: tokio::sync::Mutex<Link>,
+    next_id: AtomicU64,
+}
+
+/// The connection state, guarded by an async mutex that is held only while connecting, so
+/// concurrent calls share one connection attempt.
+struct Link {
+    connection: Option<Arc<Connection>>,
+    failures: u32,
+    retry_after: Option<Instant>,
+}
+
+struct Connection {
+    outbox: mpsc::Sender<Vec<u8>>,
+    /// Calls awaiting an answer. A std mutex: every critical section is a map operation.
+    pending: Mutex<BTreeMap<u64, Reply>>,
+    /// When this connection last delivered a frame; tells a stalled connection from a slow call.
+    last_heard: Mutex<Instant>,
+    /// Flips to true once; both loops watch it so either side's failure stops the other.
+    closed: rt::watch::Sender<bool>,
+}
+
+impl Connection {
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Reply>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn heard_since(&self, instant: Instant) -> bool {
+        *self.last_heard.lock().unwrap_or_else(PoisonError::into_inner) >= instant
+    }
+
+    /// Fails every waiting call and stops both tasks.
+    fn close(&self) {
+        let waiting = std::mem::take(&mut *self.pending());
+        for (_, reply) in waiting {
+            let _ = reply.send(Err(RpcError::Disconnected));
+        }
+        self.closed.send_if_modified(|closed| !std::mem::replace(closed, true));
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+}
+
+impl PeerClient {
+    pub fn new(from: NodeId, address: String) -> PeerClient {
+        PeerClient {
+            from,
+            address,
+            link: tokio::sync::Mutex::new(Link { connection: None, failures: 0, retry_after: None }),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Sends `request` and waits at most `timeout` for the answer.
+    pub async fn call(&self, request: PeerRequest, timeout: Duration) -> Result<PeerResponse, RpcError> {
+        let deadline = Instant::now() + timeout;
+        let connection = self.connection(deadline).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = frame::encode(&Envelope { id, body: request })
+            .map_err(|e| RpcError::Unreachable(format!("request cannot be encoded: {e}")))?;
+        let (reply, answer) = oneshot::channel();
+        connection.pending().insert(id, reply);
+        let sent_at = Instant::now();
+        if connection.outbox.send(frame).await.is_err() {
+            connection.pending().remove(&id);
+            return Err(RpcError::Unreachable("connection closed before sending".into()));
+        }
+        match rt::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RpcError::Disconnected),
+            Err(_) => {
+                connection.pending().remove(&id);
+                if !connection.heard_since(sent_at) {
+                    tracing::debug!(peer = %self.address, "closing a stalled peer connection");
+                    connection.close();
+                    self.forget(&connection).await;
+                }
+                Err(RpcError::Timeout)
+            }
+        }
+    }
+
+    async fn connection(&self, deadline: Instant) -> Result<Arc<Connection>, RpcError> {
+        let mut link = self.link.lock().await;
+        if let Some(connection) = link.connection.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(connection.clone());
+        }
+        link.connection = None;
+        if let Some(retry_after) = link.retry_after
+            && Instant::now() < retry_after
+        {
+            return Err(RpcError::Unreachable("reconnect backoff".into()));
+        }
+        let connect_timeout = deadline.saturating_duration_since(Instant::now()).min(CONNECT_TIMEOUT_MAX);
+        match rt::timeout(connect_timeout, self.connect()).await {
+            Ok(Ok(connection)) => {
+                link.failures = 0;
+                link.retry_after = None;
+                link.connection = Some(connection.clone());
+                Ok(connection)
+            }
+            outcome => {
+                link.failures = link.failures.saturating_add(1);
+                let backoff = RECONNECT_BACKOFF_MIN * 2u32.saturating_pow(link.failures.min(8));
+                link.retry_after = Some(Instant::now() + backoff.min(RECONNECT_BACKOFF_MAX));
+                let reason = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "connect timed out".to_string(),
+                };
+                Err(RpcError::Unreachable(reason))
+            }
+        }
+    }
+
+    async fn forget(&self, connection: &Arc<Connection>) {
+        let mut link = self.link.lock().await;
+        if link.connection.as_ref().is_some_and(|current| Arc::ptr_eq(current, connection)) {
+            link.connection = None;
+        }
+    }
+
+    async fn connect(&self) -> io::Result<Arc<Connection>> {
+        let stream = TcpStream::connect(self.address.as_str()).await?;
+        stream.set_nodelay(true)?;
+        let (reader, mut writer) = tokio::io::split(stream);
+        let hello = frame::encode(&Hello { protocol: PROTOCOL, from: self.from })?;
+        write_frames(&mut writer, &[hello]).await?;
+        let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES_MAX);
+        let (closed, closed_for_writer) = rt::watch::channel(false);
+        let closed_for_reader = closed.subscribe();
+        let connection = Arc::new(Connection {
+            outbox,
+            pending: Mutex::new(BTreeMap::new()),
+            last_heard: Mutex::new(Instant::now()),
+            closed,
+        });
+        rt::spawn(write_loop(writer, inbox, closed_for_writer, connection.clone()));
+        rt::spawn(read_loop(reader, closed_for_reader, connection.clone(), self.address.clone()));
+        Ok(connection)
+    }
+}
+
+async fn write_loop<W>(
+    mut writer: W,
+    mut inbox: mpsc::Receiver<Vec<u8>>,
+    mut closed: rt::watch::Receiver<bool>,
+    connection: Arc<Connection>,
+) where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = closed.wait_for(|closed| *closed) => break,
+            frame = inbox.recv() => match frame {
+                Some(frame) => batch.push(frame),
+                None => break,
+            },
+        }
+        while batch.len() < 64 {
+            match inbox.try_recv() {
+                Ok(frame) => batch.push(frame),
+                Err(_) => break,
+            }
+        }
+        if write_frames(&mut writer, &batch).await.is_err() {
+            break;
+        }
+        batch.clear();
+    }
+    connection.close();
+}
+
+async fn read_loop<R>(
+    mut reader: R,
+    mut closed: rt::watch::Receiver<bool>,
+    connection: Arc<Connection>,
+    address: String,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    loop {
+        let body = tokio::select! {
+            biased;
+            _ = closed.wait_for(|closed| *closed) => break,
+            body = read_frame(&mut reader) => body,
+        };
+        let envelope: Envelope<PeerResponse> = match body.and_then(|body| match body {
+            Some(body) => frame::decode(&body),
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
+        }) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::debug!(peer = %address, %error, "peer connection ended");
+                break;
+            }
+        };
+        *connection.last_heard.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        if let Some(reply) = connection.pending().remove(&envelope.id) {
+            let _ = reply.send(Ok(envelope.body));
+        }
+    }
+    connection.close();
+}

@@ -1,0 +1,93 @@
+//! Framing: `[length: u32 big-endian][bincode body]`, with the same size limit on both sides.
+
+use std::io;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest frame either side sends or accepts: a full append batch of maximal values plus
+/// headroom. Snapshot chunks are far smaller.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Encodes `value` as one frame, length prefix included.
+pub fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let mut frame = vec![0u8; 4];
+    bincode::serde::encode_into_std_write(value, &mut frame, CONFIG).map_err(io::Error::other)?;
+    let body_len = frame.len() - 4;
+    if body_len > FRAME_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame exceeds FRAME_BYTES_MAX"));
+    }
+    let body_len = u32::try_from(body_len).expect("FRAME_BYTES_MAX fits in u32");
+    frame[..4].copy_from_slice(&body_len.to_be_bytes());
+    Ok(frame)
+}
+
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    let (value, read) =
+        bincode::serde::decode_from_slice(body, CONFIG).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if read != body.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes after frame"));
+    }
+    Ok(value)
+}
+
+/// Reads one frame body; `Ok(None)` on a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; 4];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "incoming frame too large"));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Writes already encoded frames and flushes once.
+pub async fn write_frames<W: AsyncWrite + Unpin>(writer: &mut W, frames: &[Vec<u8>]) -> io::Result<()> {
+    for frame in frames {
+        writer.write_all(frame).await?;
+    }
+    writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_end_cleanly() {
+        let frames = vec![encode(&(1u64, "one".to_string())).unwrap(), encode(&(2u64, "two".to_string())).unwrap()];
+        let mut wire = Vec::new();
+        write_frames(&mut wire, &frames).await.unwrap();
+        let mut reader = wire.as_slice();
+        let first: (u64, String) = decode(&read_frame(&mut reader).await.unwrap().unwrap()).unwrap();
+        let second: (u64, String) = decode(&read_frame(&mut reader).await.unwrap().unwrap()).unwrap();
+        assert_eq!(first, (1, "one".to_string()));
+        assert_eq!(second, (2, "two".to_string()));
+        assert!(read_frame(&mut reader).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_prefix_is_rejected_without_allocating() {
+        let prefix = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes();
+        let mut reader = &prefix[..];
+        let error = read_frame(&mut reader).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_an_error_not_a_clean_end() {
+        let frame = encode(&"complete".to_string()).unwrap();
+        let mut reader = &frame[..frame.len() - 2];
+        assert!(read_frame(&mut reader).await.is_err());
+    }
+}

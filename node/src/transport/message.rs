@@ -1,0 +1,59 @@
+//! The messages peers exchange.
+
+use bytes::Bytes;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Forward, ForwardReply, NodeError};
+use crate::command::NodeId;
+use crate::raft::{SnapshotMeta, TypeConfig, Vote};
+
+/// A request and the id its response will carry.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Envelope<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+/// The first frame on every connection: who is calling, and which protocol it speaks.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Hello {
+    pub protocol: u32,
+    pub from: NodeId,
+}
+
+/// Bumped on any incompatible change to the messages below.
+pub(super) const PROTOCOL: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    Snapshot(SnapshotChunk),
+    Forward(Forward),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerResponse {
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    /// `Some` once the last chunk is installed; `None` acknowledges an intermediate chunk.
+    Snapshot(Option<SnapshotResponse<TypeConfig>>),
+    Forward(Result<ForwardReply, NodeError>),
+    /// The peer could not handle the request (its raft stopped, a chunk arrived out of order).
+    Refused(String),
+}
+
+/// One piece of a snapshot streamed from the leader. Chunks of one transfer arrive in order;
+/// the receiver writes them to a temporary file and installs it after the last.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// Identifies the transfer, so a restarted transfer never mixes with an abandoned one.
+    pub transfer: u64,
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    pub data: Bytes,
+    pub done: bool,
+}

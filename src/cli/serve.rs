@@ -1,0 +1,170 @@
+//! `cairn serve`: run a node until interrupted.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_node::config::{Bootstrap, Limits, NodeConfig, RaftTimings};
+use cairn_node::raft::Member;
+use cairn_node::storage::FsDisk;
+use clap::Args;
+
+use super::duration;
+
+/// Flags of `cairn serve`; each also reads the environment variable named beside it.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// This node's id: a positive integer, unique in the cluster and never reused.
+    #[arg(long, env = "CAIRN_ID", default_value_t = 1)]
+    id: u64,
+    /// Address for the HTTP API (ip:port), also advertised to the cluster.
+    #[arg(long, env = "CAIRN_HTTP", default_value = "127.0.0.1:7700")]
+    http: String,
+    /// Address for raft and request forwarding between nodes (ip:port), advertised to peers.
+    #[arg(long, env = "CAIRN_PEER", default_value = "127.0.0.1:7701")]
+    peer: String,
+    /// Directory holding this node's raft log and snapshots.
+    #[arg(long, env = "CAIRN_DATA", default_value = "data")]
+    data: PathBuf,
+    /// HTTP address of any member to join through (comma-separated for several). Ignored when
+    /// the data directory already holds this node's state.
+    #[arg(long, env = "CAIRN_JOIN", value_delimiter = ',', conflicts_with = "initial_cluster")]
+    join: Vec<String>,
+    /// Static bootstrap, etcd style: `1=PEER@HTTP,2=PEER@HTTP,3=PEER@HTTP`, the same on every
+    /// listed node; the cluster forms without joins.
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// Interval between leader heartbeats.
+    #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL", default_value = "50ms", value_parser = duration::parse)]
+    heartbeat_interval: Duration,
+    /// Minimum election timeout; elections start between this and twice this after the last
+    /// heartbeat.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT", default_value = "400ms", value_parser = duration::parse)]
+    election_timeout: Duration,
+    /// How long a request may take before the client gets a timeout (or, for a write that may
+    /// have been proposed, 504 outcome_unknown).
+    #[arg(long, env = "CAIRN_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
+    request_timeout: Duration,
+    /// Log entries between snapshots; the log is purged behind each snapshot.
+    #[arg(long, env = "CAIRN_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    snapshot_every: u64,
+    /// Largest key, in bytes.
+    #[arg(long, env = "CAIRN_MAX_KEY_BYTES", default_value_t = 4096)]
+    max_key_bytes: usize,
+    /// Largest value, in bytes; larger request bodies get 413.
+    #[arg(long, env = "CAIRN_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
+    max_value_bytes: usize,
+    /// Log filter, e.g. `info` or `cairn_node=debug,info`.
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    log: String,
+    /// Deliberate bugs for testing the test harness (debug builds only): local-reads,
+    /// early-ack, skip-dedup.
+    #[cfg(debug_assertions)]
+    #[arg(long, env = "CAIRN_INJECT_BUGS", hide = true)]
+    inject_bugs: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<NodeConfig, String> {
+        let member = Member { peer: self.peer.clone(), http: self.http.clone() };
+        for (name, address) in [("--http", &self.http), ("--peer", &self.peer)] {
+            address
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("{name} {address:?} is not an ip:port address"))?;
+        }
+        let mut config = NodeConfig::new(self.id, member, self.data.clone());
+        config.bootstrap = match (&self.initial_cluster, self.join.is_empty()) {
+            (Some(list), _) => Bootstrap::InitialCluster(parse_initial_cluster(list)?),
+            (None, false) => Bootstrap::Join(self.join.clone()),
+            (None, true) => Bootstrap::Single,
+        };
+        config.timings = RaftTimings {
+            heartbeat: self.heartbeat_interval,
+            election_timeout_min: self.election_timeout,
+            election_timeout_max: self.election_timeout * 2,
+        };
+        config.limits = Limits { key_bytes_max: self.max_key_bytes, value_bytes_max: self.max_value_bytes };
+        config.request_timeout = self.request_timeout;
+        config.snapshot_every = self.snapshot_every;
+        #[cfg(debug_assertions)]
+        if let Some(bugs) = &self.inject_bugs {
+            config.bugs = cairn_node::bugs::InjectedBugs::parse(bugs)?;
+        }
+        config.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// Parses `1=PEER@HTTP,2=PEER@HTTP`.
+fn parse_initial_cluster(list: &str) -> Result<BTreeMap<u64, Member>, String> {
+    let mut members = BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let malformed = || format!("--initial-cluster entry {item:?} is not ID=PEER@HTTP");
+        let (id, addresses) = item.split_once('=').ok_or_else(malformed)?;
+        let (peer, http) = addresses.split_once('@').ok_or_else(malformed)?;
+        let id: u64 = id.parse().map_err(|_| malformed())?;
+        if members.insert(id, Member { peer: peer.to_string(), http: http.to_string() }).is_some() {
+            return Err(format!("--initial-cluster lists node {id} twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("--initial-cluster is empty".to_string());
+    }
+    Ok(members)
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("cairn: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: NodeConfig) -> ExitCode {
+    let (id, http, peer, data) =
+        (config.id, config.member.http.clone(), config.member.peer.clone(), config.data_dir.clone());
+    let launched = match cairn_http::launch(config, Arc::new(FsDisk::new())).await {
+        Ok(launched) => launched,
+        Err(error) => {
+            eprintln!("cairn: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("cairn node {id} serving HTTP on http://{http}, peers on {peer}, data in {}", data.display());
+    wait_for_stop_signal().await;
+    tracing::info!("stopping");
+    launched.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_stop_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_initial_cluster_lists_ids_with_peer_and_http_addresses() {
+        let members = parse_initial_cluster("1=127.0.0.1:7711@127.0.0.1:7710,2=127.0.0.1:7721@127.0.0.1:7720").unwrap();
+        assert_eq!(members[&2], Member { peer: "127.0.0.1:7721".into(), http: "127.0.0.1:7720".into() });
+        assert!(parse_initial_cluster("1=127.0.0.1:7711").is_err());
+        assert!(parse_initial_cluster("1=a@b,1=c@d").is_err());
+    }
+}
