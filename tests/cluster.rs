@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_http::client::Route;
+use cairn_http::client::{ClientError, Exchanger, Method, Outgoing, Route};
 use cairn_node::api::Consistency;
 use support::{Process, client, eventually, leader_index};
 
@@ -114,4 +114,79 @@ async fn a_static_initial_cluster_forms_without_joins() {
     assert_eq!(read.value.map(|r| r.value), Some("hello".to_string()));
     let members = cluster.members(Route::Any).await.expect("members");
     assert_eq!(members.iter().filter(|m| m.voter).count(), 3);
+}
+
+/// Goal: a node that fell behind the purged log catches up from a snapshot, `?redirect` points
+/// at the leader, and a removed node stops serving while its id can never be used again.
+/// Method: a static three-node cluster snapshotting every 20 entries; one follower is killed
+/// while 200 keys are written, then restarted; a write with `?redirect` goes to a follower;
+/// finally the follower is removed and asked to rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_node_catches_up_by_snapshot_and_a_removed_node_stops_serving() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let addresses: Vec<(String, String)> = (0..3).map(|_| (support::free_address(), support::free_address())).collect();
+    let list = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, (peer, http))| format!("{}={peer}@{http}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let flags = ["--initial-cluster".to_string(), list, "--snapshot-every".to_string(), "20".to_string()];
+    let mut nodes: Vec<Process> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, (peer, http))| Process::start_at(root.path(), i as u64 + 1, http, peer, &flags))
+        .collect();
+    let endpoints: Vec<String> = addresses.iter().map(|(_, http)| http.clone()).collect();
+    let cluster = client(endpoints.clone());
+    let leader = leader_index(&endpoints).await;
+    let lagging = (leader + 1) % 3;
+
+    nodes[lagging].kill();
+    for i in 0..200 {
+        cluster
+            .put(Route::Only(leader), &format!("key-{i}"), Bytes::from(format!("value-{i}")), None)
+            .await
+            .expect("a write");
+    }
+    nodes[lagging].restart();
+    eventually(Duration::from_secs(30), "the lagging node to catch up", || async {
+        let read = cluster.get(Route::Only(lagging), "key-199", Consistency::Stale).await.ok()?;
+        (read.value?.value == "value-199").then_some(())
+    })
+    .await;
+    assert!(nodes[lagging].log().contains("installed a snapshot"), "the lagging node caught up from a snapshot");
+
+    let api = Exchanger::default();
+    let put = Outgoing {
+        method: Method::PUT,
+        path_and_query: "/v1/kv/redirected?redirect",
+        headers: Vec::new(),
+        body: Bytes::from("x"),
+    };
+    let redirect = api.send(&endpoints[lagging], put, Duration::from_secs(5)).await.expect("the follower answers");
+    assert_eq!(redirect.status, 307);
+    assert_eq!(
+        redirect.header("location"),
+        Some(format!("http://{}/v1/kv/redirected?redirect", endpoints[leader]).as_str())
+    );
+
+    let removed_id = nodes[lagging].id;
+    let members = cluster.remove_member(Route::Only(leader), removed_id).await.expect("the removal succeeds");
+    assert!(members.iter().all(|member| member.id != removed_id));
+    eventually(Duration::from_secs(10), "the removed node to refuse requests", || async {
+        let get =
+            Outgoing { method: Method::GET, path_and_query: "/v1/kv/key-1", headers: Vec::new(), body: Bytes::new() };
+        let reply = api.send(&endpoints[lagging], get, Duration::from_secs(5)).await.ok()?;
+        (reply.status == 410 && String::from_utf8_lossy(&reply.body).contains("node_removed")).then_some(())
+    })
+    .await;
+    assert!(nodes[lagging].log().contains("removed from the cluster"), "the removed node says so in its log");
+    let (peer, http) = &addresses[lagging];
+    let rejoin = cluster.add_member(Route::Only(leader), removed_id, peer, http).await;
+    assert!(matches!(&rejoin, Err(ClientError::Rejected { code, .. }) if code == "member_id_retired"), "{rejoin:?}");
+    cluster
+        .put(Route::Only(leader), "after-removal", Bytes::from("ok"), None)
+        .await
+        .expect("two voters still make progress");
 }

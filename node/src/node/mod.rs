@@ -280,7 +280,7 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
         election_timeout_max: millis(timings.election_timeout_max),
         install_snapshot_timeout: 10_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-        max_in_snapshot_log_to_keep: 1_000,
+        max_in_snapshot_log_to_keep: config.snapshot_every,
         replication_lag_threshold: config.snapshot_every * 2,
         enable_pre_vote: Some(true),
         ..openraft::Config::default()

@@ -55,8 +55,12 @@ impl SnapshotReceiver {
         }
         let incoming = transfers.remove(&chunk.transfer).expect("present above");
         let snapshot = Snapshot { meta: chunk.meta, snapshot: incoming.file.clone() };
+        let last = snapshot.meta.last_log_id;
         match raft.install_full_snapshot(chunk.vote, snapshot).await {
-            Ok(response) => PeerResponse::Snapshot(Some(response)),
+            Ok(response) => {
+                tracing::info!(from, last_log_id = ?last, "installed a snapshot from the leader");
+                PeerResponse::Snapshot(Some(response))
+            }
             Err(error) => {
                 self.files.discard(&incoming.file);
                 PeerResponse::refused(format!("installing the snapshot: {error}"))

@@ -139,6 +139,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         };
+        let first = records[0].0;
+        if self.wal.last_index().is_none() && first > self.wal.next_index() {
+            // An empty log may start anywhere (openraft's own suite starts at 1); the WAL
+            // continues after a purge point, so move it there.
+            self.wal.purge(first - 1).await?;
+        }
         self.shared().last_log_id = Some(last);
         if self.bugs.ack_before_fsync() {
             callback.io_completed(Ok(()));
@@ -150,7 +156,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         self.wal.truncate_after(last_log_id.as_ref().map(|id| id.index)).await?;
         let mut shared = self.shared();
-        shared.last_log_id = last_log_id.or_else(|| shared.meta.last_purged);
+        match last_log_id {
+            Some(kept) if shared.last_log_id.is_some_and(|last| last.index <= kept.index) => {}
+            Some(kept) => shared.last_log_id = Some(kept),
+            None => shared.last_log_id = shared.meta.last_purged,
+        }
         Ok(())
     }
 

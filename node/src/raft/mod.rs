@@ -3,6 +3,8 @@
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+#[cfg(test)]
+mod storage_suite;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +12,8 @@ use crate::command::{NodeId, Request, Response};
 use crate::rt::CairnRuntime;
 
 /// Where a member listens: its peer (raft and forwarding) address and its HTTP address.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// (`Default`, empty addresses, only because openraft's storage test suite builds nodes so.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub peer: String,
     pub http: String,
