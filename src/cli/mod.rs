@@ -1,5 +1,6 @@
 //! Command line: `cairn [serve] [FLAGS]` runs a node; other subcommands are tools.
 
+mod check;
 mod duration;
 mod serve;
 
@@ -24,11 +25,14 @@ pub struct Cli {
 enum Command {
     /// Run a node (the default when no subcommand is given).
     Serve(serve::ServeArgs),
+    /// Check a client history for linearizability, stale reads, revisions and durability.
+    Check(check::CheckArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Check(args)) => check::run(args),
         None => serve::run(cli.serve),
     }
 }
