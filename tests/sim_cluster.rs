@@ -10,25 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_http::client::{CairnClient, ClientOptions, Route};
-use cairn_node::api::{Consistency, Role};
+use cairn_node::api::Consistency;
 use cairn_sim::{ClusterOptions, Replay, SimCluster, run_seed, seeds};
-use madsim::runtime::NodeHandle;
 
 const TIME_LIMIT: Duration = Duration::from_secs(600);
+const MINUTE: Duration = Duration::from_secs(60);
 
 fn options() -> ClientOptions {
     ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(6) }
-}
-
-/// Runs `work` with a fresh client on the client node and returns its result.
-async fn on_client<T, F, Fut>(client_node: &NodeHandle, endpoints: &[String], work: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce(CairnClient) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    let client = CairnClient::new(endpoints.to_vec(), options());
-    client_node.spawn(work(client)).await.expect("the client task completes")
 }
 
 /// Writes `key-{range}` once each and returns the acknowledged ones, tracing every outcome.
@@ -54,33 +43,9 @@ async fn write_keys(
     (acknowledged, trace)
 }
 
-async fn leader_of(client: &CairnClient, nodes: usize) -> Option<usize> {
-    for index in 0..nodes {
-        if let Ok(status) = client.status(Route::Only(index)).await
-            && status.value.role == Role::Leader
-        {
-            return Some(index);
-        }
-    }
-    None
-}
-
-async fn await_leader(client: CairnClient, nodes: usize) -> usize {
-    for _ in 0..600 {
-        if let Some(leader) = leader_of(&client, nodes).await {
-            return leader;
-        }
-        madsim::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no leader within a minute of virtual time");
-}
-
 /// The scenario; returns its trace (one line per client operation and fault).
 async fn faults_then_heal() -> Vec<String> {
-    let mut cluster = SimCluster::start(ClusterOptions::default()).await;
-    let client_node = cluster.client_node();
-    let endpoints = cluster.http_endpoints();
-    let ids = cluster.ids();
+    let cluster = SimCluster::start(ClusterOptions::default()).await;
     let mut trace = Vec::new();
     let mut acknowledged = BTreeMap::new();
     let record = |(acked, lines): (BTreeMap<String, String>, Vec<String>),
@@ -89,53 +54,53 @@ async fn faults_then_heal() -> Vec<String> {
         acknowledged.extend(acked);
         lines
     };
+    let leader = cluster.await_leader(MINUTE).await.expect("a leader");
+    trace.push(format!("leader in slot {leader}"));
+    trace.extend(record(cluster.with_client(options(), |c| write_keys(c, 0..10, "calm")).await, &mut acknowledged));
 
-    let leader = on_client(&client_node, &endpoints, |c| await_leader(c, 3)).await;
-    trace.push(format!("leader {}", ids[leader]));
-    trace
-        .extend(record(on_client(&client_node, &endpoints, |c| write_keys(c, 0..10, "calm")).await, &mut acknowledged));
-
-    cluster.kill(ids[leader]);
-    trace.push(format!("killed leader {}", ids[leader]));
+    cluster.kill(leader);
+    trace.push(format!("killed the leader in slot {leader}"));
     trace.extend(record(
-        on_client(&client_node, &endpoints, |c| write_keys(c, 10..20, "leaderless")).await,
+        cluster.with_client(options(), |c| write_keys(c, 10..20, "leaderless")).await,
         &mut acknowledged,
     ));
-    cluster.restart(ids[leader]);
-    trace.push(format!("restarted {}", ids[leader]));
+    cluster.restart(leader);
+    trace.push(format!("restarted slot {leader}"));
 
-    let leader = on_client(&client_node, &endpoints, |c| await_leader(c, 3)).await;
-    let cut_off = ids[(leader + 1) % 3];
-    let rest: Vec<u64> = ids.iter().copied().filter(|id| *id != cut_off).collect();
+    let leader = cluster.await_leader(MINUTE).await.expect("a leader");
+    let cut_off = (leader + 1) % 3;
+    let rest: Vec<usize> = (0..3).filter(|slot| *slot != cut_off).collect();
     cluster.partition(&[rest, vec![cut_off]]);
-    trace.push(format!("partitioned {cut_off} away"));
+    trace.push(format!("partitioned slot {cut_off} away"));
     trace.extend(record(
-        on_client(&client_node, &endpoints, |c| write_keys(c, 20..30, "partitioned")).await,
+        cluster.with_client(options(), |c| write_keys(c, 20..30, "partitioned")).await,
         &mut acknowledged,
     ));
     cluster.heal();
     trace.push("healed".to_string());
 
-    let crashed = ids[madsim::rand::random::<usize>() % 3];
-    let lost = cluster.crash(crashed);
-    trace.push(format!("crashed {crashed}, {lost} unsynced bytes lost"));
+    let crashed = madsim::rand::random::<usize>() % 3;
+    let lost = cluster.crash(&[crashed]);
+    cluster.restart(crashed);
+    trace.push(format!("crashed slot {crashed}, {lost} unsynced bytes lost"));
     trace.extend(record(
-        on_client(&client_node, &endpoints, |c| write_keys(c, 30..40, "after-crash")).await,
+        cluster.with_client(options(), |c| write_keys(c, 30..40, "after-crash")).await,
         &mut acknowledged,
     ));
 
-    on_client(&client_node, &endpoints, |c| await_leader(c, 3)).await;
-    let reads = on_client(&client_node, &endpoints, move |client| async move {
-        let mut reads = Vec::new();
-        for (key, value) in acknowledged {
-            let read = client.get(Route::Any, &key, Consistency::Linearizable).await;
-            let got = read.map(|answer| answer.value.map(|record| record.value));
-            assert_eq!(got, Ok(Some(value.clone())), "acknowledged write {key}={value} must survive");
-            reads.push(format!("read {key}={value}"));
-        }
-        reads
-    })
-    .await;
+    cluster.await_leader(MINUTE).await.expect("a leader");
+    let reads = cluster
+        .with_client(options(), move |client| async move {
+            let mut reads = Vec::new();
+            for (key, value) in acknowledged {
+                let read = client.get(Route::Any, &key, Consistency::Linearizable).await;
+                let got = read.map(|answer| answer.value.map(|record| record.value));
+                assert_eq!(got, Ok(Some(value.clone())), "acknowledged write {key}={value} must survive");
+                reads.push(format!("read {key}={value}"));
+            }
+            reads
+        })
+        .await;
     trace.extend(reads);
     trace
 }

@@ -14,6 +14,8 @@
 //! - [`report`]: the self-contained HTML timeline written on a violation.
 //! - [`generate`]: synthetic linearizable histories and mutators that plant anomalies, for
 //!   tests and benchmarks.
+//! - [`workload`], [`nemesis`], [`run`]: the clients, the faults and one whole run against any
+//!   [`nemesis::Cluster`] (simulated or real processes), recorded by a [`recorder::Recorder`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
@@ -24,9 +26,13 @@ compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `carg
 pub mod check;
 pub mod generate;
 pub mod history;
+pub mod nemesis;
+pub mod recorder;
 pub mod report;
+pub mod run;
 #[cfg(test)]
 mod testing;
+pub mod workload;
 
 pub use crate::{
     check::{

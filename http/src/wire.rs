@@ -93,6 +93,8 @@ pub struct ErrorDetail {
 
 /// Header carrying the store revision an answer was produced at.
 pub const REVISION_HEADER: &str = "x-cairn-revision";
+/// Header carrying the id of the node that answered.
+pub const NODE_HEADER: &str = "x-cairn-node";
 /// Header carrying the id of the leader the answering node knows of.
 pub const LEADER_HEADER: &str = "x-cairn-leader";
 /// Request headers naming the client and its request serial, for safe retries of writes.

@@ -1,15 +1,19 @@
-//! Building and addressing a simulated cluster.
+//! Building and addressing a simulated cluster. Nodes live in slots: a slot has a madsim node
+//! with a fixed IP (so its addresses never change) and a current incarnation (node id, config,
+//! disk) that the node's init closure reads at every (re)start, so a slot can be given a fresh
+//! node with a new id and an empty disk.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cairn_http::client::{CairnClient, ClientOptions, Route};
 use cairn_node::api::Role;
 use cairn_node::bugs::InjectedBugs;
 use cairn_node::command::NodeId;
-use cairn_node::config::{Bootstrap, NodeConfig, RaftTimings};
+use cairn_node::config::{Bootstrap, NodeConfig};
 use cairn_node::raft::Member;
 use cairn_node::rt::Duration;
 use cairn_node::storage::SimDisk;
@@ -17,11 +21,13 @@ use madsim::runtime::{Handle, NodeHandle};
 
 const HTTP_PORT: u16 = 7700;
 const PEER_PORT: u16 = 7701;
+/// Simulated fsync latency: data written but not yet synced is exposed to a crash this long.
+const SYNC_LATENCY: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(4));
 
 /// How to build a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
-    pub nodes: u64,
+    pub nodes: usize,
     pub bugs: InjectedBugs,
     /// Server-side request timeout; shorter than in production so chaos runs move quickly.
     pub request_timeout: Duration,
@@ -39,63 +45,91 @@ impl Default for ClusterOptions {
     }
 }
 
-/// One simulated node: its madsim handle, its disk (which outlives restarts) and its config.
+/// What a slot runs now: replaced by a fresh incarnation when its member is replaced.
+#[derive(Clone)]
+pub(crate) struct Incarnation {
+    pub(crate) config: NodeConfig,
+    /// Owned by the harness, so it outlives restarts of the node.
+    pub(crate) disk: Arc<SimDisk>,
+}
+
+/// One node position.
 pub struct SimNode {
-    pub id: NodeId,
     pub ip: IpAddr,
     pub handle: NodeHandle,
-    pub disk: Arc<SimDisk>,
-    pub config: NodeConfig,
+    pub(crate) incarnation: Arc<Mutex<Incarnation>>,
+}
+
+impl SimNode {
+    pub(crate) fn incarnation(&self) -> Incarnation {
+        self.incarnation.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The id of the node currently in this slot.
+    pub fn id(&self) -> NodeId {
+        self.incarnation().config.id
+    }
+
+    pub fn disk(&self) -> Arc<SimDisk> {
+        self.incarnation().disk
+    }
 }
 
 /// A running simulated cluster.
 pub struct SimCluster {
     pub(crate) runtime: Handle,
-    pub(crate) nodes: BTreeMap<NodeId, SimNode>,
-    next_client: u8,
+    pub(crate) slots: Vec<SimNode>,
+    /// The madsim node client tasks run on, outside the cluster's subnet.
+    pub(crate) clients: NodeHandle,
+    pub(crate) options: ClusterOptions,
+    next_id: AtomicU64,
 }
 
-/// The IP of node `id`; client nodes live in another subnet.
-fn node_ip(id: NodeId) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, u8::try_from(id).expect("at most 255 nodes")))
+fn slot_ip(slot: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, u8::try_from(slot + 1).expect("at most 254 slots")))
 }
 
 impl SimCluster {
-    /// Starts `options.nodes` nodes that form a cluster from a static initial membership.
+    /// Starts `options.nodes` nodes (ids 1..=n) that form a cluster from a static membership.
     pub async fn start(options: ClusterOptions) -> SimCluster {
         let runtime = Handle::current();
-        let members: BTreeMap<NodeId, Member> = (1..=options.nodes)
-            .map(|id| {
-                let ip = node_ip(id);
-                (id, Member { peer: format!("{ip}:{PEER_PORT}"), http: format!("{ip}:{HTTP_PORT}") })
-            })
-            .collect();
-        let mut cluster = SimCluster { runtime, nodes: BTreeMap::new(), next_client: 1 };
-        for (&id, member) in &members {
-            let mut config = NodeConfig::new(id, member.clone(), PathBuf::from(format!("/data/{id}")));
-            config.bootstrap = Bootstrap::InitialCluster(members.clone());
-            config.timings = RaftTimings::default();
-            config.request_timeout = options.request_timeout;
-            config.snapshot_every = options.snapshot_every;
-            config.bugs = options.bugs;
-            cluster.add_node(config);
+        let members: BTreeMap<NodeId, Member> =
+            (0..options.nodes).map(|slot| (slot as NodeId + 1, member(slot))).collect();
+        let clients = runtime.create_node().name("clients").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
+        let next_id = AtomicU64::new(options.nodes as u64 + 1);
+        let mut cluster = SimCluster { runtime, slots: Vec::new(), clients, options, next_id };
+        for slot in 0..cluster.options.nodes {
+            let config = cluster.config(slot as NodeId + 1, slot, Bootstrap::InitialCluster(members.clone()));
+            let incarnation = Incarnation { config, disk: Arc::new(fresh_disk()) };
+            let node = cluster.create_node(slot, incarnation);
+            cluster.slots.push(node);
         }
         cluster
     }
 
-    /// Creates a madsim node running `config` on a fresh simulated disk.
-    pub fn add_node(&mut self, config: NodeConfig) -> NodeId {
-        let id = config.id;
-        let ip = node_ip(id);
-        let disk = Arc::new(SimDisk::new(madsim::rand::random()));
-        let (init_config, init_disk) = (config.clone(), disk.clone());
+    pub(crate) fn config(&self, id: NodeId, slot: usize, bootstrap: Bootstrap) -> NodeConfig {
+        let mut config = NodeConfig::new(id, member(slot), PathBuf::from("/data"));
+        config.bootstrap = bootstrap;
+        config.request_timeout = self.options.request_timeout;
+        config.snapshot_every = self.options.snapshot_every;
+        config.bugs = self.options.bugs;
+        config
+    }
+
+    pub(crate) fn fresh_id(&self) -> NodeId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn create_node(&self, slot: usize, incarnation: Incarnation) -> SimNode {
+        let incarnation = Arc::new(Mutex::new(incarnation));
+        let current = incarnation.clone();
         let handle = self
             .runtime
             .create_node()
-            .name(format!("node-{id}"))
-            .ip(ip)
+            .name(format!("slot-{}", slot + 1))
+            .ip(slot_ip(slot))
             .init(move || {
-                let (config, disk) = (init_config.clone(), init_disk.clone());
+                let Incarnation { config, disk } = current.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 async move {
                     let launched = cairn_http::launch(config, disk).await.expect("a simulated node starts");
                     std::future::pending::<()>().await;
@@ -103,60 +137,75 @@ impl SimCluster {
                 }
             })
             .build();
-        self.nodes.insert(id, SimNode { id, ip, handle, disk, config });
-        id
+        SimNode { ip: slot_ip(slot), handle, incarnation }
     }
 
-    /// A new madsim node for client tasks, outside the cluster's subnet.
-    pub fn client_node(&mut self) -> NodeHandle {
-        let index = self.next_client;
-        self.next_client += 1;
-        self.runtime
-            .create_node()
-            .name(format!("client-{index}"))
-            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, index)))
-            .build()
+    pub fn len(&self) -> usize {
+        self.slots.len()
     }
 
-    pub fn ids(&self) -> Vec<NodeId> {
-        self.nodes.keys().copied().collect()
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
-    pub fn node(&self, id: NodeId) -> &SimNode {
-        &self.nodes[&id]
+    pub fn node(&self, slot: usize) -> &SimNode {
+        &self.slots[slot]
     }
 
-    /// Every node's HTTP address, in id order.
+    /// Every slot's HTTP address, in slot order.
     pub fn http_endpoints(&self) -> Vec<String> {
-        self.nodes.values().map(|node| node.config.member.http.clone()).collect()
+        (0..self.slots.len()).map(|slot| member(slot).http).collect()
     }
 
-    /// A client over every node; call it from a client node's task.
-    pub fn client(&self, options: ClientOptions) -> CairnClient {
-        CairnClient::new(self.http_endpoints(), options)
+    /// Runs `work` with a fresh client on the clients' node and returns its result.
+    pub async fn with_client<T, F, Fut>(&self, options: ClientOptions, work: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(CairnClient) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let client = CairnClient::new(self.http_endpoints(), options);
+        self.clients.spawn(work(client)).await.expect("the client task completes")
     }
 
-    /// The node that says it is the leader, asking each node over HTTP. `None` if none does.
-    pub async fn leader(&self, client: &CairnClient) -> Option<NodeId> {
-        for (index, id) in self.ids().into_iter().enumerate() {
-            if let Ok(status) = client.status(Route::Only(index)).await
-                && status.value.role == Role::Leader
-            {
-                return Some(id);
+    /// The slot whose node says it leads, asking each over HTTP.
+    pub async fn leader(&self) -> Option<usize> {
+        let slots = self.slots.len();
+        self.with_client(status_options(), move |client| async move {
+            for slot in 0..slots {
+                if let Ok(status) = client.status(Route::Only(slot)).await
+                    && status.value.role == Role::Leader
+                {
+                    return Some(slot);
+                }
             }
-        }
-        None
+            None
+        })
+        .await
     }
 
-    /// Waits until some node is leader and every live node agrees on it.
-    pub async fn await_leader(&self, client: &CairnClient, timeout: Duration) -> Option<NodeId> {
+    /// Waits until some node leads.
+    pub async fn await_leader(&self, timeout: Duration) -> Option<usize> {
         let deadline = cairn_node::rt::Instant::now() + timeout;
         while cairn_node::rt::Instant::now() < deadline {
-            if let Some(leader) = self.leader(client).await {
+            if let Some(leader) = self.leader().await {
                 return Some(leader);
             }
             cairn_node::rt::sleep(Duration::from_millis(100)).await;
         }
         None
     }
+}
+
+pub(crate) fn member(slot: usize) -> Member {
+    let ip = slot_ip(slot);
+    Member { peer: format!("{ip}:{PEER_PORT}"), http: format!("{ip}:{HTTP_PORT}") }
+}
+
+pub(crate) fn fresh_disk() -> SimDisk {
+    SimDisk::new(madsim::rand::random()).with_sync_latency(SYNC_LATENCY.0, SYNC_LATENCY.1)
+}
+
+pub(crate) fn status_options() -> ClientOptions {
+    ClientOptions { attempt_timeout: Duration::from_millis(500), call_timeout: Duration::from_secs(1) }
 }

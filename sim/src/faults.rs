@@ -1,68 +1,73 @@
-//! Faults the harness injects. Every fault is deterministic under the simulation seed.
+//! Faults the harness injects, and the chaos [`Cluster`] interface over them. Every fault is
+//! deterministic under the simulation seed.
 
-use cairn_node::command::NodeId;
+use cairn_chaos::nemesis::Cluster;
+use cairn_http::client::{ClientOptions, Route};
+use cairn_node::config::Bootstrap;
+use cairn_node::rt::Duration;
+use futures_util::future::BoxFuture;
 use madsim::net::NetSim;
 
-use crate::cluster::SimCluster;
+use crate::cluster::{Incarnation, SimCluster, fresh_disk};
 
 impl SimCluster {
     /// Kills a node's process: its tasks and sockets vanish; its disk keeps everything written
-    /// (a process crash loses nothing the kernel already has).
-    pub fn kill(&self, id: NodeId) {
-        self.runtime.kill(self.nodes[&id].handle.id());
+    /// (a process crash loses nothing the kernel already has). It stays down until started.
+    pub fn kill(&self, slot: usize) {
+        self.runtime.kill(self.slots[slot].handle.id());
     }
 
-    /// Kills and restarts a node; it recovers from its disk. (madsim requires the kill first.)
-    pub fn restart(&self, id: NodeId) {
-        let handle = self.nodes[&id].handle.id();
-        self.runtime.kill(handle);
-        self.runtime.restart(handle);
+    /// (Re)starts a node from its disk. madsim requires a kill first, so this kills it too.
+    pub fn restart(&self, slot: usize) {
+        let id = self.slots[slot].handle.id();
+        self.runtime.kill(id);
+        self.runtime.restart(id);
     }
 
-    /// Power loss: kills a node and drops or tears its unsynced disk writes, then restarts it.
-    /// Returns how many unsynced bytes were lost.
-    pub fn crash(&self, id: NodeId) -> u64 {
-        let node = &self.nodes[&id];
-        self.runtime.kill(node.handle.id());
-        let report = node.disk.crash();
-        self.runtime.restart(node.handle.id());
-        report.bytes_lost
+    /// Power loss on these nodes at once: they die and drop or tear their unsynced writes. They
+    /// stay down until restarted. Returns how many unsynced bytes were lost.
+    pub fn crash(&self, slots: &[usize]) -> u64 {
+        for &slot in slots {
+            self.kill(slot);
+        }
+        slots.iter().map(|&slot| self.slots[slot].disk().crash().bytes_lost).sum()
     }
 
     /// Freezes a node's tasks without killing them, like SIGSTOP.
-    pub fn pause(&self, id: NodeId) {
-        self.runtime.pause(self.nodes[&id].handle.id());
+    pub fn pause(&self, slot: usize) {
+        self.runtime.pause(self.slots[slot].handle.id());
     }
 
-    pub fn resume(&self, id: NodeId) {
-        self.runtime.resume(self.nodes[&id].handle.id());
+    pub fn resume(&self, slot: usize) {
+        self.runtime.resume(self.slots[slot].handle.id());
     }
 
-    /// Cuts every link between nodes in different groups (both directions). Nodes in no group
-    /// are cut off from all the others.
-    pub fn partition(&self, groups: &[Vec<NodeId>]) {
+    /// Cuts every link between nodes in different groups (both ways); a node in no group is cut
+    /// off from all others. Clients still reach every node.
+    pub fn partition(&self, groups: &[Vec<usize>]) {
+        let group_of = |slot: usize| groups.iter().position(|group| group.contains(&slot));
+        let links: Vec<(usize, usize)> = (0..self.slots.len())
+            .flat_map(|a| (0..self.slots.len()).map(move |b| (a, b)))
+            .filter(|&(a, b)| a < b && (group_of(a).is_none() || group_of(a) != group_of(b)))
+            .collect();
+        self.cut_links(&links);
+    }
+
+    /// Cuts these links, both ways.
+    pub fn cut_links(&self, links: &[(usize, usize)]) {
         let net = NetSim::current();
-        let group_of = |id: NodeId| groups.iter().position(|group| group.contains(&id));
-        for &a in self.nodes.keys() {
-            for &b in self.nodes.keys() {
-                if a != b && (group_of(a).is_none() || group_of(a) != group_of(b)) {
-                    net.clog_link(self.nodes[&a].handle.id(), self.nodes[&b].handle.id());
-                }
-            }
+        for &(a, b) in links {
+            net.clog_link(self.slots[a].handle.id(), self.slots[b].handle.id());
+            net.clog_link(self.slots[b].handle.id(), self.slots[a].handle.id());
         }
     }
 
-    /// Cuts a node off from every other node and every client.
-    pub fn isolate(&self, id: NodeId) {
-        NetSim::current().clog_node(self.nodes[&id].handle.id());
+    /// Cuts the link from `from` to `to` only.
+    pub fn clog_one_way(&self, from: usize, to: usize) {
+        NetSim::current().clog_link(self.slots[from].handle.id(), self.slots[to].handle.id());
     }
 
-    /// Cuts the link from `from` to `to` only (one-way).
-    pub fn clog_one_way(&self, from: NodeId, to: NodeId) {
-        NetSim::current().clog_link(self.nodes[&from].handle.id(), self.nodes[&to].handle.id());
-    }
-
-    /// Sets the probability that a packet (a UDP datagram, a TCP segment attempt) is lost.
+    /// Sets the probability that a packet is lost (UDP datagrams; TCP stalls and retries).
     pub fn set_packet_loss(&self, rate: f64) {
         NetSim::current().update_config(|config| config.packet_loss_rate = rate);
     }
@@ -70,12 +75,88 @@ impl SimCluster {
     /// Restores every link and clears packet loss.
     pub fn heal(&self) {
         let net = NetSim::current();
-        for a in self.nodes.values() {
+        for a in &self.slots {
             net.unclog_node(a.handle.id());
-            for b in self.nodes.values() {
+            for b in &self.slots {
                 net.unclog_link(a.handle.id(), b.handle.id());
             }
         }
         net.update_config(|config| config.packet_loss_rate = 0.0);
+    }
+
+    /// Removes the slot's member through the API, then starts a fresh node there (new id, empty
+    /// disk) that joins through the other slots.
+    pub async fn replace_member(&self, slot: usize) -> Result<String, String> {
+        let old = self.slots[slot].id();
+        let options = ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(10) };
+        let removed =
+            self.with_client(options, move |client| async move { client.remove_member(Route::Any, old).await }).await;
+        removed.map_err(|error| format!("removing node {old}: {error}"))?;
+        let id = self.fresh_id();
+        let seeds: Vec<String> =
+            self.http_endpoints().into_iter().enumerate().filter(|(s, _)| *s != slot).map(|(_, e)| e).collect();
+        let config = self.config(id, slot, Bootstrap::Join(seeds));
+        self.kill(slot);
+        *self.slots[slot].incarnation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Incarnation { config, disk: std::sync::Arc::new(fresh_disk()) };
+        self.restart(slot);
+        Ok(format!("slot {}: node {old} removed, node {id} joins", slot + 1))
+    }
+}
+
+impl Cluster for SimCluster {
+    fn endpoints(&self) -> Vec<String> {
+        self.http_endpoints()
+    }
+
+    fn spawn_client(&self, task: BoxFuture<'static, ()>) -> BoxFuture<'static, ()> {
+        let handle = self.clients.spawn(task);
+        Box::pin(async move {
+            let _ = handle.await;
+        })
+    }
+
+    async fn leader(&self) -> Option<usize> {
+        SimCluster::leader(self).await
+    }
+
+    async fn kill(&self, slot: usize) {
+        SimCluster::kill(self, slot);
+    }
+
+    async fn start(&self, slot: usize) {
+        self.restart(slot);
+    }
+
+    async fn crash(&self, slots: &[usize]) {
+        SimCluster::crash(self, slots);
+    }
+
+    async fn pause(&self, slot: usize) {
+        SimCluster::pause(self, slot);
+    }
+
+    async fn resume(&self, slot: usize) {
+        SimCluster::resume(self, slot);
+    }
+
+    async fn cut(&self, links: &[(usize, usize)]) {
+        self.cut_links(links);
+    }
+
+    async fn cut_one_way(&self, from: usize, to: usize) {
+        self.clog_one_way(from, to);
+    }
+
+    async fn set_packet_loss(&self, rate: f64) {
+        SimCluster::set_packet_loss(self, rate);
+    }
+
+    async fn heal_network(&self) {
+        self.heal();
+    }
+
+    async fn replace(&self, slot: usize) -> Result<String, String> {
+        self.replace_member(slot).await
     }
 }

@@ -32,6 +32,11 @@ impl<W: Write> HistoryWriter<W> {
         HistoryWriter { sink, next_index: 0, last_time: 0 }
     }
 
+    /// What has been written so far.
+    pub fn sink(&self) -> &W {
+        &self.sink
+    }
+
     /// Writes one event at `time` (nanoseconds) and returns the index it was given.
     pub fn record(&mut self, time: u64, body: EventBody) -> io::Result<u64> {
         assert!(time >= self.last_time, "history time went back from {} to {time}", self.last_time);

@@ -16,7 +16,7 @@ use cairn_node::Node;
 
 pub use error::ApiError;
 
-use crate::wire::{LEADER_HEADER, REVISION_HEADER};
+use crate::wire::{LEADER_HEADER, NODE_HEADER, REVISION_HEADER};
 
 /// Everything a handler needs: the node it fronts.
 #[derive(Clone)]
@@ -49,7 +49,8 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Refuses every request once the node was removed, and stamps every answer with the store's
-/// revision (unless the handler already did, with the revision it read at) and the leader.
+/// revision (unless the handler already did, with the revision it read at), the answering
+/// node's id and the leader.
 async fn cluster_headers(State(state): State<ApiState>, request: Request<Body>, next: Next) -> Response {
     let path = request.uri().path();
     let exempt = path == "/healthz" || path == "/v1/status";
@@ -62,6 +63,7 @@ async fn cluster_headers(State(state): State<ApiState>, request: Request<Body>, 
     if !headers.contains_key(REVISION_HEADER) {
         headers.insert(REVISION_HEADER, HeaderValue::from(state.node.revision()));
     }
+    headers.insert(NODE_HEADER, HeaderValue::from(state.node.id()));
     if let Some(leader) = state.node.leader() {
         headers.insert(LEADER_HEADER, HeaderValue::from(leader));
     }

@@ -19,8 +19,8 @@ pub use hyper::Method;
 pub use transport::{ExchangeError, Exchanger, Outgoing, Reply};
 
 use crate::wire::{
-    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LEADER_HEADER, MembersBody, REVISION_HEADER, RecordBody,
-    SERIAL_HEADER,
+    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LEADER_HEADER, MembersBody, NODE_HEADER, REVISION_HEADER,
+    RecordBody, SERIAL_HEADER,
 };
 
 /// How long one attempt and a whole call may take.
@@ -94,6 +94,8 @@ pub struct Answer<T> {
     pub revision: u64,
     /// The endpoint (index into the client's list) that answered.
     pub endpoint: usize,
+    /// The id of the node that answered (`X-Cairn-Node`).
+    pub node: Option<u64>,
     /// The leader the answering node knew of (`X-Cairn-Leader`).
     pub leader: Option<u64>,
 }
@@ -170,6 +172,7 @@ impl CairnClient {
             value: Some(answer.value),
             revision: answer.revision,
             endpoint: answer.endpoint,
+            node: answer.node,
             leader: answer.leader,
         })
     }
@@ -320,9 +323,10 @@ fn classify(reply: &Reply) -> Verdict {
 fn decode<T: DeserializeOwned>((reply, endpoint): (Reply, usize)) -> Result<Answer<T>, ClientError> {
     let revision = reply.header(REVISION_HEADER).and_then(|value| value.parse().ok()).unwrap_or(0);
     let leader = reply.header(LEADER_HEADER).and_then(|value| value.parse().ok());
+    let node = reply.header(NODE_HEADER).and_then(|value| value.parse().ok());
     if reply.status.is_success() {
         let value = serde_json::from_slice(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        return Ok(Answer { value, revision, endpoint, leader });
+        return Ok(Answer { value, revision, endpoint, node, leader });
     }
     let error: ErrorBody = serde_json::from_slice(&reply.body)
         .map_err(|_| ClientError::Protocol(format!("{} with a body that is not an error", reply.status)))?;
@@ -342,6 +346,7 @@ fn absent(reply: &Reply, endpoint: usize) -> Option<Answer<Option<RecordBody>>> 
         value: None,
         revision: reply.header(REVISION_HEADER).and_then(|value| value.parse().ok()).unwrap_or(0),
         endpoint,
+        node: reply.header(NODE_HEADER).and_then(|value| value.parse().ok()),
         leader: reply.header(LEADER_HEADER).and_then(|value| value.parse().ok()),
     })
 }

@@ -283,6 +283,11 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, StartError> {
         max_in_snapshot_log_to_keep: config.snapshot_every,
         replication_lag_threshold: config.snapshot_every * 2,
         enable_pre_vote: Some(true),
+        // A leader restarted after a power loss must not resume without an election: its
+        // persisted commit index may lag what it committed before, and a restored leader would
+        // answer ReadIndex from it (found by the chaos suite, seed 4023). An election commits
+        // a blank entry of the new term first, which re-establishes the commit index.
+        enable_leader_restore: Some(false),
         ..openraft::Config::default()
     };
     raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))

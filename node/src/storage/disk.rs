@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 /// A synchronous, path-based disk, shared as `Arc<dyn Disk>`.
 ///
@@ -104,4 +105,11 @@ pub trait Disk: Send + Sync + 'static {
 
     /// Whether a file or directory exists at `path` right now.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// How long the next [`Disk::sync`] takes on a simulated disk. The WAL waits this long
+    /// between writing a batch and syncing it, so that a simulated crash can fall between the
+    /// two, as a power cut can on a real disk. Real disks take their own time: zero.
+    fn sync_latency(&self) -> Duration {
+        Duration::ZERO
+    }
 }

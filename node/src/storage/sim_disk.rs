@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -93,6 +94,8 @@ struct SimState {
     next_file_id: FileId,
     /// How many of the next `sync`/`sync_dir` calls fail with an I/O error.
     failing_syncs: u32,
+    /// The range [`Disk::sync_latency`] draws from; zero unless set.
+    sync_latency: (Duration, Duration),
     counters: SimDiskCounters,
     last_crash: CrashReport,
 }
@@ -159,10 +162,19 @@ impl SimDisk {
                 files: BTreeMap::new(),
                 next_file_id: 0,
                 failing_syncs: 0,
+                sync_latency: (Duration::ZERO, Duration::ZERO),
                 counters: SimDiskCounters::default(),
                 last_crash: CrashReport::default(),
             }),
         }
+    }
+
+    /// A disk whose syncs take between `min` and `max` (drawn from the seeded RNG), leaving
+    /// written data exposed to [`SimDisk::crash`] for that long.
+    pub fn with_sync_latency(self, min: Duration, max: Duration) -> SimDisk {
+        assert!(min <= max, "the sync latency range is empty");
+        self.state().sync_latency = (min, max);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, SimState> {
@@ -443,6 +455,16 @@ impl Disk for SimDisk {
             state.directories.insert(ancestor.to_path_buf());
         }
         Ok(())
+    }
+
+    fn sync_latency(&self) -> Duration {
+        let mut state = self.state();
+        let (min, max) = state.sync_latency;
+        if max.is_zero() {
+            return Duration::ZERO;
+        }
+        let span = u64::try_from((max - min).as_micros()).unwrap_or(u64::MAX);
+        min + Duration::from_micros(state.rng.random_range(0..=span))
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {

@@ -230,11 +230,13 @@ impl Writer {
         let (segment, base) = self.segment_for(buffer.len() as u64).await?;
         let written = buffer.len() as u64;
         let path = self.shared.segment_path(segment);
-        self.blocking(move |disk| {
-            disk.write_at(&path, base, &buffer)?;
-            disk.sync(&path)
-        })
-        .await?;
+        let sync_path = path.clone();
+        self.blocking(move |disk| disk.write_at(&path, base, &buffer)).await?;
+        let latency = self.shared.disk.sync_latency();
+        if !latency.is_zero() {
+            rt::sleep(latency).await;
+        }
+        self.blocking(move |disk| disk.sync(&sync_path)).await?;
         let active = self.segments.last_mut().expect("segment_for made one");
         active.bytes += written;
         active.next_index = next_index;

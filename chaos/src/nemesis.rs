@@ -1,0 +1,269 @@
+//! The nemesis: a seeded schedule of faults, each started, held for a while and undone, and
+//! recorded in the history so the report can draw it. It works on any [`Cluster`]: the
+//! simulator's, or real processes.
+
+use cairn_node::rt::{self, Duration, Instant};
+use futures_util::future::BoxFuture;
+
+use crate::generate::Rng;
+use crate::history::FaultPhase;
+use crate::recorder::Recorder;
+
+/// What a run needs from a cluster. Nodes are numbered by slot, `0..endpoints().len()`; a slot
+/// keeps its HTTP address for the whole run even when the node in it is replaced.
+// The futures are awaited by the run's own task, never sent elsewhere, so no Send bound.
+#[allow(async_fn_in_trait)]
+pub trait Cluster {
+    /// Every slot's HTTP address, in slot order.
+    fn endpoints(&self) -> Vec<String>;
+    /// Runs `task` on the clients' side of the network; the returned future completes with it.
+    fn spawn_client(&self, task: BoxFuture<'static, ()>) -> BoxFuture<'static, ()>;
+    /// The slot whose node says it leads, if any.
+    async fn leader(&self) -> Option<usize>;
+    /// Kills a node's process; it stays down until [`Cluster::start`].
+    async fn kill(&self, slot: usize);
+    /// Starts a killed or crashed node again from its disk.
+    async fn start(&self, slot: usize);
+    /// Cuts power to these nodes at once: they die and lose or tear what they had not synced.
+    async fn crash(&self, slots: &[usize]);
+    /// Freezes a node (SIGSTOP).
+    async fn pause(&self, slot: usize);
+    /// Thaws a paused node.
+    async fn resume(&self, slot: usize);
+    /// Cuts these links, both ways.
+    async fn cut(&self, links: &[(usize, usize)]);
+    /// Cuts the link from `from` to `to` only.
+    async fn cut_one_way(&self, from: usize, to: usize);
+    /// Drops this fraction of packets everywhere.
+    async fn set_packet_loss(&self, rate: f64);
+    /// Restores every link and clears packet loss.
+    async fn heal_network(&self);
+    /// Removes the node in `slot` from the cluster through the API and starts a fresh node (new
+    /// id, empty disk) in the slot, which joins; returns a description.
+    async fn replace(&self, slot: usize) -> Result<String, String>;
+}
+
+/// The kinds of fault the nemesis can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Random halves: a majority and a minority that cannot talk.
+    Partition,
+    /// The leader alone on one side.
+    IsolateLeader,
+    /// Two majorities sharing one node, which alone talks to both (five nodes or more).
+    Bridge,
+    /// One link cut in one direction.
+    OneWay,
+    /// The leader's process killed, restarted later.
+    KillLeader,
+    /// A random node's process killed, restarted later.
+    Kill,
+    /// A random node frozen, thawed later.
+    Pause,
+    /// Power loss on one random node: unsynced writes lost or torn; restarted later.
+    Crash,
+    /// Power loss on every node at once.
+    PowerOutage,
+    /// A random member removed and replaced by a fresh node.
+    Replace,
+    /// A burst of packet loss everywhere.
+    PacketLoss,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 11] = [
+        FaultKind::Partition,
+        FaultKind::IsolateLeader,
+        FaultKind::Bridge,
+        FaultKind::OneWay,
+        FaultKind::KillLeader,
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Crash,
+        FaultKind::PowerOutage,
+        FaultKind::Replace,
+        FaultKind::PacketLoss,
+    ];
+
+    /// The name recorded in the history's `fault` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::IsolateLeader => "isolate-leader",
+            FaultKind::Bridge => "bridge",
+            FaultKind::OneWay => "one-way",
+            FaultKind::KillLeader => "kill-leader",
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Crash => "crash",
+            FaultKind::PowerOutage => "power-outage",
+            FaultKind::Replace => "replace-member",
+            FaultKind::PacketLoss => "packet-loss",
+        }
+    }
+}
+
+/// Which faults, how often, for how long.
+#[derive(Clone, Debug)]
+pub struct NemesisOptions {
+    /// Kinds to draw from; those that need more nodes than the cluster has are skipped.
+    pub kinds: Vec<FaultKind>,
+    /// Time between one fault's end and the next fault's start (drawn uniformly).
+    pub quiet: (Duration, Duration),
+    /// How long a fault lasts (drawn uniformly).
+    pub active: (Duration, Duration),
+}
+
+impl Default for NemesisOptions {
+    fn default() -> Self {
+        NemesisOptions {
+            kinds: FaultKind::ALL.to_vec(),
+            quiet: (Duration::from_millis(500), Duration::from_secs(3)),
+            active: (Duration::from_secs(1), Duration::from_secs(6)),
+        }
+    }
+}
+
+/// How to end a fault.
+enum Undo {
+    Heal,
+    Start(Vec<usize>),
+    Resume(usize),
+    Nothing,
+}
+
+/// Injects faults until `until`, one at a time, each undone before the next; the cluster is
+/// healed when this returns.
+pub async fn run_nemesis<C: Cluster>(
+    cluster: &C,
+    recorder: &Recorder,
+    options: &NemesisOptions,
+    rng: &mut Rng,
+    until: Instant,
+) {
+    let nodes = cluster.endpoints().len();
+    let kinds: Vec<FaultKind> =
+        options.kinds.iter().copied().filter(|kind| *kind != FaultKind::Bridge || nodes >= 5).collect();
+    assert!(!kinds.is_empty(), "the nemesis needs at least one fault kind that fits the cluster");
+    loop {
+        let quiet = draw(rng, options.quiet);
+        let active = draw(rng, options.active);
+        if Instant::now() + quiet + active >= until {
+            return;
+        }
+        rt::sleep(quiet).await;
+        let kind = kinds[rng.range(0, kinds.len() as u64 - 1) as usize];
+        let (description, undo) = start(cluster, kind, rng, nodes).await;
+        recorder.nemesis(FaultPhase::Start, kind.name(), description.clone());
+        tracing::info!(fault = kind.name(), %description, "nemesis: fault starts");
+        rt::sleep(active).await;
+        stop(cluster, undo).await;
+        recorder.nemesis(FaultPhase::Stop, kind.name(), description);
+    }
+}
+
+async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: usize) -> (String, Undo) {
+    let random = |rng: &mut Rng| rng.range(0, nodes as u64 - 1) as usize;
+    match kind {
+        FaultKind::Partition => {
+            let mut order: Vec<usize> = (0..nodes).collect();
+            shuffle(&mut order, rng);
+            let split = rng.range(1, nodes as u64 - 1) as usize;
+            let (left, right) = order.split_at(split);
+            cluster.cut(&links_between(left, right)).await;
+            (format!("{} | {}", group(left), group(right)), Undo::Heal)
+        }
+        FaultKind::IsolateLeader => {
+            let leader = cluster.leader().await.unwrap_or_else(|| random(rng));
+            let others: Vec<usize> = (0..nodes).filter(|n| *n != leader).collect();
+            cluster.cut(&links_between(&[leader], &others)).await;
+            (format!("{} | {}", group(&[leader]), group(&others)), Undo::Heal)
+        }
+        FaultKind::Bridge => {
+            let mut order: Vec<usize> = (0..nodes).collect();
+            shuffle(&mut order, rng);
+            let middle = nodes / 2;
+            let (left, right) = (&order[..middle], &order[middle + 1..]);
+            cluster.cut(&links_between(left, right)).await;
+            (format!("{} <- {} -> {}", group(left), order[middle] + 1, group(right)), Undo::Heal)
+        }
+        FaultKind::OneWay => {
+            let from = random(rng);
+            let to = (from + 1 + rng.range(0, nodes as u64 - 2) as usize) % nodes;
+            cluster.cut_one_way(from, to).await;
+            (format!("{} -/-> {}", from + 1, to + 1), Undo::Heal)
+        }
+        FaultKind::KillLeader | FaultKind::Kill => {
+            let victim = match kind {
+                FaultKind::KillLeader => cluster.leader().await.unwrap_or_else(|| random(rng)),
+                _ => random(rng),
+            };
+            cluster.kill(victim).await;
+            (format!("{}", victim + 1), Undo::Start(vec![victim]))
+        }
+        FaultKind::Pause => {
+            let victim = random(rng);
+            cluster.pause(victim).await;
+            (format!("{}", victim + 1), Undo::Resume(victim))
+        }
+        FaultKind::Crash => {
+            let victim = random(rng);
+            cluster.crash(&[victim]).await;
+            (format!("{}", victim + 1), Undo::Start(vec![victim]))
+        }
+        FaultKind::PowerOutage => {
+            let all: Vec<usize> = (0..nodes).collect();
+            cluster.crash(&all).await;
+            (group(&all), Undo::Start(all))
+        }
+        FaultKind::Replace => {
+            let victim = random(rng);
+            let description =
+                cluster.replace(victim).await.unwrap_or_else(|error| format!("{}: failed: {error}", victim + 1));
+            (description, Undo::Nothing)
+        }
+        FaultKind::PacketLoss => {
+            let percent = rng.range(5, 25);
+            cluster.set_packet_loss(percent as f64 / 100.0).await;
+            (format!("{percent}%"), Undo::Heal)
+        }
+    }
+}
+
+async fn stop<C: Cluster>(cluster: &C, undo: Undo) {
+    match undo {
+        Undo::Heal => cluster.heal_network().await,
+        Undo::Start(nodes) => {
+            for node in nodes {
+                cluster.start(node).await;
+            }
+        }
+        Undo::Resume(node) => cluster.resume(node).await,
+        Undo::Nothing => {}
+    }
+}
+
+fn draw(rng: &mut Rng, (low, high): (Duration, Duration)) -> Duration {
+    let (low, high) = (low.as_millis() as u64, high.as_millis() as u64);
+    Duration::from_millis(rng.range(low, high.max(low)))
+}
+
+fn shuffle(items: &mut [usize], rng: &mut Rng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.range(0, i as u64) as usize;
+        items.swap(i, j);
+    }
+}
+
+fn links_between(left: &[usize], right: &[usize]) -> Vec<(usize, usize)> {
+    left.iter().flat_map(|a| right.iter().map(move |b| (*a, *b))).collect()
+}
+
+/// `{1,2}`: slots shown 1-based, as nodes are named.
+fn group(slots: &[usize]) -> String {
+    let mut sorted = slots.to_vec();
+    sorted.sort_unstable();
+    let names: Vec<String> = sorted.iter().map(|slot| (slot + 1).to_string()).collect();
+    format!("{{{}}}", names.join(","))
+}

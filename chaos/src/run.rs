@@ -1,0 +1,142 @@
+//! One chaos run: clients and the nemesis together for a while, then a quiet phase in which the
+//! healed cluster must recover within a bound (liveness), then a final linearizable read of every
+//! key (durability). The result is the recorded history and how long recovery took.
+
+use cairn_http::client::{CairnClient, ClientOptions, Route};
+use cairn_node::api;
+use cairn_node::rt::{self, Duration, Instant, watch};
+
+use crate::generate::Rng;
+use crate::history::{Consistency, EventType, Function, Value};
+use crate::nemesis::{Cluster, NemesisOptions, run_nemesis};
+use crate::recorder::{Counts, Recorder};
+use crate::workload::{WorkloadOptions, event, run_client};
+
+/// Everything a run is made of.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Seeds the nemesis and the clients (the simulator seeds everything else).
+    pub seed: u64,
+    /// How long clients and faults run together.
+    pub chaos: Duration,
+    /// The clients.
+    pub workload: WorkloadOptions,
+    /// The faults.
+    pub nemesis: NemesisOptions,
+    /// How soon after healing a write and a linearizable read must succeed again.
+    pub recovery_bound: Duration,
+    /// The clients' timeouts: longer than the servers' request timeout, so that the server's own
+    /// `outcome_unknown` arrives first.
+    pub client: ClientOptions,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The history, JSON Lines.
+    pub history: Vec<u8>,
+    /// Event counts.
+    pub counts: Counts,
+    /// Time from healing until a write and a linearizable read both succeeded, or why the
+    /// cluster did not recover within the bound.
+    pub recovery: Result<Duration, String>,
+}
+
+/// Runs clients and nemesis on `cluster`, then checks recovery and reads every key.
+pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
+    let recorder = Recorder::new();
+    let (stop, stopped) = watch::channel(false);
+    let endpoints = cluster.endpoints();
+    let mut clients = Vec::new();
+    for index in 0..options.workload.clients {
+        let (recorder, endpoints, stopped, workload) =
+            (recorder.clone(), endpoints.clone(), stopped.clone(), options.workload);
+        let (seed, client_options) = (options.seed, options.client);
+        clients.push(cluster.spawn_client(Box::pin(async move {
+            let client = CairnClient::new(endpoints, client_options);
+            run_client(index, client, recorder, workload, seed, stopped).await;
+        })));
+    }
+    let mut rng = Rng::new(options.seed);
+    run_nemesis(cluster, &recorder, &options.nemesis, &mut rng, Instant::now() + options.chaos).await;
+    stop.send_if_modified(|stop| !std::mem::replace(stop, true));
+    for client in clients {
+        client.await;
+    }
+    let recovery = recover(cluster, options).await;
+    if recovery.is_ok() {
+        read_every_key(cluster, &recorder, options).await;
+    }
+    RunOutcome { history: recorder.bytes(), counts: recorder.counts(), recovery }
+}
+
+/// Probes the healed cluster until a write and a linearizable read both succeed.
+async fn recover<C: Cluster>(cluster: &C, options: &RunOptions) -> Result<Duration, String> {
+    let (endpoints, bound, client_options) = (cluster.endpoints(), options.recovery_bound, options.client);
+    let (answer, outcome) = tokio::sync::oneshot::channel();
+    cluster
+        .spawn_client(Box::pin(async move {
+            let client = CairnClient::new(endpoints, client_options);
+            let started = Instant::now();
+            let mut last_error = String::from("no attempt finished");
+            while started.elapsed() < bound {
+                let written = client.put(Route::Any, "recovery-probe", bytes::Bytes::from("alive"), None).await;
+                let read = match written {
+                    Ok(_) => client.get(Route::Any, "recovery-probe", api::Consistency::Linearizable).await.map(|_| ()),
+                    Err(error) => Err(error),
+                };
+                match read {
+                    Ok(()) => {
+                        let _ = answer.send(Ok(started.elapsed()));
+                        return;
+                    }
+                    Err(error) => last_error = error.to_string(),
+                }
+                rt::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = answer.send(Err(format!("no write and linearizable read within {bound:?}: {last_error}")));
+        }))
+        .await;
+    outcome.await.unwrap_or_else(|_| Err("the recovery probe did not finish".to_string()))
+}
+
+/// Reads every key linearizably, recorded as final reads, retrying each until it succeeds.
+async fn read_every_key<C: Cluster>(cluster: &C, recorder: &Recorder, options: &RunOptions) {
+    let (endpoints, keys, client_options) = (cluster.endpoints(), options.workload.keys, options.client);
+    let recorder = recorder.clone();
+    let process = options.workload.clients * 1_000_000;
+    cluster
+        .spawn_client(Box::pin(async move {
+            let client = CairnClient::new(endpoints, client_options);
+            for key in (0..keys).map(|k| format!("k{k}")) {
+                loop {
+                    let mut invoke = event(process, EventType::Invoke, Function::Read, &key, Value::Null);
+                    invoke.consistency = Some(Consistency::Linearizable);
+                    invoke.is_final = true;
+                    recorder.client(invoke);
+                    let read = client.get(Route::Any, &key, api::Consistency::Linearizable).await;
+                    let (kind, value, answer) = match read {
+                        Ok(answer) => (
+                            EventType::Ok,
+                            answer.value.as_ref().map_or(Value::Null, |r| Value::Str(r.value.clone())),
+                            Some(answer),
+                        ),
+                        Err(_) => (EventType::Fail, Value::Null, None),
+                    };
+                    let mut done = event(process, kind, Function::Read, &key, value);
+                    done.consistency = Some(Consistency::Linearizable);
+                    done.is_final = true;
+                    if let Some(answer) = &answer {
+                        done.revision = Some(answer.revision);
+                        done.mod_revision = answer.value.as_ref().map(|record| record.mod_revision);
+                        done.node = answer.node;
+                    }
+                    recorder.client(done);
+                    if answer.is_some() {
+                        break;
+                    }
+                }
+            }
+        }))
+        .await;
+}

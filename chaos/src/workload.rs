@@ -1,0 +1,284 @@
+//! The client workload: concurrent processes on a small key space mixing puts, compare-and-swaps,
+//! deletes and reads at every consistency level, through random nodes, each operation recorded
+//! as an invoke and a completion.
+//!
+//! Values are unique (`"{process}.{n}"`), which makes every read name its writer. A
+//! compare-and-swap from value `v` is sent as `prev_revision` = the mod_revision this process
+//! saw `v` at: with unique values, "the key holds `v`" and "the key's mod_revision is that one"
+//! are the same condition. A process whose operation ends `info` is retired, as in Jepsen; its
+//! client carries on under a fresh process number.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use cairn_http::client::{CairnClient, ClientError, Route};
+use cairn_node::api;
+use cairn_node::rt::{self, Duration, watch};
+
+use crate::generate::Rng;
+use crate::history::{ClientEvent, Consistency, EventType, Function, Value};
+use crate::recorder::Recorder;
+
+/// The operation mix, in percent (they must add up to 100).
+#[derive(Clone, Copy, Debug)]
+pub struct Mix {
+    /// Unconditional puts.
+    pub write: u32,
+    /// Compare-and-swaps from the value this process last saw.
+    pub cas: u32,
+    /// Deletes.
+    pub delete: u32,
+    /// Linearizable (ReadIndex) reads.
+    pub read_linearizable: u32,
+    /// Lease reads.
+    pub read_lease: u32,
+    /// Stale reads from one chosen node.
+    pub read_stale: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix { write: 30, cas: 15, delete: 5, read_linearizable: 25, read_lease: 10, read_stale: 15 }
+    }
+}
+
+/// How many clients do what.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkloadOptions {
+    /// Concurrent clients; client `i` starts as process `i` and becomes `i + clients`, … when
+    /// retired.
+    pub clients: u64,
+    /// Keys `k0` … `k{keys-1}`: few keys make contention.
+    pub keys: u64,
+    /// Longest pause between one client's operations.
+    pub think_max: Duration,
+    /// The operation mix.
+    pub mix: Mix,
+}
+
+impl Default for WorkloadOptions {
+    fn default() -> Self {
+        WorkloadOptions { clients: 8, keys: 4, think_max: Duration::from_millis(30), mix: Mix::default() }
+    }
+}
+
+/// One client's state: its process number and what it last saw of each key.
+struct ClientState {
+    process: u64,
+    written: u64,
+    /// Per key: the value last seen and its mod_revision (`None`, 0 for absent).
+    seen: BTreeMap<String, (Option<String>, u64)>,
+}
+
+enum Op {
+    Write,
+    Cas,
+    Delete,
+    Read(Consistency),
+}
+
+/// Runs client `index` until `stop` turns true, recording every operation.
+pub async fn run_client(
+    index: u64,
+    client: CairnClient,
+    recorder: Recorder,
+    options: WorkloadOptions,
+    seed: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rng = Rng::new(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut state = ClientState { process: index, written: 0, seen: BTreeMap::new() };
+    let nodes = client.endpoints().len() as u64;
+    while !*stop.borrow_and_update() {
+        let key = format!("k{}", rng.range(0, options.keys - 1));
+        let node = rng.range(0, nodes - 1) as usize;
+        let op = choose(&mut rng, &options.mix);
+        let retire = perform(&client, &recorder, &mut state, op, key, node).await;
+        if retire {
+            state.process += options.clients;
+        }
+        let think = rng.range(0, options.think_max.as_millis() as u64);
+        rt::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+fn choose(rng: &mut Rng, mix: &Mix) -> Op {
+    let mut roll = rng.range(0, 99) as u32;
+    let shares = [
+        (mix.write, Op::Write),
+        (mix.cas, Op::Cas),
+        (mix.delete, Op::Delete),
+        (mix.read_linearizable, Op::Read(Consistency::Linearizable)),
+        (mix.read_lease, Op::Read(Consistency::Lease)),
+    ];
+    for (share, op) in shares {
+        if roll < share {
+            return op;
+        }
+        roll -= share;
+    }
+    Op::Read(Consistency::Stale)
+}
+
+/// Performs one operation; returns true when its outcome is unknown (the process retires).
+async fn perform(
+    client: &CairnClient,
+    recorder: &Recorder,
+    state: &mut ClientState,
+    op: Op,
+    key: String,
+    node: usize,
+) -> bool {
+    match op {
+        Op::Write => {
+            let value = state.fresh_value();
+            let invoke = event(state.process, EventType::Invoke, Function::Write, &key, Value::Str(value.clone()));
+            recorder.client(invoke);
+            let outcome = client.put(Route::Prefer(node), &key, Bytes::from(value.clone()), None).await;
+            complete_write(recorder, state, Function::Write, key, Value::Str(value), outcome)
+        }
+        Op::Cas => {
+            let (expected, revision) = state.seen.get(&key).cloned().unwrap_or((None, 0));
+            let new = state.fresh_value();
+            let input = Value::Cas { expected, new: new.clone() };
+            recorder.client(event(state.process, EventType::Invoke, Function::Cas, &key, input.clone()));
+            let outcome = client.put(Route::Prefer(node), &key, Bytes::from(new), Some(revision)).await;
+            complete_write(recorder, state, Function::Cas, key, input, outcome)
+        }
+        Op::Delete => {
+            recorder.client(event(state.process, EventType::Invoke, Function::Delete, &key, Value::Null));
+            match client.delete(Route::Prefer(node), &key, None).await {
+                Ok(answer) => {
+                    let mut done = event(
+                        state.process,
+                        EventType::Ok,
+                        Function::Delete,
+                        &key,
+                        Value::Deleted(answer.value.deleted),
+                    );
+                    done.revision = Some(answer.value.revision);
+                    done.node = answer.node;
+                    recorder.client(done);
+                    state.seen.insert(key, (None, 0));
+                    false
+                }
+                Err(error) => failed(recorder, state.process, Function::Delete, &key, Value::Null, &error),
+            }
+        }
+        Op::Read(consistency) => read(client, recorder, state, key, node, consistency).await,
+    }
+}
+
+fn complete_write(
+    recorder: &Recorder,
+    state: &mut ClientState,
+    f: Function,
+    key: String,
+    input: Value,
+    outcome: Result<cairn_http::client::Answer<cairn_http::wire::RecordBody>, ClientError>,
+) -> bool {
+    match outcome {
+        Ok(answer) => {
+            let mut done = event(state.process, EventType::Ok, f, &key, input);
+            done.revision = Some(answer.value.mod_revision);
+            done.node = answer.node;
+            recorder.client(done);
+            state.seen.insert(key, (Some(answer.value.value), answer.value.mod_revision));
+            false
+        }
+        Err(ClientError::Mismatch { current }) => {
+            let mut done = event(state.process, EventType::Fail, f, &key, input);
+            done.error = Some("revision_mismatch".to_string());
+            recorder.client(done);
+            let seen = current.map_or((None, 0), |record| (Some(record.value), record.mod_revision));
+            state.seen.insert(key, seen);
+            false
+        }
+        Err(error) => failed(recorder, state.process, f, &key, input, &error),
+    }
+}
+
+async fn read(
+    client: &CairnClient,
+    recorder: &Recorder,
+    state: &mut ClientState,
+    key: String,
+    node: usize,
+    consistency: Consistency,
+) -> bool {
+    let mut invoke = event(state.process, EventType::Invoke, Function::Read, &key, Value::Null);
+    invoke.consistency = Some(consistency);
+    recorder.client(invoke);
+    let (route, level) = match consistency {
+        Consistency::Linearizable => (Route::Prefer(node), api::Consistency::Linearizable),
+        Consistency::Lease => (Route::Prefer(node), api::Consistency::Lease),
+        Consistency::Stale => (Route::Only(node), api::Consistency::Stale),
+    };
+    match client.get(route, &key, level).await {
+        Ok(answer) => {
+            let value = answer.value.as_ref().map_or(Value::Null, |record| Value::Str(record.value.clone()));
+            let mut done = event(state.process, EventType::Ok, Function::Read, &key, value);
+            done.revision = Some(answer.revision);
+            done.mod_revision = answer.value.as_ref().map(|record| record.mod_revision);
+            done.consistency = Some(consistency);
+            done.node = answer.node;
+            recorder.client(done);
+            if consistency != Consistency::Stale {
+                let seen = answer.value.map_or((None, 0), |record| (Some(record.value), record.mod_revision));
+                state.seen.insert(key, seen);
+            }
+            false
+        }
+        Err(error) => {
+            let mut done = event(state.process, EventType::Fail, Function::Read, &key, Value::Null);
+            done.consistency = Some(consistency);
+            done.error = Some(error_code(&error));
+            recorder.client(done);
+            false
+        }
+    }
+}
+
+/// Records a failed mutation: `fail` when it certainly did not apply, `info` otherwise.
+fn failed(recorder: &Recorder, process: u64, f: Function, key: &str, input: Value, error: &ClientError) -> bool {
+    let unknown = !error.is_definite();
+    let kind = if unknown { EventType::Info } else { EventType::Fail };
+    let mut done = event(process, kind, f, key, input);
+    done.error = Some(error_code(error));
+    recorder.client(done);
+    unknown
+}
+
+fn error_code(error: &ClientError) -> String {
+    match error {
+        ClientError::Rejected { code, .. } => code.clone(),
+        ClientError::Mismatch { .. } => "revision_mismatch".to_string(),
+        ClientError::OutcomeUnknown { .. } => "outcome_unknown".to_string(),
+        ClientError::Unavailable { .. } => "unavailable".to_string(),
+        ClientError::Protocol(_) => "protocol".to_string(),
+    }
+}
+
+/// A client event with only the common fields set.
+pub(crate) fn event(process: u64, event_type: EventType, f: Function, key: &str, value: Value) -> ClientEvent {
+    ClientEvent {
+        process,
+        event_type,
+        f,
+        key: key.to_string(),
+        value,
+        revision: None,
+        mod_revision: None,
+        consistency: None,
+        node: None,
+        error: None,
+        is_final: false,
+    }
+}
+
+impl ClientState {
+    fn fresh_value(&mut self) -> String {
+        self.written += 1;
+        format!("{}.{}", self.process, self.written)
+    }
+}
