@@ -44,7 +44,13 @@ const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
-        faults: &[FaultKind::Partition, FaultKind::IsolateLeader, FaultKind::OneWay, FaultKind::PacketLoss],
+        faults: &[
+            FaultKind::Partition,
+            FaultKind::IsolateLeader,
+            FaultKind::OneWay,
+            FaultKind::PacketLoss,
+            FaultKind::Latency,
+        ],
         bugs: NO_BUGS,
         seed_base: 1_000,
     },

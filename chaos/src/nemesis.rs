@@ -36,7 +36,9 @@ pub trait Cluster {
     async fn cut_one_way(&self, from: usize, to: usize);
     /// Drops this fraction of packets everywhere.
     async fn set_packet_loss(&self, rate: f64);
-    /// Restores every link and clears packet loss.
+    /// Delays every packet by a uniform draw from `range`.
+    async fn set_latency(&self, range: std::ops::Range<Duration>);
+    /// Restores every link, clears packet loss and restores the normal latency.
     async fn heal_network(&self);
     /// Removes the node in `slot` from the cluster through the API and starts a fresh node (new
     /// id, empty disk) in the slot, which joins; returns a description.
@@ -68,11 +70,13 @@ pub enum FaultKind {
     Replace,
     /// A burst of packet loss everywhere.
     PacketLoss,
+    /// A slow network: every packet delayed by tens to hundreds of milliseconds.
+    Latency,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Partition,
         FaultKind::IsolateLeader,
         FaultKind::Bridge,
@@ -84,6 +88,7 @@ impl FaultKind {
         FaultKind::PowerOutage,
         FaultKind::Replace,
         FaultKind::PacketLoss,
+        FaultKind::Latency,
     ];
 
     /// The name recorded in the history's `fault` field.
@@ -100,6 +105,7 @@ impl FaultKind {
             FaultKind::PowerOutage => "power-outage",
             FaultKind::Replace => "replace-member",
             FaultKind::PacketLoss => "packet-loss",
+            FaultKind::Latency => "latency",
         }
     }
 }
@@ -227,6 +233,12 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
             let percent = rng.range(5, 25);
             cluster.set_packet_loss(percent as f64 / 100.0).await;
             (format!("{percent}%"), Undo::Heal)
+        }
+        FaultKind::Latency => {
+            let low = rng.range(20, 100);
+            let high = low + rng.range(10, 200);
+            cluster.set_latency(Duration::from_millis(low)..Duration::from_millis(high)).await;
+            (format!("{low}..{high}ms"), Undo::Heal)
         }
     }
 }

@@ -25,6 +25,19 @@ pub struct RecordBody {
     pub version: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// For records made through the kie-compatible routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kie: Option<KieFieldsBody>,
+}
+
+/// A kie kv's own fields, as native reads show them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KieFieldsBody {
+    pub project: String,
+    pub id: String,
+    pub key: String,
+    pub value_type: String,
+    pub status: String,
 }
 
 impl RecordBody {
@@ -42,6 +55,13 @@ impl RecordBody {
             mod_revision: record.mod_revision,
             version: record.version,
             labels: record.labels.clone(),
+            kie: record.kie.as_ref().map(|kie| KieFieldsBody {
+                project: kie.project.to_string(),
+                id: kie.id.to_string(),
+                key: kie.key.to_string(),
+                value_type: kie.value_type.clone(),
+                status: kie.status.clone(),
+            }),
         }
     }
 
@@ -53,6 +73,112 @@ impl RecordBody {
             Some(other) => Err(format!("unknown value encoding {other:?}")),
         }
     }
+}
+
+/// A `PUT /v1/kv/{key}` body sent as `application/json`: a value and labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `"base64"` when `value` is base64 of the bytes to store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_encoding: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListBody {
+    pub revision: u64,
+    pub total: usize,
+    pub data: Vec<RecordBody>,
+    /// Pass as `continue=` to get the next page; absent on the last page.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
+}
+
+/// One watch event. The capitalised fields repeat it in the shape of kie's cluster event
+/// payload, for clients written against kie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEventBody {
+    pub revision: u64,
+    /// `put` or `delete`.
+    pub action: String,
+    pub key: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The new record, on puts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordBody>,
+    #[serde(rename = "Key")]
+    pub kie_key: String,
+    #[serde(rename = "Action")]
+    pub kie_action: String,
+    #[serde(rename = "Labels")]
+    pub kie_labels: BTreeMap<String, String>,
+    #[serde(rename = "DomainID")]
+    pub domain_id: String,
+    #[serde(rename = "Project")]
+    pub project: String,
+}
+
+/// A progress event: nothing matched up to this revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchProgressBody {
+    pub revision: u64,
+}
+
+/// A kie kv, as kie's v1 API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KieKvBody {
+    pub id: String,
+    pub key: String,
+    pub value: String,
+    pub value_type: String,
+    pub create_revision: u64,
+    pub update_revision: u64,
+    pub status: String,
+    /// Unix seconds.
+    pub create_time: u64,
+    /// Unix seconds.
+    pub update_time: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A kie listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KieListBody {
+    pub total: usize,
+    pub data: Vec<KieKvBody>,
+}
+
+/// `POST /v1/{project}/kie/kv`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KieCreateBody {
+    pub key: String,
+    pub value: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// `PUT /v1/{project}/kie/kv/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KieUpdateBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// `DELETE /v1/{project}/kie/kv`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KieDeleteBody {
+    pub ids: Vec<String>,
 }
 
 /// The answer to a delete.
@@ -93,6 +219,8 @@ pub struct ErrorDetail {
 
 /// Header carrying the store revision an answer was produced at.
 pub const REVISION_HEADER: &str = "x-cairn-revision";
+/// kie's header for the store revision on its routes.
+pub const KIE_REVISION_HEADER: &str = "x-kie-revision";
 /// Header carrying the id of the node that answered.
 pub const NODE_HEADER: &str = "x-cairn-node";
 /// Header carrying the id of the leader the answering node knows of.
@@ -115,6 +243,7 @@ mod tests {
             labels: BTreeMap::new(),
             create_time_ms: 0,
             update_time_ms: 0,
+            kie: None,
         }
     }
 

@@ -7,6 +7,7 @@ use thiserror::Error;
 use crate::command::{NodeId, Request, Response};
 use crate::raft::Member;
 use crate::record::{Key, Record};
+use crate::store::filter::Filter;
 
 /// How a read is ordered with respect to writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,27 @@ pub enum Consistency {
 pub struct ReadResult {
     pub record: Option<Record>,
     pub revision: u64,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResult {
+    pub records: Vec<Record>,
+    /// Matching records in all pages.
+    pub total: usize,
+    /// The last key of this page when more follow.
+    pub next: Option<Key>,
+    /// The store revision the listing was read at.
+    pub revision: u64,
+}
+
+/// What to list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListQuery {
+    pub filter: Filter,
+    /// Start after this key (a continuation).
+    pub after: Option<Key>,
+    pub limit: usize,
 }
 
 /// One member as the cluster API shows it.
@@ -106,6 +128,7 @@ pub enum NodeError {
 pub enum Forward {
     Write(Request),
     Read { key: Key, consistency: Consistency },
+    List { query: ListQuery, consistency: Consistency },
     AddMember { id: NodeId, member: Member },
     RemoveMember { id: NodeId },
 }
@@ -115,5 +138,6 @@ pub enum Forward {
 pub enum ForwardReply {
     Written(Response),
     Read(ReadResult),
+    Listed(ListResult),
     Members(Vec<MemberView>),
 }

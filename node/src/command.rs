@@ -6,6 +6,8 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::record::{Key, Labels, Record};
 
 /// A node's id in the raft membership. Never reused after the node is removed.
@@ -56,6 +58,28 @@ pub enum Command {
     RetireNode {
         id: NodeId,
     },
+    /// Creates kie kv `id`, unless the project already has a kv with this key and labels.
+    KieCreate {
+        project: Arc<str>,
+        id: Arc<str>,
+        key: Arc<str>,
+        labels: Labels,
+        value: Bytes,
+        value_type: String,
+        status: String,
+    },
+    /// Changes a kie kv's value and/or status.
+    KieUpdate {
+        project: Arc<str>,
+        id: Arc<str>,
+        value: Option<Bytes>,
+        status: Option<String>,
+    },
+    /// Deletes kie kvs; those that do not exist are skipped. One revision per deleted kv.
+    KieDelete {
+        project: Arc<str>,
+        ids: Vec<Arc<str>>,
+    },
 }
 
 /// The store's answer to one applied [`Request`].
@@ -80,6 +104,25 @@ pub enum Response {
     Retired {
         id: NodeId,
     },
+    /// A kie kv was created or updated.
+    KieWritten {
+        record: Record,
+        revision: u64,
+    },
+    /// A kie create found a kv with the same key and labels in the project: `id`.
+    KieExists {
+        id: Arc<str>,
+        revision: u64,
+    },
+    /// The kie kv does not exist.
+    KieNotFound {
+        revision: u64,
+    },
+    /// These kie kvs were deleted (the others did not exist).
+    KieDeleted {
+        ids: Vec<Arc<str>>,
+        revision: u64,
+    },
     /// The answer to a log entry that carries no request (a leader's blank entry, a membership
     /// change); raft still waits for one.
     Noop {
@@ -100,6 +143,10 @@ impl Response {
             | Response::Delete { revision, .. }
             | Response::Mismatch { revision, .. }
             | Response::Noop { revision }
+            | Response::KieWritten { revision, .. }
+            | Response::KieExists { revision, .. }
+            | Response::KieNotFound { revision }
+            | Response::KieDeleted { revision, .. }
             | Response::Superseded { revision } => *revision,
             Response::Retired { .. } => 0,
         }
@@ -112,6 +159,9 @@ impl fmt::Display for Request {
             Command::Put { key, value, .. } => write!(f, "put {key} ({} bytes)", value.len()),
             Command::Delete { key, .. } => write!(f, "delete {key}"),
             Command::RetireNode { id } => write!(f, "retire node {id}"),
+            Command::KieCreate { project, key, .. } => write!(f, "kie create {project}/{key}"),
+            Command::KieUpdate { project, id, .. } => write!(f, "kie update {project}/{id}"),
+            Command::KieDelete { project, ids } => write!(f, "kie delete {} in {project}", ids.len()),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::bugs::InjectedBugs;
 use crate::command::NodeId;
 use crate::raft::Member;
 use crate::rt::Duration;
+use crate::store::events::HistoryLimits;
 
 /// How a node with an empty data directory becomes part of a cluster. Ignored when the data
 /// directory already holds a raft log: the node simply rejoins.
@@ -70,6 +71,8 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Clients whose last request is remembered for deduplication.
     pub session_capacity: usize,
+    /// How much event history watches and long polls can resume from.
+    pub history: HistoryLimits,
     pub bugs: InjectedBugs,
 }
 
@@ -86,6 +89,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             snapshot_every: 10_000,
             session_capacity: 100_000,
+            history: HistoryLimits::default(),
             bugs: InjectedBugs::default(),
         }
     }
@@ -104,8 +108,8 @@ impl NodeConfig {
         if self.request_timeout < t.election_timeout_max {
             return Err(ConfigError::Timings("the request timeout must cover at least one election"));
         }
-        if self.snapshot_every == 0 || self.session_capacity == 0 {
-            return Err(ConfigError::Zero("snapshot_every and session_capacity"));
+        if self.snapshot_every == 0 || self.session_capacity == 0 || self.history.events_max == 0 {
+            return Err(ConfigError::Zero("snapshot_every, session_capacity and the watch history"));
         }
         if self.limits.key_bytes_max == 0 || self.limits.value_bytes_max == 0 {
             return Err(ConfigError::Zero("key and value limits"));

@@ -29,4 +29,27 @@ pub struct Record {
     pub create_time_ms: u64,
     /// Leader time (Unix milliseconds) of the last put.
     pub update_time_ms: u64,
+    /// Set on records made through the kie-compatible routes.
+    #[serde(default)]
+    pub kie: Option<Arc<KieFields>>,
+}
+
+/// A kie kv's own fields. kie identifies a kv by project, key and labels; cairn stores it as the
+/// record `.kie/{project}/{id}`, so kie and native views share one store and one revision.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KieFields {
+    pub project: Arc<str>,
+    pub id: Arc<str>,
+    /// kie's key (several kvs may share it, with different labels).
+    pub key: Arc<str>,
+    pub value_type: String,
+    pub status: String,
+}
+
+/// The prefix of every record a kie route made; native writes refuse it.
+pub const KIE_PREFIX: &str = ".kie/";
+
+/// The store key of kie kv `id` in `project`.
+pub fn kie_key(project: &str, id: &str) -> Key {
+    format!("{KIE_PREFIX}{project}/{id}").into()
 }

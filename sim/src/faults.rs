@@ -3,6 +3,7 @@
 
 use cairn_chaos::nemesis::Cluster;
 use cairn_http::client::{ClientOptions, Route};
+use cairn_node::command::NodeId;
 use cairn_node::config::Bootstrap;
 use cairn_node::rt::Duration;
 use futures_util::future::BoxFuture;
@@ -72,7 +73,19 @@ impl SimCluster {
         NetSim::current().update_config(|config| config.packet_loss_rate = rate);
     }
 
-    /// Restores every link and clears packet loss.
+    /// Cuts a node off from every other node (clients still reach it).
+    pub fn isolate(&self, slot: usize) {
+        let links: Vec<(usize, usize)> =
+            (0..self.slots.len()).filter(|other| *other != slot).map(|other| (slot, other)).collect();
+        self.cut_links(&links);
+    }
+
+    /// Sets the one-way delay of every packet to a uniform draw from `range`.
+    pub fn set_latency(&self, range: std::ops::Range<Duration>) {
+        NetSim::current().update_config(|config| config.send_latency = range);
+    }
+
+    /// Restores every link, the default latency, and clears packet loss.
     pub fn heal(&self) {
         let net = NetSim::current();
         for a in &self.slots {
@@ -81,17 +94,25 @@ impl SimCluster {
                 net.unclog_link(a.handle.id(), b.handle.id());
             }
         }
-        net.update_config(|config| config.packet_loss_rate = 0.0);
+        net.update_config(|config| {
+            config.packet_loss_rate = 0.0;
+            config.send_latency = madsim::net::Config::default().send_latency;
+        });
     }
 
-    /// Removes the slot's member through the API, then starts a fresh node there (new id, empty
-    /// disk) that joins through the other slots.
-    pub async fn replace_member(&self, slot: usize) -> Result<String, String> {
-        let old = self.slots[slot].id();
+    /// Removes the node in `slot` from the cluster through the public API
+    /// (`DELETE /v1/cluster/members/{id}`); the node stays up, refusing requests.
+    pub async fn remove_member(&self, slot: usize) -> Result<(), String> {
+        let id = self.slots[slot].id();
         let options = ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(10) };
         let removed =
-            self.with_client(options, move |client| async move { client.remove_member(Route::Any, old).await }).await;
-        removed.map_err(|error| format!("removing node {old}: {error}"))?;
+            self.with_client(options, move |client| async move { client.remove_member(Route::Any, id).await }).await;
+        removed.map(|_| ()).map_err(|error| format!("removing node {id}: {error}"))
+    }
+
+    /// Puts a fresh node (new id, empty disk) in `slot`, which joins through the other slots
+    /// with `--join` semantics (`POST /v1/cluster/members`). Returns the new id.
+    pub fn join_fresh(&self, slot: usize) -> NodeId {
         let id = self.fresh_id();
         let seeds: Vec<String> =
             self.http_endpoints().into_iter().enumerate().filter(|(s, _)| *s != slot).map(|(_, e)| e).collect();
@@ -100,6 +121,14 @@ impl SimCluster {
         *self.slots[slot].incarnation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Incarnation { config, disk: std::sync::Arc::new(fresh_disk()) };
         self.restart(slot);
+        id
+    }
+
+    /// Removes the slot's member and puts a fresh node in its place.
+    pub async fn replace_member(&self, slot: usize) -> Result<String, String> {
+        let old = self.slots[slot].id();
+        self.remove_member(slot).await?;
+        let id = self.join_fresh(slot);
         Ok(format!("slot {}: node {old} removed, node {id} joins", slot + 1))
     }
 }
@@ -150,6 +179,10 @@ impl Cluster for SimCluster {
 
     async fn set_packet_loss(&self, rate: f64) {
         SimCluster::set_packet_loss(self, rate);
+    }
+
+    async fn set_latency(&self, range: std::ops::Range<Duration>) {
+        SimCluster::set_latency(self, range);
     }
 
     async fn heal_network(&self) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use cairn_node::config::{Bootstrap, Limits, NodeConfig, RaftTimings};
 use cairn_node::raft::Member;
 use cairn_node::storage::FsDisk;
+use cairn_node::store::events::HistoryLimits;
 use clap::Args;
 
 use super::duration;
@@ -50,6 +51,12 @@ pub struct ServeArgs {
     /// Log entries between snapshots; the log is purged behind each snapshot.
     #[arg(long, env = "CAIRN_SNAPSHOT_EVERY", default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Events the watch history keeps (watches and long polls can resume within it).
+    #[arg(long, env = "CAIRN_HISTORY_EVENTS", default_value_t = 100_000)]
+    history_events: usize,
+    /// Bytes of values the watch history keeps; the oldest events go first.
+    #[arg(long, env = "CAIRN_HISTORY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    history_bytes: usize,
     /// Largest key, in bytes.
     #[arg(long, env = "CAIRN_MAX_KEY_BYTES", default_value_t = 4096)]
     max_key_bytes: usize,
@@ -88,6 +95,7 @@ impl ServeArgs {
         config.limits = Limits { key_bytes_max: self.max_key_bytes, value_bytes_max: self.max_value_bytes };
         config.request_timeout = self.request_timeout;
         config.snapshot_every = self.snapshot_every;
+        config.history = HistoryLimits { events_max: self.history_events, bytes_max: self.history_bytes };
         #[cfg(debug_assertions)]
         if let Some(bugs) = &self.inject_bugs {
             config.bugs = cairn_node::bugs::InjectedBugs::parse(bugs)?;

@@ -5,14 +5,19 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use cairn_node::api::Consistency;
 use cairn_node::command::{ClientTag, Command, Precondition, Response as StoreResponse};
-use cairn_node::record::Key;
+use cairn_node::record::{KIE_PREFIX, Key, Labels};
+use cairn_node::store::filter::Filter;
 
 use super::ApiState;
 use super::error::ApiError;
+use super::labels::validate_label_map;
+use super::longpoll::{Waited, wait_for_change};
 use super::query::Query;
-use crate::wire::{CLIENT_HEADER, DeleteBody, REVISION_HEADER, RecordBody, SERIAL_HEADER};
+use crate::wire::{CLIENT_HEADER, DeleteBody, PutBody, REVISION_HEADER, RecordBody, SERIAL_HEADER};
 
 const KEY_PREFIX: &str = "/v1/kv/";
 
@@ -21,13 +26,19 @@ pub(super) async fn empty_key() -> ApiError {
 }
 
 pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
-    let query = Query::parse(uri.query(), &["consistency", "raw", "redirect"])?;
+    let query = Query::parse(uri.query(), &["consistency", "raw", "redirect", "wait", "revision"])?;
     let key = key_of(&uri, &state)?;
     let consistency = query.consistency()?;
     if consistency != Consistency::Stale
         && let Some(redirect) = redirect_to_leader(&state, &query, &uri)?
     {
         return Ok(redirect);
+    }
+    if let Some(wait) = query.wait()? {
+        let since = query.u64("revision")?.unwrap_or_else(|| state.node.revision());
+        if let Waited::TimedOut = wait_for_change(&state.node, &Filter::key(&*key), since, wait).await? {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
     }
     let result = state.node.read(key.clone(), consistency).await?;
     let revision = HeaderValue::from(result.revision);
@@ -53,21 +64,53 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query(), &["prev_revision", "redirect"])?;
-    let key = key_of(&uri, &state)?;
+    let key = writable_key_of(&uri, &state)?;
     let expect = precondition(&query)?;
     let tag = client_tag(&headers)?;
     let limit = state.node.config().limits.value_bytes_max;
-    let value = read_body(body, limit).await?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    let (value, labels) = if is_json {
+        value_and_labels(read_body(body, limit + JSON_OVERHEAD_MAX).await?, limit)?
+    } else {
+        (read_body(body, limit).await?, None)
+    };
     if let Some(redirect) = redirect_to_leader(&state, &query, &uri)? {
         return Ok(redirect);
     }
-    let command = Command::Put { key, value, labels: None, expect };
+    let command = Command::Put { key, value, labels, expect };
     answer(state.node.write(command, tag).await?)
+}
+
+/// Room for the JSON around a value (quoting, escapes, base64, labels) beyond the value limit.
+const JSON_OVERHEAD_MAX: usize = 512 * 1024;
+
+/// Reads `{"value":…,"labels":{…}}` (`value_encoding: "base64"` for binary values).
+fn value_and_labels(body: Bytes, limit: usize) -> Result<(Bytes, Option<Labels>), ApiError> {
+    let parsed: PutBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {{\"value\",\"labels\"}}: {e}")))?;
+    let value = match parsed.value_encoding.as_deref() {
+        None => Bytes::from(parsed.value),
+        Some("base64") => BASE64.decode(&parsed.value).map(Bytes::from).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("value_encoding is base64 but value is not: {e}"))
+        })?,
+        Some(other) => return Err(ApiError::bad_request("invalid_json", format!("unknown value_encoding {other:?}"))),
+    };
+    if value.len() > limit {
+        let message = format!("the value exceeds the {limit}-byte limit");
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", message));
+    }
+    if let Some(labels) = &parsed.labels {
+        validate_label_map(labels)?;
+    }
+    Ok((value, parsed.labels))
 }
 
 pub(super) async fn delete(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query(), &["prev_revision", "redirect"])?;
-    let key = key_of(&uri, &state)?;
+    let key = writable_key_of(&uri, &state)?;
     let expect = precondition(&query)?;
     let tag = client_tag(&headers)?;
     if let Some(redirect) = redirect_to_leader(&state, &query, &uri)? {
@@ -100,7 +143,12 @@ fn answer(response: StoreResponse) -> Result<Response, ApiError> {
                 "this client has completed a newer request; this retry was not applied",
             ));
         }
-        StoreResponse::Retired { .. } | StoreResponse::Noop { .. } => {
+        StoreResponse::Retired { .. }
+        | StoreResponse::Noop { .. }
+        | StoreResponse::KieWritten { .. }
+        | StoreResponse::KieExists { .. }
+        | StoreResponse::KieNotFound { .. }
+        | StoreResponse::KieDeleted { .. } => {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -129,6 +177,16 @@ fn key_of(uri: &Uri, state: &ApiState) -> Result<Key, ApiError> {
         ));
     }
     Ok(Key::from(key.as_ref()))
+}
+
+/// A key native writes may change: the kie routes own everything under `.kie/`.
+fn writable_key_of(uri: &Uri, state: &ApiState) -> Result<Key, ApiError> {
+    let key = key_of(uri, state)?;
+    if key.starts_with(KIE_PREFIX) {
+        let message = format!("keys under {KIE_PREFIX} belong to the kie routes; write them there");
+        return Err(ApiError::bad_request("reserved_key", message));
+    }
+    Ok(key)
 }
 
 fn precondition(query: &Query) -> Result<Precondition, ApiError> {

@@ -2,8 +2,13 @@
 
 mod cluster;
 mod error;
+mod kie;
 mod kv;
+mod labels;
+mod list;
+mod longpoll;
 mod query;
+mod watch;
 
 use axum::Router;
 use axum::body::Body;
@@ -11,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use cairn_node::Node;
 
 pub use error::ApiError;
@@ -28,11 +33,15 @@ pub struct ApiState {
 pub fn router(node: Node) -> Router {
     let state = ApiState { node };
     Router::new()
+        .route("/v1/kv", get(list::list))
         .route("/v1/kv/", get(kv::empty_key).put(kv::empty_key).delete(kv::empty_key))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/v1/cluster/members", get(cluster::list_members).post(cluster::add_member))
         .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
         .route("/v1/status", get(cluster::status))
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/{project}/kie/kv", post(kie::create).get(kie::list).delete(kie::delete_many))
+        .route("/v1/{project}/kie/kv/{id}", get(kie::get).put(kie::update).delete(kie::delete))
         .route("/healthz", get(cluster::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -25,7 +25,7 @@ pub(super) enum Attempt {
 impl Forward {
     /// Whether an attempt that ran out of time may have changed the cluster.
     fn may_change_state(&self) -> bool {
-        !matches!(self, Forward::Read { .. })
+        !matches!(self, Forward::Read { .. } | Forward::List { .. })
     }
 }
 
@@ -74,6 +74,9 @@ impl Node {
         match request {
             Forward::Write(request) => self.propose(request).await.map(ForwardReply::Written),
             Forward::Read { key, consistency } => self.read_on_leader(key, consistency).await.map(ForwardReply::Read),
+            Forward::List { query, consistency } => {
+                self.list_on_leader(query, consistency).await.map(ForwardReply::Listed)
+            }
             Forward::AddMember { id, member } => self.add_member_on_leader(id, member).await.map(ForwardReply::Members),
             Forward::RemoveMember { id } => self.remove_member_on_leader(id).await.map(ForwardReply::Members),
         }

@@ -83,7 +83,7 @@ impl Node {
             LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs).await.map_err(storage_error)?;
         let durability = log_store.durability();
         let snapshots = Arc::new(SnapshotFiles::open(disk, config.data_dir.join("snapshots")).map_err(storage_error)?);
-        let store = StoreHandle::spawn(config.id, config.session_capacity, config.bugs);
+        let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
         let peers = Arc::new(Peers::new(config.id));
         let network = Network::new(peers.clone(), snapshots.clone());
         let state_machine = StateMachine::new(store.clone(), snapshots.clone());

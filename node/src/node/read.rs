@@ -6,8 +6,11 @@ use openraft::error::{LinearizableReadError, RaftError};
 
 use super::Node;
 use super::leader::Attempt;
-use crate::api::{Consistency, Forward, ForwardReply, NodeError, ReadResult};
+use crate::api::{Consistency, Forward, ForwardReply, ListQuery, ListResult, NodeError, ReadResult};
 use crate::record::Key;
+use crate::store::EventsResult;
+use crate::store::events::Compacted;
+use crate::store::filter::Filter;
 
 impl Node {
     pub async fn read(&self, key: Key, consistency: Consistency) -> Result<ReadResult, NodeError> {
@@ -21,38 +24,86 @@ impl Node {
         }
     }
 
+    /// Lists records at the given consistency (stale lists are served locally).
+    pub async fn list(&self, query: ListQuery, consistency: Consistency) -> Result<ListResult, NodeError> {
+        self.ensure_serving()?;
+        if consistency == Consistency::Stale || self.inner.config.bugs.local_linearizable_reads() {
+            return self.list_local(query).await;
+        }
+        match self.run_on_leader(Forward::List { query, consistency }).await? {
+            ForwardReply::Listed(result) => Ok(result),
+            other => Err(NodeError::Internal { message: format!("a list was answered with {other:?}") }),
+        }
+    }
+
+    async fn list_local(&self, query: ListQuery) -> Result<ListResult, NodeError> {
+        let result =
+            self.inner.store.list(query.filter, query.after, query.limit).await.map_err(|_| NodeError::ShuttingDown)?;
+        self.make_committed_durable().await?;
+        Ok(result)
+    }
+
+    /// Events this node has applied from revision `from` on (watches are served locally: every
+    /// event is committed, so a lagging node is late but never wrong).
+    pub async fn events(&self, from: u64, filter: Filter, max: usize) -> Result<EventsResult, NodeError> {
+        self.ensure_serving()?;
+        self.inner.store.events(from, filter, max).await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Whether anything matching `filter` changed after revision `after` on this node; `Err`
+    /// when that revision was compacted away.
+    pub async fn changed_after(&self, after: u64, filter: Filter) -> Result<Result<bool, Compacted>, NodeError> {
+        self.ensure_serving()?;
+        let changed = self.inner.store.changed_after(after, filter).await.map_err(|_| NodeError::ShuttingDown)?;
+        Ok(changed.ok_or(Compacted { oldest: after + 1 }))
+    }
+
     /// Reads this node's state machine as it is. The committed index covering what is read is
     /// made durable first, so a crash and restart never serves an older state than this read.
     async fn read_local(&self, key: Key) -> Result<ReadResult, NodeError> {
         let result = self.inner.store.get(key).await.map_err(|_| NodeError::ShuttingDown)?;
+        self.make_committed_durable().await?;
+        Ok(result)
+    }
+
+    async fn make_committed_durable(&self) -> Result<(), NodeError> {
         self.inner
             .durability
             .flush_committed()
             .await
-            .map_err(|e| NodeError::Internal { message: format!("persisting the commit index: {e}") })?;
-        Ok(result)
+            .map_err(|e| NodeError::Internal { message: format!("persisting the commit index: {e}") })
     }
 
-    /// Confirms leadership (a quorum round for ReadIndex, the lease otherwise), waits until the
-    /// store has applied the read index, then reads.
-    pub(super) async fn read_on_leader(
+    /// Lists on this node as leader, after confirming leadership as a read does.
+    pub(super) async fn list_on_leader(
         &self,
-        key: crate::record::Key,
+        query: ListQuery,
         consistency: Consistency,
-    ) -> Result<ReadResult, Attempt> {
+    ) -> Result<ListResult, Attempt> {
+        self.confirm_leadership(consistency).await?;
+        let listed = self.inner.store.list(query.filter, query.after, query.limit).await;
+        listed.map_err(|_| Attempt::Failed(NodeError::ShuttingDown))
+    }
+
+    /// Reads on this node as leader, after confirming leadership.
+    pub(super) async fn read_on_leader(&self, key: Key, consistency: Consistency) -> Result<ReadResult, Attempt> {
+        self.confirm_leadership(consistency).await?;
+        self.inner.store.get(key).await.map_err(|_| Attempt::Failed(NodeError::ShuttingDown))
+    }
+
+    /// Confirms leadership (a quorum round for ReadIndex, the lease otherwise) and waits until
+    /// the store has applied everything committed before the request arrived.
+    async fn confirm_leadership(&self, consistency: Consistency) -> Result<(), Attempt> {
         let policy = match consistency {
             Consistency::Lease => ReadPolicy::LeaseRead,
             Consistency::Linearizable | Consistency::Stale => ReadPolicy::ReadIndex,
         };
         match self.inner.raft.ensure_linearizable(policy).await {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(RaftError::APIError(
                 LinearizableReadError::ForwardToLeader(_) | LinearizableReadError::QuorumNotEnough(_),
-            )) => {
-                return Err(Attempt::Retry);
-            }
-            Err(RaftError::Fatal(_)) => return Err(Attempt::Failed(NodeError::ShuttingDown)),
+            )) => Err(Attempt::Retry),
+            Err(RaftError::Fatal(_)) => Err(Attempt::Failed(NodeError::ShuttingDown)),
         }
-        self.inner.store.get(key).await.map_err(|_| Attempt::Failed(NodeError::ShuttingDown))
     }
 }

@@ -26,7 +26,7 @@ struct FreshStorage {
 async fn open(disk: Arc<dyn Disk>, dir: std::path::PathBuf) -> (LogStore, StateMachine) {
     let log = LogStore::open(disk.clone(), dir.join("raft"), InjectedBugs::default()).await.expect("the log opens");
     let snapshots = Arc::new(SnapshotFiles::open(disk, dir.join("snapshots")).expect("the snapshot directory opens"));
-    let store = StoreHandle::spawn(1, 1_000, InjectedBugs::default());
+    let store = StoreHandle::spawn(1, 1_000, crate::store::events::HistoryLimits::default(), InjectedBugs::default());
     (log, StateMachine::new(store, snapshots))
 }
 

@@ -5,12 +5,16 @@
 use openraft::EntryPayload;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::ReadResult;
+use std::sync::Arc;
+
+use crate::api::{ListResult, ReadResult};
 use crate::bugs::InjectedBugs;
 use crate::command::{NodeId, Response};
 use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership};
 use crate::record::Key;
 use crate::rt::{self, watch};
+use crate::store::events::{Compacted, Event, HistoryLimits};
+use crate::store::filter::Filter;
 use crate::store::state::KvState;
 
 /// Messages waiting for the actor before senders wait for room.
@@ -36,10 +40,17 @@ enum Message {
     Apply { entries: Vec<Entry>, reply: oneshot::Sender<Vec<Response>> },
     AppliedState { reply: oneshot::Sender<(Option<LogId>, StoredMembership)> },
     Freeze { reply: oneshot::Sender<Frozen> },
-    Install { meta: SnapshotMeta, state: KvState, reply: oneshot::Sender<()> },
+    Install { meta: SnapshotMeta, state: Box<KvState>, reply: oneshot::Sender<()> },
     Get { key: Key, reply: oneshot::Sender<ReadResult> },
+    List { filter: Filter, after: Option<Key>, limit: usize, reply: oneshot::Sender<ListResult> },
+    Events { from: u64, filter: Filter, max: usize, reply: oneshot::Sender<EventsResult> },
+    ChangedAfter { after: u64, filter: Filter, reply: oneshot::Sender<Option<bool>> },
     IsRetired { id: NodeId, reply: oneshot::Sender<bool> },
 }
+
+/// Events from the history, and the revision the scan covered (every matching event up to it is
+/// included, unless the result was cut at `max`).
+pub type EventsResult = Result<(Vec<Arc<Event>>, u64), Compacted>;
 
 /// A cheap, cloneable way to talk to the store actor.
 #[derive(Clone)]
@@ -55,12 +66,12 @@ pub struct StoreStopped;
 
 impl StoreHandle {
     /// Starts the store actor for node `id` with an empty state.
-    pub fn spawn(id: NodeId, session_capacity: usize, bugs: InjectedBugs) -> StoreHandle {
+    pub fn spawn(id: NodeId, session_capacity: usize, history: HistoryLimits, bugs: InjectedBugs) -> StoreHandle {
         let (inbox, messages) = mpsc::channel(INBOX_MAX);
         let (progress_tx, progress) = watch::channel(StoreProgress::default());
         let actor = StoreActor {
             id,
-            state: KvState::new(session_capacity),
+            state: KvState::new(session_capacity, history),
             last_applied: None,
             membership: StoredMembership::default(),
             bugs,
@@ -91,11 +102,26 @@ impl StoreHandle {
     }
 
     pub async fn install(&self, meta: SnapshotMeta, state: KvState) -> Result<(), StoreStopped> {
-        self.ask(|reply| Message::Install { meta, state, reply }).await
+        self.ask(|reply| Message::Install { meta, state: Box::new(state), reply }).await
     }
 
     pub async fn get(&self, key: Key) -> Result<ReadResult, StoreStopped> {
         self.ask(|reply| Message::Get { key, reply }).await
+    }
+
+    /// Matching records after `after`, at most `limit`, with the total and the revision.
+    pub async fn list(&self, filter: Filter, after: Option<Key>, limit: usize) -> Result<ListResult, StoreStopped> {
+        self.ask(|reply| Message::List { filter, after, limit, reply }).await
+    }
+
+    /// Matching events from revision `from` on, at most `max`.
+    pub async fn events(&self, from: u64, filter: Filter, max: usize) -> Result<EventsResult, StoreStopped> {
+        self.ask(|reply| Message::Events { from, filter, max, reply }).await
+    }
+
+    /// Whether anything matching changed after revision `after` (`None`: compacted, unknown).
+    pub async fn changed_after(&self, after: u64, filter: Filter) -> Result<Option<bool>, StoreStopped> {
+        self.ask(|reply| Message::ChangedAfter { after, filter, reply }).await
     }
 
     pub async fn is_retired(&self, id: NodeId) -> Result<bool, StoreStopped> {
@@ -142,12 +168,25 @@ impl StoreActor {
                     let _ = reply.send(frozen);
                 }
                 Message::Install { meta, state, reply } => {
-                    self.install(meta, state);
+                    self.install(meta, *state);
                     let _ = reply.send(());
                 }
                 Message::Get { key, reply } => {
                     let record = self.state.get(&key).cloned();
                     let _ = reply.send(ReadResult { record, revision: self.state.revision() });
+                }
+                Message::List { filter, after, limit, reply } => {
+                    let page = self.state.list(&filter, after.as_deref(), limit);
+                    let revision = self.state.revision();
+                    let _ =
+                        reply.send(ListResult { records: page.records, total: page.total, next: page.next, revision });
+                }
+                Message::Events { from, filter, max, reply } => {
+                    let revision = self.state.revision();
+                    let _ = reply.send(self.state.events_since(from, &filter, max).map(|events| (events, revision)));
+                }
+                Message::ChangedAfter { after, filter, reply } => {
+                    let _ = reply.send(self.state.changed_after(after, &filter));
                 }
                 Message::IsRetired { id, reply } => {
                     let _ = reply.send(self.state.is_retired(id));

@@ -2,8 +2,10 @@
 //! reads, and writes and installs snapshots.
 
 mod actor;
+pub mod events;
+pub mod filter;
 pub mod sessions;
 pub mod snapshot;
 pub mod state;
 
-pub use actor::{Frozen, StoreHandle, StoreProgress, StoreStopped};
+pub use actor::{EventsResult, Frozen, StoreHandle, StoreProgress, StoreStopped};

@@ -1,6 +1,8 @@
 //! The client session table: remembers the last request of each client so that a retried
 //! request is answered from memory instead of being applied twice (Raft dissertation §6.3).
 
+use std::sync::Arc;
+
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
@@ -8,15 +10,40 @@ use crate::command::ClientTag;
 
 /// What a remembered request did, without values (a retry carries its own value, and keeping
 /// values here would let sessions hold gigabytes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Put { create_revision: u64, mod_revision: u64, version: u64, revision: u64 },
-    Delete { deleted: bool, revision: u64 },
-    Mismatch { revision: u64 },
+    Put {
+        create_revision: u64,
+        mod_revision: u64,
+        version: u64,
+        revision: u64,
+    },
+    Delete {
+        deleted: bool,
+        revision: u64,
+    },
+    Mismatch {
+        revision: u64,
+    },
+    /// A kie kv was written; a retry answers with the kv as it is now.
+    KieWritten {
+        revision: u64,
+    },
+    KieExists {
+        id: Arc<str>,
+        revision: u64,
+    },
+    KieNotFound {
+        revision: u64,
+    },
+    KieDeleted {
+        ids: Vec<Arc<str>>,
+        revision: u64,
+    },
 }
 
 /// How the session table judges an incoming request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Not seen before: apply it.
     Fresh,
@@ -54,7 +81,7 @@ impl Sessions {
 
     pub fn judge(&self, tag: ClientTag) -> Verdict {
         match self.by_client.get(&tag.client) {
-            Some(session) if session.serial == tag.serial => Verdict::Duplicate(session.outcome),
+            Some(session) if session.serial == tag.serial => Verdict::Duplicate(session.outcome.clone()),
             Some(session) if session.serial > tag.serial => Verdict::Superseded,
             _ => Verdict::Fresh,
         }

@@ -301,7 +301,7 @@ mod tests {
     use crate::storage::SimDisk;
 
     fn state_with(keys: u64) -> KvState {
-        let mut state = KvState::new(64);
+        let mut state = KvState::new(64, crate::store::events::HistoryLimits::default());
         for i in 1..=keys {
             let command = Command::Put {
                 key: format!("key-{i}").into(),

@@ -1,7 +1,8 @@
-//! The replicated state: an ordered map of records and the global revision. Pure: applying the
-//! same requests in the same order yields the same state on every replica.
+//! The replicated state: an ordered map of records, the global revision and the event history.
+//! Pure: applying the same requests in the same order yields the same state on every replica.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use imbl::OrdMap;
@@ -9,8 +10,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::bugs::InjectedBugs;
 use crate::command::{Command, NodeId, Precondition, Request, Response};
-use crate::record::{Key, Labels, Record};
+use crate::record::{Key, KieFields, Labels, Record, kie_key};
+use crate::store::events::{Action, Compacted, Event, EventLog, HistoryLimits};
+use crate::store::filter::Filter;
 use crate::store::sessions::{Outcome, Sessions, Verdict};
+
+/// kie identifies a kv by its project, its key and its labels.
+type KieIdentity = (Arc<str>, Arc<str>, Labels);
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    pub records: Vec<Record>,
+    /// Matching records in all pages.
+    pub total: usize,
+    /// Where the next page starts, if there is one.
+    pub next: Option<Key>,
+}
 
 /// The key-value state every replica applies the log to.
 ///
@@ -24,15 +40,20 @@ pub struct KvState {
     sessions: Sessions,
     /// Node ids removed from the cluster; they are never admitted again.
     retired: BTreeSet<NodeId>,
+    events: EventLog,
+    /// kie kvs by identity, to refuse a second kv with the same key and labels in a project.
+    kie_ids: OrdMap<KieIdentity, Arc<str>>,
 }
 
 impl KvState {
-    pub fn new(session_capacity: usize) -> KvState {
+    pub fn new(session_capacity: usize, history: HistoryLimits) -> KvState {
         KvState {
             records: OrdMap::new(),
             revision: 0,
             sessions: Sessions::new(session_capacity),
             retired: BTreeSet::new(),
+            events: EventLog::new(history),
+            kie_ids: OrdMap::new(),
         }
     }
 
@@ -56,10 +77,42 @@ impl KvState {
         self.retired.contains(&id)
     }
 
-    /// Every record in key order, starting at `from` (inclusive).
-    pub fn range_from<'a>(&'a self, from: &str) -> impl Iterator<Item = &'a Record> + 'a {
-        let from: Key = from.into();
-        self.records.range(from..).map(|(_, record)| record)
+    /// Matching records in key order after `after` (exclusive), at most `limit`, and how many
+    /// match in all.
+    pub fn list(&self, filter: &Filter, after: Option<&str>, limit: usize) -> ListPage {
+        let start: Key = filter.prefix.as_str().into();
+        let matching = self
+            .records
+            .range(start..)
+            .take_while(|(key, _)| key.starts_with(filter.prefix.as_str()))
+            .filter(|(_, record)| filter.matches(record));
+        let (mut records, mut total, mut next) = (Vec::new(), 0, None);
+        for (key, record) in matching {
+            total += 1;
+            if after.is_some_and(|after| &**key <= after) {
+                continue;
+            }
+            if records.len() < limit {
+                records.push(record.clone());
+            } else if next.is_none() {
+                next = records.last().map(|last: &Record| last.key.clone());
+            }
+        }
+        ListPage { records, total, next }
+    }
+
+    /// Events with revision `>= from` that match `filter`.
+    pub fn events_since(&self, from: u64, filter: &Filter, max: usize) -> Result<Vec<Arc<Event>>, Compacted> {
+        self.events.since(from, filter, max)
+    }
+
+    /// Whether anything matching `filter` changed after `after` (`None`: no longer known).
+    pub fn changed_after(&self, after: u64, filter: &Filter) -> Option<bool> {
+        self.events.changed_after(after, filter)
+    }
+
+    pub fn oldest_event(&self) -> u64 {
+        self.events.oldest_available()
     }
 
     /// Applies the request committed at log `index`.
@@ -83,18 +136,30 @@ impl KvState {
 
     fn execute(&mut self, request: &Request) -> Response {
         let revision_before = self.revision;
+        let now = request.proposed_at_ms;
         let response = match &request.command {
-            Command::Put { key, value, labels, expect } => {
-                self.put(key, value, labels.as_ref(), *expect, request.proposed_at_ms)
-            }
+            Command::Put { key, value, labels, expect } => self.put(key, value, labels.as_ref(), *expect, now),
             Command::Delete { key, expect } => self.delete(key, *expect),
             Command::RetireNode { id } => {
                 self.retired.insert(*id);
                 Response::Retired { id: *id }
             }
+            Command::KieCreate { project, id, key, labels, value, value_type, status } => {
+                let fields = KieFields {
+                    project: project.clone(),
+                    id: id.clone(),
+                    key: key.clone(),
+                    value_type: value_type.clone(),
+                    status: status.clone(),
+                };
+                self.kie_create(fields, labels, value, now)
+            }
+            Command::KieUpdate { project, id, value, status } => {
+                self.kie_update(project, id, value.as_ref(), status.as_ref(), now)
+            }
+            Command::KieDelete { project, ids } => self.kie_delete(project, ids),
         };
         assert!(self.revision >= revision_before, "the revision never goes back");
-        assert!(self.revision <= revision_before + 1, "one request is at most one mutation");
         response
     }
 
@@ -110,30 +175,9 @@ impl KvState {
         if !precondition_holds(current, expect) {
             return Response::Mismatch { current: current.cloned(), revision: self.revision };
         }
-        self.revision += 1;
-        let record = match current {
-            Some(current) => Record {
-                key: key.clone(),
-                value: value.clone(),
-                create_revision: current.create_revision,
-                mod_revision: self.revision,
-                version: current.version + 1,
-                labels: labels.cloned().unwrap_or_else(|| current.labels.clone()),
-                create_time_ms: current.create_time_ms,
-                update_time_ms: now_ms.max(current.update_time_ms),
-            },
-            None => Record {
-                key: key.clone(),
-                value: value.clone(),
-                create_revision: self.revision,
-                mod_revision: self.revision,
-                version: 1,
-                labels: labels.cloned().unwrap_or_default(),
-                create_time_ms: now_ms,
-                update_time_ms: now_ms,
-            },
-        };
-        self.records.insert(key.clone(), record.clone());
+        let record =
+            self.next_version(key, value.clone(), labels.cloned(), current.and_then(|r| r.kie.clone()), now_ms);
+        self.store(record.clone());
         Response::Put { record, revision: self.revision }
     }
 
@@ -142,11 +186,106 @@ impl KvState {
         if !precondition_holds(current, expect) {
             return Response::Mismatch { current: current.cloned(), revision: self.revision };
         }
-        let Some(deleted) = self.records.remove(key) else {
-            return Response::Delete { deleted: None, revision: self.revision };
-        };
+        match self.remove(key) {
+            Some(deleted) => Response::Delete { deleted: Some(deleted), revision: self.revision },
+            None => Response::Delete { deleted: None, revision: self.revision },
+        }
+    }
+
+    /// The record `key` becomes after a put at the next revision; labels are kept unless given.
+    fn next_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        labels: Option<Labels>,
+        kie: Option<Arc<KieFields>>,
+        now_ms: u64,
+    ) -> Record {
+        let revision = self.revision + 1;
+        match self.records.get(key) {
+            Some(current) => Record {
+                key: key.clone(),
+                value,
+                create_revision: current.create_revision,
+                mod_revision: revision,
+                version: current.version + 1,
+                labels: labels.unwrap_or_else(|| current.labels.clone()),
+                create_time_ms: current.create_time_ms,
+                update_time_ms: now_ms.max(current.update_time_ms),
+                kie,
+            },
+            None => Record {
+                key: key.clone(),
+                value,
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+                labels: labels.unwrap_or_default(),
+                create_time_ms: now_ms,
+                update_time_ms: now_ms,
+                kie,
+            },
+        }
+    }
+
+    /// Stores a record at the next revision and records its event.
+    fn store(&mut self, record: Record) {
         self.revision += 1;
-        Response::Delete { deleted: Some(deleted), revision: self.revision }
+        assert_eq!(record.mod_revision, self.revision, "a stored record carries the revision of its put");
+        self.records.insert(record.key.clone(), record.clone());
+        self.events.push(Event { revision: self.revision, action: Action::Put, record });
+    }
+
+    /// Removes a record at the next revision and records its event; `None` if it was absent.
+    fn remove(&mut self, key: &Key) -> Option<Record> {
+        let deleted = self.records.remove(key)?;
+        self.revision += 1;
+        if let Some(kie) = &deleted.kie {
+            self.kie_ids.remove(&(kie.project.clone(), kie.key.clone(), deleted.labels.clone()));
+        }
+        let tombstone = Record { value: Bytes::new(), ..deleted.clone() };
+        self.events.push(Event { revision: self.revision, action: Action::Delete, record: tombstone });
+        Some(deleted)
+    }
+
+    fn kie_create(&mut self, fields: KieFields, labels: &Labels, value: &Bytes, now_ms: u64) -> Response {
+        let identity = (fields.project.clone(), fields.key.clone(), labels.clone());
+        if let Some(existing) = self.kie_ids.get(&identity) {
+            return Response::KieExists { id: existing.clone(), revision: self.revision };
+        }
+        let key = kie_key(&fields.project, &fields.id);
+        let id = fields.id.clone();
+        let record = self.next_version(&key, value.clone(), Some(labels.clone()), Some(Arc::new(fields)), now_ms);
+        self.store(record.clone());
+        self.kie_ids.insert(identity, id);
+        Response::KieWritten { record, revision: self.revision }
+    }
+
+    fn kie_update(
+        &mut self,
+        project: &str,
+        id: &str,
+        value: Option<&Bytes>,
+        status: Option<&String>,
+        now_ms: u64,
+    ) -> Response {
+        let key = kie_key(project, id);
+        let Some(current) = self.records.get(&key) else {
+            return Response::KieNotFound { revision: self.revision };
+        };
+        let mut fields = (**current.kie.as_ref().expect("records under the kie prefix are kie kvs")).clone();
+        if let Some(status) = status {
+            fields.status = status.clone();
+        }
+        let value = value.cloned().unwrap_or_else(|| current.value.clone());
+        let record = self.next_version(&key, value, None, Some(Arc::new(fields)), now_ms);
+        self.store(record.clone());
+        Response::KieWritten { record, revision: self.revision }
+    }
+
+    fn kie_delete(&mut self, project: &str, ids: &[Arc<str>]) -> Response {
+        let deleted = ids.iter().filter(|id| self.remove(&kie_key(project, id)).is_some()).cloned().collect();
+        Response::KieDeleted { ids: deleted, revision: self.revision }
     }
 
     /// Rebuilds the response of an already applied request from its remembered outcome and the
@@ -167,6 +306,7 @@ impl KvState {
                     labels: stored.map(|r| r.labels.clone()).or_else(|| labels.clone()).unwrap_or_default(),
                     create_time_ms: stored.map_or(request.proposed_at_ms, |r| r.create_time_ms),
                     update_time_ms: stored.map_or(request.proposed_at_ms, |r| r.update_time_ms),
+                    kie: stored.and_then(|r| r.kie.clone()),
                 };
                 Response::Put { record, revision }
             }
@@ -178,6 +318,16 @@ impl KvState {
                 let current = command_key(command).and_then(|key| self.records.get(key)).cloned();
                 Response::Mismatch { current, revision }
             }
+            (
+                Outcome::KieWritten { revision },
+                Command::KieCreate { project, id, .. } | Command::KieUpdate { project, id, .. },
+            ) => match self.records.get(&kie_key(project, id)) {
+                Some(record) => Response::KieWritten { record: record.clone(), revision },
+                None => Response::KieNotFound { revision },
+            },
+            (Outcome::KieExists { id, revision }, _) => Response::KieExists { id, revision },
+            (Outcome::KieNotFound { revision }, _) => Response::KieNotFound { revision },
+            (Outcome::KieDeleted { ids, revision }, _) => Response::KieDeleted { ids, revision },
             (outcome, command) => {
                 panic!("session outcome {outcome:?} does not match its retried command {command:?}")
             }
@@ -204,6 +354,10 @@ fn outcome_of(response: &Response) -> Option<Outcome> {
             Some(Outcome::Delete { deleted: deleted.is_some(), revision: *revision })
         }
         Response::Mismatch { revision, .. } => Some(Outcome::Mismatch { revision: *revision }),
+        Response::KieWritten { revision, .. } => Some(Outcome::KieWritten { revision: *revision }),
+        Response::KieExists { id, revision } => Some(Outcome::KieExists { id: id.clone(), revision: *revision }),
+        Response::KieNotFound { revision } => Some(Outcome::KieNotFound { revision: *revision }),
+        Response::KieDeleted { ids, revision } => Some(Outcome::KieDeleted { ids: ids.clone(), revision: *revision }),
         Response::Retired { .. } | Response::Noop { .. } | Response::Superseded { .. } => None,
     }
 }
@@ -211,7 +365,10 @@ fn outcome_of(response: &Response) -> Option<Outcome> {
 fn command_key(command: &Command) -> Option<&Key> {
     match command {
         Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
-        Command::RetireNode { .. } => None,
+        Command::RetireNode { .. }
+        | Command::KieCreate { .. }
+        | Command::KieUpdate { .. }
+        | Command::KieDelete { .. } => None,
     }
 }
 
@@ -226,114 +383,9 @@ fn tombstone(key: &Key, revision: u64) -> Record {
         labels: Labels::new(),
         create_time_ms: 0,
         update_time_ms: 0,
+        kie: None,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::command::ClientTag;
-
-    fn put(key: &str, value: &str, expect: Precondition) -> Request {
-        Request {
-            tag: None,
-            proposed_at_ms: 1_000,
-            command: Command::Put {
-                key: key.into(),
-                value: Bytes::copy_from_slice(value.as_bytes()),
-                labels: None,
-                expect,
-            },
-        }
-    }
-
-    fn delete(key: &str) -> Request {
-        Request {
-            tag: None,
-            proposed_at_ms: 1_000,
-            command: Command::Delete { key: key.into(), expect: Precondition::Always },
-        }
-    }
-
-    fn tagged(mut request: Request, client: u128, serial: u64) -> Request {
-        request.tag = Some(ClientTag { client, serial });
-        request
-    }
-
-    fn put_record(response: Response) -> Record {
-        match response {
-            Response::Put { record, .. } => record,
-            other => panic!("expected a put, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn puts_count_revisions_and_versions_like_etcd() {
-        let mut state = KvState::new(16);
-        let bugs = InjectedBugs::default();
-        let a = put_record(state.apply(1, &put("a", "1", Precondition::Always), bugs));
-        let b = put_record(state.apply(2, &put("b", "1", Precondition::Always), bugs));
-        let a2 = put_record(state.apply(3, &put("a", "2", Precondition::Always), bugs));
-        assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 1, 1));
-        assert_eq!((b.create_revision, b.mod_revision, b.version), (2, 2, 1));
-        assert_eq!((a2.create_revision, a2.mod_revision, a2.version), (1, 3, 2));
-        assert_eq!(state.revision(), 3);
-    }
-
-    #[test]
-    fn a_delete_resets_the_incarnation_and_deleting_nothing_keeps_the_revision() {
-        let mut state = KvState::new(16);
-        let bugs = InjectedBugs::default();
-        state.apply(1, &put("a", "1", Precondition::Always), bugs);
-        let deleted = state.apply(2, &delete("a"), bugs);
-        assert!(matches!(deleted, Response::Delete { deleted: Some(_), revision: 2 }));
-        let nothing = state.apply(3, &delete("a"), bugs);
-        assert_eq!(nothing, Response::Delete { deleted: None, revision: 2 });
-        let again = put_record(state.apply(4, &put("a", "2", Precondition::Always), bugs));
-        assert_eq!((again.create_revision, again.version), (3, 1));
-    }
-
-    #[test]
-    fn compare_and_swap_checks_the_mod_revision_and_zero_means_absent() {
-        let mut state = KvState::new(16);
-        let bugs = InjectedBugs::default();
-        let created = state.apply(1, &put("a", "1", Precondition::ModRevision(0)), bugs);
-        assert_eq!(put_record(created).mod_revision, 1);
-        let refused = state.apply(2, &put("a", "2", Precondition::ModRevision(0)), bugs);
-        assert!(matches!(refused, Response::Mismatch { current: Some(_), revision: 1 }));
-        let swapped = state.apply(3, &put("a", "3", Precondition::ModRevision(1)), bugs);
-        assert_eq!(put_record(swapped).value, "3");
-    }
-
-    #[test]
-    fn a_retried_request_is_applied_once_and_answered_the_same() {
-        let mut state = KvState::new(16);
-        let bugs = InjectedBugs::default();
-        let request = tagged(put("a", "1", Precondition::Always), 7, 1);
-        let first = state.apply(1, &request, bugs);
-        state.apply(2, &put("a", "2", Precondition::Always), bugs);
-        let retry = state.apply(3, &request, bugs);
-        assert_eq!(put_record(retry).mod_revision, put_record(first).mod_revision);
-        assert_eq!(state.get("a").unwrap().value, "2", "the retry did not overwrite");
-        assert_eq!(state.revision(), 2);
-    }
-
-    #[test]
-    fn the_skip_dedup_bug_applies_a_retry_twice() {
-        let mut state = KvState::new(16);
-        let bugs = InjectedBugs { skip_dedup: true, ..InjectedBugs::default() };
-        let request = tagged(put("a", "1", Precondition::Always), 7, 1);
-        state.apply(1, &request, bugs);
-        state.apply(2, &request, bugs);
-        assert_eq!(state.revision(), 2);
-    }
-
-    #[test]
-    fn a_retry_older_than_the_clients_last_request_is_superseded() {
-        let mut state = KvState::new(16);
-        let bugs = InjectedBugs::default();
-        state.apply(1, &tagged(put("a", "1", Precondition::Always), 7, 2), bugs);
-        let stale = state.apply(2, &tagged(put("a", "0", Precondition::Always), 7, 1), bugs);
-        assert_eq!(stale, Response::Superseded { revision: 1 });
-    }
-}
+mod tests;

@@ -1,0 +1,154 @@
+//! The event history: one event per mutation, in revision order, kept in the replicated state
+//! (so it is identical on every replica and survives restarts through snapshots) and bounded by
+//! count and bytes. Watches and long polls read it; a revision older than what it retains is
+//! "compacted", and the client must re-list.
+
+use std::sync::Arc;
+
+use imbl::Vector;
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+use crate::store::filter::Filter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Put,
+    Delete,
+}
+
+/// One mutation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub revision: u64,
+    pub action: Action,
+    /// For a put, the new record; for a delete, the record as it was, without its value.
+    pub record: Record,
+}
+
+impl Event {
+    fn bytes(&self) -> usize {
+        self.record.key.len() + self.record.value.len() + 64
+    }
+}
+
+/// How much history to keep; the oldest events go first when either bound is exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryLimits {
+    pub events_max: usize,
+    pub bytes_max: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits { events_max: 100_000, bytes_max: 64 * 1024 * 1024 }
+    }
+}
+
+/// The requested revision is no longer retained; `oldest` is the first that is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    pub oldest: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLog {
+    /// Persistent, so freezing the state for a snapshot does not copy the history.
+    events: Vector<Arc<Event>>,
+    bytes: usize,
+    /// The highest revision evicted; events up to it are gone.
+    compacted_through: u64,
+    limits: HistoryLimits,
+}
+
+impl EventLog {
+    pub fn new(limits: HistoryLimits) -> EventLog {
+        assert!(limits.events_max > 0, "the event history keeps at least one event");
+        EventLog { events: Vector::new(), bytes: 0, compacted_through: 0, limits }
+    }
+
+    /// Appends the event of the mutation just applied.
+    pub fn push(&mut self, event: Event) {
+        if let Some(last) = self.events.back() {
+            assert_eq!(event.revision, last.revision + 1, "events are consecutive revisions");
+        }
+        self.bytes += event.bytes();
+        self.events.push_back(Arc::new(event));
+        while self.events.len() > self.limits.events_max
+            || (self.bytes > self.limits.bytes_max && self.events.len() > 1)
+        {
+            let evicted = self.events.pop_front().expect("over a limit means not empty");
+            self.bytes -= evicted.bytes();
+            self.compacted_through = evicted.revision;
+        }
+    }
+
+    /// The first revision still retained (events before it were compacted).
+    pub fn oldest_available(&self) -> u64 {
+        self.compacted_through + 1
+    }
+
+    /// Events with revision `>= from` that match `filter`, at most `max` of them.
+    pub fn since(&self, from: u64, filter: &Filter, max: usize) -> Result<Vec<Arc<Event>>, Compacted> {
+        if from <= self.compacted_through {
+            return Err(Compacted { oldest: self.oldest_available() });
+        }
+        let start = self.events.binary_search_by(|event| event.revision.cmp(&from)).unwrap_or_else(|insert| insert);
+        Ok(self.events.iter().skip(start).filter(|event| filter.matches(&event.record)).take(max).cloned().collect())
+    }
+
+    /// Whether anything matching `filter` changed after revision `after`; `None` when that is
+    /// no longer known (compacted).
+    pub fn changed_after(&self, after: u64, filter: &Filter) -> Option<bool> {
+        self.since(after + 1, filter, 1).ok().map(|events| !events.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn put(revision: u64, key: &str, value_bytes: usize) -> Event {
+        let record = Record {
+            key: key.into(),
+            value: Bytes::from(vec![b'v'; value_bytes]),
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            labels: Default::default(),
+            create_time_ms: 0,
+            update_time_ms: 0,
+            kie: None,
+        };
+        Event { revision, action: Action::Put, record }
+    }
+
+    #[test]
+    fn events_are_returned_from_a_revision_on_by_filter() {
+        let mut log = EventLog::new(HistoryLimits::default());
+        for revision in 1..=5 {
+            log.push(put(revision, if revision % 2 == 0 { "a/x" } else { "b/x" }, 1));
+        }
+        let from_three: Vec<u64> = log.since(3, &Filter::default(), 10).unwrap().iter().map(|e| e.revision).collect();
+        assert_eq!(from_three, [3, 4, 5]);
+        let only_a: Vec<u64> = log.since(1, &Filter::prefix("a/"), 10).unwrap().iter().map(|e| e.revision).collect();
+        assert_eq!(only_a, [2, 4]);
+        assert_eq!(log.changed_after(4, &Filter::prefix("a/")), Some(false));
+        assert_eq!(log.changed_after(3, &Filter::prefix("a/")), Some(true));
+    }
+
+    #[test]
+    fn the_oldest_events_are_compacted_by_count_and_by_bytes() {
+        let mut log = EventLog::new(HistoryLimits { events_max: 3, bytes_max: 10_000 });
+        for revision in 1..=5 {
+            log.push(put(revision, "k", 1));
+        }
+        assert_eq!(log.since(2, &Filter::default(), 10), Err(Compacted { oldest: 3 }));
+        assert_eq!(log.since(3, &Filter::default(), 10).unwrap().len(), 3);
+        assert_eq!(log.changed_after(1, &Filter::default()), None, "unknown once compacted");
+        log.push(put(6, "k", 20_000));
+        assert_eq!(log.oldest_available(), 6, "one large event pushes out the rest but is kept");
+    }
+}

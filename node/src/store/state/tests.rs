@@ -1,0 +1,215 @@
+use super::*;
+use crate::command::ClientTag;
+
+fn put(key: &str, value: &str, expect: Precondition) -> Request {
+    Request {
+        tag: None,
+        proposed_at_ms: 1_000,
+        command: Command::Put {
+            key: key.into(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            labels: None,
+            expect,
+        },
+    }
+}
+
+fn delete(key: &str) -> Request {
+    Request {
+        tag: None,
+        proposed_at_ms: 1_000,
+        command: Command::Delete { key: key.into(), expect: Precondition::Always },
+    }
+}
+
+fn tagged(mut request: Request, client: u128, serial: u64) -> Request {
+    request.tag = Some(ClientTag { client, serial });
+    request
+}
+
+fn put_record(response: Response) -> Record {
+    match response {
+        Response::Put { record, .. } => record,
+        other => panic!("expected a put, got {other:?}"),
+    }
+}
+
+#[test]
+fn puts_count_revisions_and_versions_like_etcd() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let a = put_record(state.apply(1, &put("a", "1", Precondition::Always), bugs));
+    let b = put_record(state.apply(2, &put("b", "1", Precondition::Always), bugs));
+    let a2 = put_record(state.apply(3, &put("a", "2", Precondition::Always), bugs));
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 1, 1));
+    assert_eq!((b.create_revision, b.mod_revision, b.version), (2, 2, 1));
+    assert_eq!((a2.create_revision, a2.mod_revision, a2.version), (1, 3, 2));
+    assert_eq!(state.revision(), 3);
+}
+
+#[test]
+fn a_delete_resets_the_incarnation_and_deleting_nothing_keeps_the_revision() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    state.apply(1, &put("a", "1", Precondition::Always), bugs);
+    let deleted = state.apply(2, &delete("a"), bugs);
+    assert!(matches!(deleted, Response::Delete { deleted: Some(_), revision: 2 }));
+    let nothing = state.apply(3, &delete("a"), bugs);
+    assert_eq!(nothing, Response::Delete { deleted: None, revision: 2 });
+    let again = put_record(state.apply(4, &put("a", "2", Precondition::Always), bugs));
+    assert_eq!((again.create_revision, again.version), (3, 1));
+}
+
+#[test]
+fn compare_and_swap_checks_the_mod_revision_and_zero_means_absent() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let created = state.apply(1, &put("a", "1", Precondition::ModRevision(0)), bugs);
+    assert_eq!(put_record(created).mod_revision, 1);
+    let refused = state.apply(2, &put("a", "2", Precondition::ModRevision(0)), bugs);
+    assert!(matches!(refused, Response::Mismatch { current: Some(_), revision: 1 }));
+    let swapped = state.apply(3, &put("a", "3", Precondition::ModRevision(1)), bugs);
+    assert_eq!(put_record(swapped).value, "3");
+}
+
+#[test]
+fn a_retried_request_is_applied_once_and_answered_the_same() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let request = tagged(put("a", "1", Precondition::Always), 7, 1);
+    let first = state.apply(1, &request, bugs);
+    state.apply(2, &put("a", "2", Precondition::Always), bugs);
+    let retry = state.apply(3, &request, bugs);
+    assert_eq!(put_record(retry).mod_revision, put_record(first).mod_revision);
+    assert_eq!(state.get("a").unwrap().value, "2", "the retry did not overwrite");
+    assert_eq!(state.revision(), 2);
+}
+
+#[test]
+fn the_skip_dedup_bug_applies_a_retry_twice() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs { skip_dedup: true, ..InjectedBugs::default() };
+    let request = tagged(put("a", "1", Precondition::Always), 7, 1);
+    state.apply(1, &request, bugs);
+    state.apply(2, &request, bugs);
+    assert_eq!(state.revision(), 2);
+}
+
+#[test]
+fn a_retry_older_than_the_clients_last_request_is_superseded() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    state.apply(1, &tagged(put("a", "1", Precondition::Always), 7, 2), bugs);
+    let stale = state.apply(2, &tagged(put("a", "0", Precondition::Always), 7, 1), bugs);
+    assert_eq!(stale, Response::Superseded { revision: 1 });
+}
+
+fn labelled(key: &str, value: &str, labels: &[(&str, &str)]) -> Request {
+    let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Request {
+        tag: None,
+        proposed_at_ms: 1_000,
+        command: Command::Put {
+            key: key.into(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            labels: Some(labels),
+            expect: Precondition::Always,
+        },
+    }
+}
+
+fn kie_create(id: &str, key: &str, labels: &[(&str, &str)]) -> Request {
+    Request {
+        tag: None,
+        proposed_at_ms: 5_000,
+        command: Command::KieCreate {
+            project: "default".into(),
+            id: id.into(),
+            key: key.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            value: Bytes::from("1s"),
+            value_type: "text".into(),
+            status: "enabled".into(),
+        },
+    }
+}
+
+#[test]
+fn every_mutation_is_an_event_in_revision_order() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    state.apply(1, &put("a", "1", Precondition::Always), bugs);
+    state.apply(2, &put("b", "1", Precondition::Always), bugs);
+    state.apply(3, &delete("a"), bugs);
+    state.apply(4, &delete("a"), bugs);
+    let events = state.events_since(1, &Filter::default(), 10).unwrap();
+    let summary: Vec<(u64, Action, &str)> = events.iter().map(|e| (e.revision, e.action, &*e.record.key)).collect();
+    assert_eq!(summary, [(1, Action::Put, "a"), (2, Action::Put, "b"), (3, Action::Delete, "a")]);
+    assert!(events[2].record.value.is_empty(), "a delete event carries no value");
+}
+
+#[test]
+fn listing_filters_by_prefix_and_labels_and_pages_in_key_order() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    for (index, key) in ["cfg/a", "cfg/b", "cfg/c", "cfg/d", "other"].iter().enumerate() {
+        let env = if index % 2 == 0 { "prod" } else { "test" };
+        state.apply(index as u64 + 1, &labelled(key, "v", &[("env", env), ("app", "order")]), bugs);
+    }
+    let filter = Filter { prefix: "cfg/".into(), labels: vec![("env".into(), "prod".into())], ..Filter::default() };
+    let first = state.list(&filter, None, 1);
+    assert_eq!((first.total, first.records.len()), (2, 1));
+    assert_eq!(&*first.records[0].key, "cfg/a");
+    let second = state.list(&filter, first.next.as_deref(), 1);
+    assert_eq!(&*second.records[0].key, "cfg/c");
+    assert_eq!(second.next, None);
+    let exact = Filter { labels: vec![("env".into(), "prod".into())], exact_labels: true, ..Filter::default() };
+    assert_eq!(state.list(&exact, None, 10).total, 0, "exact matching needs the same label set");
+}
+
+#[test]
+fn a_kie_kv_is_unique_by_project_key_and_labels() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let created = state.apply(1, &kie_create("id-1", "timeout", &[("app", "default")]), bugs);
+    let Response::KieWritten { record, .. } = created else { panic!("created: {created:?}") };
+    assert_eq!(&*record.key, ".kie/default/id-1");
+    assert_eq!(record.kie.as_ref().unwrap().status, "enabled");
+    let again = state.apply(2, &kie_create("id-2", "timeout", &[("app", "default")]), bugs);
+    assert_eq!(again, Response::KieExists { id: "id-1".into(), revision: 1 });
+    let other_labels = state.apply(3, &kie_create("id-3", "timeout", &[("app", "other")]), bugs);
+    assert!(matches!(other_labels, Response::KieWritten { .. }));
+}
+
+#[test]
+fn a_kie_update_keeps_identity_and_a_batch_delete_counts_each_kv() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    state.apply(1, &kie_create("id-1", "timeout", &[("app", "default")]), bugs);
+    state.apply(2, &kie_create("id-2", "retries", &[("app", "default")]), bugs);
+    let update = Request {
+        tag: None,
+        proposed_at_ms: 6_000,
+        command: Command::KieUpdate {
+            project: "default".into(),
+            id: "id-1".into(),
+            value: Some(Bytes::from("2s")),
+            status: None,
+        },
+    };
+    let Response::KieWritten { record, revision } = state.apply(3, &update, bugs) else { panic!("updated") };
+    assert_eq!((record.value.as_ref(), record.create_revision, record.mod_revision, revision), (&b"2s"[..], 1, 3, 3));
+    assert_eq!(record.labels.get("app").map(String::as_str), Some("default"), "labels are part of the identity");
+    let delete = Request {
+        tag: None,
+        proposed_at_ms: 7_000,
+        command: Command::KieDelete {
+            project: "default".into(),
+            ids: vec!["id-1".into(), "missing".into(), "id-2".into()],
+        },
+    };
+    let deleted = state.apply(4, &delete, bugs);
+    assert_eq!(deleted, Response::KieDeleted { ids: vec!["id-1".into(), "id-2".into()], revision: 5 });
+    let recreated = state.apply(5, &kie_create("id-9", "timeout", &[("app", "default")]), bugs);
+    assert!(matches!(recreated, Response::KieWritten { .. }), "a deleted identity is free again");
+}
