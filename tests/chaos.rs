@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use cairn_chaos::check::{CheckOptions, CheckReport, Overall, check_history};
+use cairn_chaos::check::{CheckOptions, CheckReport, Checker, Overall, Verdict, check_history};
 use cairn_chaos::history::parse_history;
 use cairn_chaos::nemesis::{FaultKind, NemesisOptions};
 use cairn_chaos::report;
@@ -22,6 +22,7 @@ use cairn_chaos::run::{RunOptions, RunOutcome, run};
 use cairn_chaos::workload::WorkloadOptions;
 use cairn_http::client::ClientOptions;
 use cairn_node::bugs::InjectedBugs;
+use cairn_node::store::events::HistoryLimits;
 use cairn_sim::{ClusterOptions, Replay, SimCluster, run_seed, seeds};
 
 /// Virtual time a run may take before madsim stops it.
@@ -33,14 +34,25 @@ struct Scenario {
     nodes: usize,
     faults: &'static [FaultKind],
     bugs: InjectedBugs,
+    /// How much event history the nodes keep for watches.
+    history: HistoryLimits,
     /// First seed; scenarios use disjoint seed ranges.
     seed_base: u64,
 }
 
-const NO_BUGS: InjectedBugs =
-    InjectedBugs { local_linearizable_reads: false, ack_before_fsync: false, skip_dedup: false };
+/// As in production.
+const FULL_HISTORY: HistoryLimits = HistoryLimits { events_max: 100_000, bytes_max: 64 * 1024 * 1024 };
+/// Short enough that watchers resuming after a hop fall behind it and are refused.
+const SHORT_HISTORY: HistoryLimits = HistoryLimits { events_max: 64, bytes_max: 64 * 1024 * 1024 };
 
-const SCENARIOS: [Scenario; 7] = [
+const NO_BUGS: InjectedBugs = InjectedBugs {
+    local_linearizable_reads: false,
+    ack_before_fsync: false,
+    skip_dedup: false,
+    drop_watch_events: false,
+};
+
+const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -52,6 +64,7 @@ const SCENARIOS: [Scenario; 7] = [
             FaultKind::Latency,
         ],
         bugs: NO_BUGS,
+        history: SHORT_HISTORY,
         seed_base: 1_000,
     },
     Scenario {
@@ -59,6 +72,7 @@ const SCENARIOS: [Scenario; 7] = [
         nodes: 3,
         faults: &[FaultKind::KillLeader, FaultKind::Kill, FaultKind::Pause, FaultKind::Crash, FaultKind::PowerOutage],
         bugs: NO_BUGS,
+        history: FULL_HISTORY,
         seed_base: 2_000,
     },
     Scenario {
@@ -66,14 +80,23 @@ const SCENARIOS: [Scenario; 7] = [
         nodes: 3,
         faults: &[FaultKind::Replace, FaultKind::IsolateLeader, FaultKind::KillLeader, FaultKind::Crash],
         bugs: NO_BUGS,
+        history: FULL_HISTORY,
         seed_base: 3_000,
     },
-    Scenario { name: "five_nodes_everything", nodes: 5, faults: &FaultKind::ALL, bugs: NO_BUGS, seed_base: 4_000 },
+    Scenario {
+        name: "five_nodes_everything",
+        nodes: 5,
+        faults: &FaultKind::ALL,
+        bugs: NO_BUGS,
+        history: SHORT_HISTORY,
+        seed_base: 4_000,
+    },
     Scenario {
         name: "bug_local_linearizable_reads",
         nodes: 3,
         faults: &[FaultKind::Partition, FaultKind::IsolateLeader],
         bugs: InjectedBugs { local_linearizable_reads: true, ..NO_BUGS },
+        history: FULL_HISTORY,
         seed_base: 5_000,
     },
     Scenario {
@@ -81,6 +104,7 @@ const SCENARIOS: [Scenario; 7] = [
         nodes: 3,
         faults: &[FaultKind::PowerOutage, FaultKind::Crash],
         bugs: InjectedBugs { ack_before_fsync: true, ..NO_BUGS },
+        history: FULL_HISTORY,
         seed_base: 6_000,
     },
     Scenario {
@@ -88,7 +112,16 @@ const SCENARIOS: [Scenario; 7] = [
         nodes: 3,
         faults: &[FaultKind::IsolateLeader, FaultKind::Partition, FaultKind::KillLeader, FaultKind::PacketLoss],
         bugs: InjectedBugs { skip_dedup: true, ..NO_BUGS },
+        history: FULL_HISTORY,
         seed_base: 7_000,
+    },
+    Scenario {
+        name: "bug_drop_watch_events",
+        nodes: 3,
+        faults: &[FaultKind::Partition, FaultKind::KillLeader],
+        bugs: InjectedBugs { drop_watch_events: true, ..NO_BUGS },
+        history: FULL_HISTORY,
+        seed_base: 8_000,
     },
 ];
 
@@ -110,9 +143,13 @@ fn run_options(scenario: &Scenario, seed: u64) -> RunOptions {
 /// One whole simulated run of `scenario` under the current seed.
 async fn simulate(scenario: &'static Scenario) -> (RunOutcome, Duration) {
     let started = cairn_node::rt::Instant::now();
-    let cluster =
-        SimCluster::start(ClusterOptions { nodes: scenario.nodes, bugs: scenario.bugs, ..ClusterOptions::default() })
-            .await;
+    let cluster = SimCluster::start(ClusterOptions {
+        nodes: scenario.nodes,
+        bugs: scenario.bugs,
+        history: scenario.history,
+        ..ClusterOptions::default()
+    })
+    .await;
     cluster.await_leader(Duration::from_secs(60)).await.expect("the cluster elects a first leader");
     let options = run_options(scenario, madsim::runtime::Handle::current().seed());
     let outcome = run(&cluster, &options).await;
@@ -178,6 +215,7 @@ fn check_determinism(scenario: &'static Scenario, seed: u64) {
         simulate_indexed::<4>,
         simulate_indexed::<5>,
         simulate_indexed::<6>,
+        simulate_indexed::<7>,
     ][index];
     std::thread::spawn(move || madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), check))
         .join()
@@ -240,19 +278,27 @@ fn sweep(name: &str) {
     assert!(failures.is_empty(), "{} seeds failed; replay each with:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// Runs seeds of a deliberately broken build until a checker reports a violation; fails if the
-/// bug goes unnoticed for `budget` seeds.
-fn expect_caught(name: &str, budget: u64) {
+/// Runs seeds of a deliberately broken build until one of `checkers` reports a violation; fails
+/// if the bug goes unnoticed by them for `budget` seeds.
+fn expect_caught(name: &str, checkers: &[Checker], budget: u64) {
     let scenario = scenario(name);
     for seed in seeds(scenario.seed_base..scenario.seed_base + budget) {
         let result = run_and_check(scenario, seed);
         progress(scenario, &result);
-        if result.report.overall() == Overall::Violation {
-            eprintln!("[{}] caught at seed {seed}:\n{}", scenario.name, result.report);
+        let caught = result
+            .report
+            .checkers
+            .iter()
+            .find(|report| checkers.contains(&report.checker) && matches!(report.verdict, Verdict::Violation(_)));
+        if let Some(caught) = caught {
+            eprintln!(
+                "[{}] caught by the {} checker at seed {seed}:\n{}",
+                scenario.name, caught.checker, result.report
+            );
             return;
         }
     }
-    panic!("the {name} bug went unnoticed for {budget} seeds: the checkers cannot see it");
+    panic!("the {name} bug went unnoticed by the {checkers:?} checkers for {budget} seeds: they cannot see it");
 }
 
 #[test]
@@ -278,19 +324,25 @@ fn five_nodes_everything() {
 /// Linearizable reads served from the local state machine must be caught.
 #[test]
 fn bug_local_linearizable_reads() {
-    expect_caught("bug_local_linearizable_reads", 20);
+    expect_caught("bug_local_linearizable_reads", &[Checker::Linearizable], 20);
 }
 
-/// Appends acknowledged before they are fsynced must be caught (power outages lose them).
+/// Appends acknowledged without an fsync must be caught (power outages lose them).
 #[test]
 fn bug_ack_before_fsync() {
-    expect_caught("bug_ack_before_fsync", 20);
+    expect_caught("bug_ack_before_fsync", &[Checker::Durability, Checker::Revisions, Checker::Linearizable], 20);
 }
 
 /// Retried requests applied twice must be caught.
 #[test]
 fn bug_skip_dedup() {
-    expect_caught("bug_skip_dedup", 20);
+    expect_caught("bug_skip_dedup", &[Checker::Linearizable, Checker::Revisions], 20);
+}
+
+/// Watch events lost on their way to the watcher must be caught.
+#[test]
+fn bug_drop_watch_events() {
+    expect_caught("bug_drop_watch_events", &[Checker::Watch], 20);
 }
 
 /// Goal: a seed replays byte for byte. Method: run one seed of the busiest scenario twice in this

@@ -155,7 +155,11 @@ async fn a_lagging_node_catches_up_by_snapshot_and_a_removed_node_stops_serving(
         (read.value?.value == "value-199").then_some(())
     })
     .await;
-    assert!(nodes[lagging].log().contains("installed a snapshot"), "the lagging node caught up from a snapshot");
+    // The node logs the installation after the state machine holds it, so the line may trail the read.
+    eventually(Duration::from_secs(5), "the lagging node to log that it caught up from a snapshot", || async {
+        nodes[lagging].log().contains("installed a snapshot").then_some(())
+    })
+    .await;
 
     let api = Exchanger::default();
     let put = Outgoing {

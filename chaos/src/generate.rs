@@ -5,6 +5,10 @@
 //! inside its interval (or, for a timed-out operation, maybe later or never). Latencies, timeouts
 //! and failures are drawn from a seeded generator, so a seed always gives the same history.
 //! [`inject`] then breaks a history in one specific way, for proving that checkers catch it.
+//!
+//! With [`Workload::watchers`], watchers follow the register's changes as cairn's streaming
+//! watch would: in revision order, each change once, from their start revision, reconnecting now
+//! and then at the last revision they saw + 1.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,7 +18,8 @@ mod inject;
 pub use inject::{Anomaly, inject};
 
 use crate::history::{
-    ClientEvent, Consistency, Event, EventBody, EventType, FaultPhase, Function, NemesisEvent, REVISION_MISMATCH, Value,
+    ClientEvent, Consistency, Event, EventBody, EventType, FaultPhase, Function, NemesisEvent, REVISION_MISMATCH,
+    Value, WatchAction, WatchEvent, WatchKind,
 };
 
 /// A small, fast, seeded generator (SplitMix64, Steele et al. 2014); not for cryptography.
@@ -79,6 +84,12 @@ pub struct Workload {
     pub final_reads: bool,
     /// Whether to emit nemesis partition events (they do not change the register's behaviour).
     pub faults: bool,
+    /// Watchers to run (`watch:0`, `watch:1`, …); even ones watch every key (prefix `""`), odd
+    /// ones the prefix of one key name (see [`watch_prefix`]). Zero, the default, leaves the
+    /// history exactly as without watchers.
+    pub watchers: usize,
+    /// Percent of a watcher's steps at which it disconnects and resumes at its last revision + 1.
+    pub watch_reconnect_percent: u32,
 }
 
 impl Workload {
@@ -99,6 +110,8 @@ impl Workload {
             lag_max: 5,
             final_reads: true,
             faults: true,
+            watchers: 0,
+            watch_reconnect_percent: 10,
         }
     }
 }
@@ -127,6 +140,8 @@ enum Action {
     Complete(usize),
     /// The nemesis starts (`true`) or stops a partition.
     Nemesis(bool),
+    /// A watcher connects, reconnects, or delivers what it has not delivered yet.
+    Watch(usize),
 }
 
 /// How an operation will end, decided when it is invoked.
@@ -163,6 +178,24 @@ struct Store {
     versions: Vec<Vec<(u64, Option<String>)>>,
     /// Per node, the revision it has applied up to (for stale reads).
     node_applied: Vec<u64>,
+    /// Every change in revision order: `log[r - 1]` is revision r's key and value (`None`:
+    /// deleted). What watchers stream.
+    log: Vec<(usize, Option<String>)>,
+}
+
+/// One simulated watcher.
+#[derive(Clone, Debug, Default)]
+struct Watcher {
+    /// Whether it has connected (sent its first resume).
+    started: bool,
+    /// Its first resume's revision.
+    start: u64,
+    /// The next revision it looks at.
+    cursor: u64,
+    /// The last revision it delivered, 0 before the first.
+    last: u64,
+    /// The node it is connected to.
+    node: u64,
 }
 
 /// The simulation: clients, the event queue and the output.
@@ -177,6 +210,9 @@ struct Simulation<'a> {
     processes: Vec<u64>,
     next_value: u64,
     events: Vec<Event>,
+    watchers: Vec<Watcher>,
+    /// Watchers still scheduled; each has one `Action::Watch` in the queue.
+    watchers_active: usize,
 }
 
 /// Simulates `workload` and returns its history's events, indexed from 0.
@@ -190,6 +226,7 @@ pub fn generate(workload: &Workload) -> Vec<Event> {
             revision: 0,
             versions: vec![vec![(0, None)]; workload.keys],
             node_applied: vec![0; workload.nodes.max(1) as usize],
+            log: Vec::new(),
         },
         queue: BinaryHeap::new(),
         sequence: 0,
@@ -197,6 +234,8 @@ pub fn generate(workload: &Workload) -> Vec<Event> {
         processes: (0..workload.clients as u64).collect(),
         next_value: 0,
         events: Vec::with_capacity(2 * workload.operations + 2 * workload.keys),
+        watchers: vec![Watcher::default(); workload.watchers],
+        watchers_active: workload.watchers,
     };
     for client in 0..workload.clients {
         let at = sim.rng.range(0, workload.latency_ns.1);
@@ -205,6 +244,10 @@ pub fn generate(workload: &Workload) -> Vec<Event> {
     if workload.faults {
         let at = sim.rng.range(workload.latency_ns.1, 20 * workload.latency_ns.1);
         sim.schedule(at, Action::Nemesis(true));
+    }
+    for watcher in 0..workload.watchers {
+        let at = sim.rng.range(0, 4 * workload.latency_ns.1);
+        sim.schedule(at, Action::Watch(watcher));
     }
     let mut now = 0;
     while let Some(Reverse((time, _, action))) = sim.queue.pop() {
@@ -234,7 +277,68 @@ impl Simulation<'_> {
             Action::Apply(op) => self.apply(op),
             Action::Complete(op) => self.complete(time, op),
             Action::Nemesis(start) => self.nemesis(time, start),
+            Action::Watch(watcher) => self.watch(time, watcher),
         }
+    }
+
+    /// One watcher step: connect (from the next revision) or, now and then, reconnect at the
+    /// last revision seen + 1; then deliver a few of the changes since, or all of them once
+    /// nothing else is left to happen, after which the watcher stops.
+    fn watch(&mut self, time: u64, id: usize) {
+        let nodes = self.store.node_applied.len() as u64;
+        let watcher = &self.watchers[id];
+        let resume = if !watcher.started {
+            Some(self.store.revision + 1)
+        } else if self.rng.percent(self.workload.watch_reconnect_percent) {
+            Some(if watcher.last == 0 { watcher.start } else { watcher.last + 1 })
+        } else {
+            None
+        };
+        if let Some(revision) = resume {
+            let node = self.rng.range(0, nodes - 1);
+            let watcher = &mut self.watchers[id];
+            (watcher.started, watcher.cursor, watcher.node) = (true, revision, node);
+            if watcher.start == 0 {
+                watcher.start = revision;
+            }
+            let prefix = watch_prefix(id, self.workload.keys);
+            self.record_watch(time, id, revision, WatchKind::Resume { prefix });
+        }
+        // Only this watcher's action has left the queue; anything beyond the other watchers'
+        // means more changes may still come.
+        let more_to_come = self.queue.len() >= self.watchers_active;
+        let through =
+            if more_to_come { self.watchers[id].cursor + self.rng.range(0, 5) } else { self.store.revision + 1 };
+        self.deliver(time, id, through.min(self.store.revision + 1));
+        if more_to_come {
+            let (low, high) = self.workload.latency_ns;
+            let at = time + self.rng.range(low, high);
+            self.schedule(at, Action::Watch(id));
+        } else {
+            self.watchers_active -= 1;
+        }
+    }
+
+    /// Delivers watcher `id`'s changes from its cursor up to, not including, revision `through`.
+    fn deliver(&mut self, time: u64, id: usize, through: u64) {
+        let prefix = watch_prefix(id, self.workload.keys);
+        for revision in self.watchers[id].cursor..through {
+            let (key, value) = self.store.log[revision as usize - 1].clone();
+            let key = key_name(key);
+            if !key.starts_with(&prefix) {
+                continue;
+            }
+            let action = value.map_or(WatchAction::Delete, WatchAction::Put);
+            self.watchers[id].last = revision;
+            self.record_watch(time, id, revision, WatchKind::Event { key, action });
+        }
+        let watcher = &mut self.watchers[id];
+        watcher.cursor = watcher.cursor.max(through);
+    }
+
+    fn record_watch(&mut self, time: u64, id: usize, revision: u64, kind: WatchKind) {
+        let node = Some(self.watchers[id].node);
+        self.record(time, EventBody::Watch(WatchEvent { watcher: id as u64, revision, node, kind }));
     }
 
     fn nemesis(&mut self, time: u64, start: bool) {
@@ -379,6 +483,7 @@ impl Simulation<'_> {
             node: None,
             error: None,
             is_final: false,
+            after: None,
         }
     }
 
@@ -460,9 +565,17 @@ impl Store {
     /// Records a new version of `key` at the next revision and returns that revision.
     fn bump(&mut self, key: usize, value: Option<String>) -> u64 {
         self.revision += 1;
+        self.log.push((key, value.clone()));
         self.versions[key].push((self.revision, value));
         self.revision
     }
+}
+
+/// The prefix generated watcher number `watcher` watches: `""` for even watchers, and for odd
+/// ones the name of key `watcher / 2` (modulo `keys`), which also matches longer names such as
+/// `k10` for `k1`.
+pub fn watch_prefix(watcher: usize, keys: usize) -> String {
+    if watcher.is_multiple_of(2) { String::new() } else { key_name(watcher / 2 % keys) }
 }
 
 /// The name of generated key number `key`.

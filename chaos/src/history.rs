@@ -6,6 +6,10 @@
 //! work on [`Operation`]s, the pairs, and order them by event index: operation A precedes B in
 //! real time when A's completion has a smaller index than B's invoke (Herlihy & Wing 1990).
 //!
+//! Watchers (`"process":"watch:3"`) are the exception: they report what a streaming watch
+//! delivered, as standalone `info` lines ([`WatchEvent`]) that are never paired; they are kept,
+//! with their line numbers, in [`History::watch_lines`].
+//!
 //! Validation happens while the events are pushed, so a malformed file is reported at the first
 //! bad line with its 1-based line number.
 
@@ -28,6 +32,8 @@ pub enum Process {
     Client(u64),
     /// The nemesis, which starts and stops faults.
     Nemesis,
+    /// A watcher (`watch:N`), which follows a streaming watch and reports what it delivered.
+    Watcher(u64),
 }
 
 /// The `type` of an event.
@@ -112,6 +118,9 @@ pub struct ClientEvent {
     pub error: Option<String>,
     /// Set on the final linearizable reads made after the cluster healed.
     pub is_final: bool,
+    /// Reads only: the read was a long poll for data newer than this revision (`"after":R`), so
+    /// its completion must not be served at a revision below it. `None` for ordinary reads.
+    pub after: Option<u64>,
 }
 
 /// Whether a nemesis event starts or stops a fault.
@@ -134,6 +143,63 @@ pub struct NemesisEvent {
     pub value: Option<String>,
 }
 
+/// What a streamed change did to its key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WatchAction {
+    /// `"action":"put"`: the key now holds this value.
+    Put(String),
+    /// `"action":"delete"` (with `"value":null`): the key was removed.
+    Delete,
+}
+
+impl WatchAction {
+    /// The value put, or `None` for a delete.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            WatchAction::Put(value) => Some(value),
+            WatchAction::Delete => None,
+        }
+    }
+}
+
+/// What a watcher line reports (its `f`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchKind {
+    /// `"f":"resume"`: the watcher (re)connected asking for every change from
+    /// [`WatchEvent::revision`] on. Its first resume is its start.
+    Resume {
+        /// The key prefix watched (`""`: every key). One watcher watches one prefix.
+        prefix: String,
+    },
+    /// `"f":"event"`: one change delivered, at [`WatchEvent::revision`].
+    Event {
+        /// The key changed.
+        key: String,
+        /// What happened to it.
+        action: WatchAction,
+    },
+    /// `"f":"compacted"`: the node refused the resume at [`WatchEvent::revision`] because its
+    /// history before `compact_revision` is compacted (`revision_compacted`). The watcher's next
+    /// resume may skip ahead: only across this marker may a watcher miss changes.
+    Compacted {
+        /// The `value`: the oldest revision the node still has; `None` when the error did not say.
+        compact_revision: Option<u64>,
+    },
+}
+
+/// An event reported by a watcher process; always `type` `info`, never paired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// The watcher number (`"process":"watch:3"` is watcher 3). Distinct from client numbers.
+    pub watcher: u64,
+    /// The resume's start revision, the delivered change's revision, or the refused start.
+    pub revision: u64,
+    /// The node the watcher is connected to, when it knows.
+    pub node: Option<u64>,
+    /// Which of the three lines this is.
+    pub kind: WatchKind,
+}
+
 /// What an event is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventBody {
@@ -141,6 +207,8 @@ pub enum EventBody {
     Client(ClientEvent),
     /// A fault starting or stopping.
     Nemesis(NemesisEvent),
+    /// A watcher's resume, delivered change or compaction refusal.
+    Watch(WatchEvent),
 }
 
 /// One line of a history.
@@ -160,6 +228,7 @@ impl Event {
         match &self.body {
             EventBody::Client(client) => Process::Client(client.process),
             EventBody::Nemesis(_) => Process::Nemesis,
+            EventBody::Watch(watch) => Process::Watcher(watch.watcher),
         }
     }
 }
@@ -216,6 +285,9 @@ pub struct Operation {
     pub error: Option<String>,
     /// Whether this is a final read made after healing.
     pub is_final: bool,
+    /// For a long-poll read, the revision it asked for data newer than (from the invoke, or the
+    /// completion if only it says).
+    pub after: Option<u64>,
 }
 
 /// The error code a compare-and-set fails with when the key did not hold the expected value.
@@ -294,6 +366,19 @@ pub struct Fault {
     pub stop_time: Option<u64>,
 }
 
+/// One watcher line of a validated history, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchLine {
+    /// 1-based line in the file (or event position + 1 for in-memory histories).
+    pub line: usize,
+    /// The event's index.
+    pub index: u64,
+    /// The event's time, in nanoseconds.
+    pub time: u64,
+    /// What the watcher reported.
+    pub event: WatchEvent,
+}
+
 /// A validated history: its events, the operations they pair into, and the faults.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
@@ -303,6 +388,8 @@ pub struct History {
     pub operations: Vec<Operation>,
     /// Nemesis faults, ordered by start index.
     pub faults: Vec<Fault>,
+    /// Every watcher line, in file order.
+    pub watch_lines: Vec<WatchLine>,
 }
 
 impl History {
@@ -408,7 +495,7 @@ pub enum Malformation {
     /// A completion's `f`, `key` or written value differs from its invoke.
     #[error("completion's {field} differs from its invoke on line {invoke_line}")]
     CompletionMismatch {
-        /// Which field differs: `f`, `key` or `value`.
+        /// Which field differs: `f`, `key`, `value` or `after`.
         field: &'static str,
         /// The invoke's line.
         invoke_line: usize,
@@ -432,6 +519,10 @@ pub enum Malformation {
     /// A nemesis `stop` without a started fault of that kind.
     #[error("stop of fault {0:?} that is not running")]
     StopWithoutStart(String),
+    /// A watcher reported an event or a compaction before its first `resume`, so there is no
+    /// start to judge it against.
+    #[error("watcher {0} reports before its first resume")]
+    WatchBeforeResume(u64),
 }
 
 /// Validates events one at a time and pairs them into operations.
@@ -446,6 +537,10 @@ struct HistoryBuilder {
     retired: BTreeMap<u64, usize>,
     /// Per fault kind, the running faults (positions in `faults`).
     running: BTreeMap<String, Vec<usize>>,
+    /// Per started watcher, its prefix and the line of its first resume.
+    watchers: BTreeMap<u64, (String, usize)>,
+    /// Every watcher line so far.
+    watch_lines: Vec<WatchLine>,
 }
 
 impl HistoryBuilder {
@@ -462,11 +557,16 @@ impl HistoryBuilder {
             }
         }
         match &event.body {
+            EventBody::Client(client) if client.after.is_some() && client.f != Function::Read => {
+                let reason = format!("only reads long-poll, not a {}", client.f);
+                return Err(at_line(Malformation::InvalidField { field: "after", reason }));
+            }
             EventBody::Client(client) if client.event_type == EventType::Invoke => {
                 self.invoke(line, &event, client).map_err(at_line)?
             }
             EventBody::Client(client) => self.complete(line, &event, client).map_err(at_line)?,
             EventBody::Nemesis(nemesis) => self.nemesis(&event, nemesis).map_err(at_line)?,
+            EventBody::Watch(watch) => self.watch(line, &event, watch).map_err(at_line)?,
         }
         self.events.push(event);
         Ok(())
@@ -503,6 +603,7 @@ impl HistoryBuilder {
             node: client.node,
             error: None,
             is_final: client.is_final,
+            after: client.after,
         });
         Ok(())
     }
@@ -523,6 +624,9 @@ impl HistoryBuilder {
         let echoes_input = matches!(client.value, Value::Str(_) | Value::Cas { .. });
         if op.f != Function::Read && echoes_input && client.value != op.input {
             return Err(Malformation::CompletionMismatch { field: "value", invoke_line });
+        }
+        if op.after.is_some() && client.after.is_some() && op.after != client.after {
+            return Err(Malformation::CompletionMismatch { field: "after", invoke_line });
         }
         op.outcome = match client.event_type {
             EventType::Ok => Outcome::Ok,
@@ -545,6 +649,26 @@ impl HistoryBuilder {
         op.node = client.node.or(op.node);
         op.error = client.error.clone();
         op.is_final |= client.is_final;
+        op.after = op.after.or(client.after);
+        Ok(())
+    }
+
+    /// A watcher line: it must follow the watcher's first resume, and a watcher keeps its prefix.
+    fn watch(&mut self, line: usize, event: &Event, watch: &WatchEvent) -> Result<(), Malformation> {
+        match (&watch.kind, self.watchers.get(&watch.watcher)) {
+            (WatchKind::Resume { prefix }, None) => {
+                self.watchers.insert(watch.watcher, (prefix.clone(), line));
+            }
+            (WatchKind::Resume { prefix }, Some((first, first_line))) if prefix != first => {
+                return Err(Malformation::InvalidField {
+                    field: "prefix",
+                    reason: format!("watcher {} started on prefix {first:?} on line {first_line}", watch.watcher),
+                });
+            }
+            (_, Some(_)) => {}
+            (_, None) => return Err(Malformation::WatchBeforeResume(watch.watcher)),
+        }
+        self.watch_lines.push(WatchLine { line, index: event.index, time: event.time, event: watch.clone() });
         Ok(())
     }
 
@@ -574,7 +698,7 @@ impl HistoryBuilder {
     }
 
     fn finish(self) -> History {
-        History { events: self.events, operations: self.operations, faults: self.faults }
+        History { events: self.events, operations: self.operations, faults: self.faults, watch_lines: self.watch_lines }
     }
 }
 
@@ -636,10 +760,40 @@ impl fmt::Display for Operation {
         if let Some(consistency) = self.consistency {
             write!(f, " {}", consistency_name(consistency))?;
         }
+        if let Some(after) = self.after {
+            write!(f, " after {after}")?;
+        }
         let end_index = self.complete_index.map_or("∞".to_owned(), |index| format!("#{index}"));
         let end_time = self.end_time.map_or("∞".to_owned(), format_time);
         let start_time = format_time(self.start_time);
         write!(f, " [#{}..{end_index}, {start_time}..{end_time}]", self.invoke_index)
+    }
+}
+
+impl fmt::Display for WatchLine {
+    /// One readable line: `watch:3 event put "k1" "v7" rev 42 node 2 [#13, 1.240ms]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let watch = &self.event;
+        write!(f, "watch:{} ", watch.watcher)?;
+        match &watch.kind {
+            WatchKind::Resume { prefix } => write!(f, "resume from rev {} prefix {prefix:?}", watch.revision)?,
+            WatchKind::Event { key, action: WatchAction::Put(value) } => {
+                write!(f, "event put {key:?} {value:?} rev {}", watch.revision)?
+            }
+            WatchKind::Event { key, action: WatchAction::Delete } => {
+                write!(f, "event delete {key:?} rev {}", watch.revision)?
+            }
+            WatchKind::Compacted { compact_revision } => {
+                write!(f, "compacted: resume from rev {} refused", watch.revision)?;
+                if let Some(compact_revision) = compact_revision {
+                    write!(f, ", history kept from rev {compact_revision}")?;
+                }
+            }
+        }
+        if let Some(node) = watch.node {
+            write!(f, " node {node}")?;
+        }
+        write!(f, " [#{}, {}]", self.index, format_time(self.time))
     }
 }
 

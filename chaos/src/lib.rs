@@ -2,20 +2,23 @@
 //!
 //! Seeded chaos runs record what every client asked and what it was told; this crate decides
 //! whether those answers are possible for a correct cairn: linearizable where promised, stale
-//! but never invented where allowed, with sane revisions, and without losing acknowledged
-//! writes.
+//! but never invented where allowed, with sane revisions, without losing acknowledged writes,
+//! with watches that deliver every change once and in order, and long polls that never answer
+//! with older data than they waited past.
 //!
 //! # Layout
 //! - [`history`]: the JSON Lines format, its parser ([`parse_history`]) and writer
-//!   ([`HistoryWriter`]), and the pairing of events into [`Operation`]s.
+//!   ([`HistoryWriter`]), the pairing of client events into [`Operation`]s, and the standalone
+//!   watcher lines ([`WatchLine`]).
 //! - [`check`]: one module per property ([`check::linearizable`], [`check::stale`],
-//!   [`check::revisions`], [`check::durability`]) and the entry points [`check_history`] and
-//!   [`check_file`].
+//!   [`check::revisions`], [`check::durability`], [`check::watch`], [`check::long_poll`]) and
+//!   the entry points [`check_history`] and [`check_file`].
 //! - [`report`]: the self-contained HTML timeline written on a violation.
 //! - [`generate`]: synthetic linearizable histories and mutators that plant anomalies, for
 //!   tests and benchmarks.
-//! - [`workload`], [`nemesis`], [`run`]: the clients, the faults and one whole run against any
-//!   [`nemesis::Cluster`] (simulated or real processes), recorded by a [`recorder::Recorder`].
+//! - [`workload`], [`watcher`], [`nemesis`], [`run`]: the clients, the watchers, the faults and
+//!   one whole run against any [`nemesis::Cluster`] (simulated or real processes), recorded by a
+//!   [`recorder::Recorder`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
@@ -32,6 +35,7 @@ pub mod report;
 pub mod run;
 #[cfg(test)]
 mod testing;
+pub mod watcher;
 pub mod workload;
 
 pub use crate::{
@@ -41,6 +45,7 @@ pub use crate::{
     },
     history::{
         ClientEvent, Consistency, Event, EventBody, EventType, Fault, FaultPhase, Function, History, HistoryWriter,
-        Malformation, MalformedHistory, NemesisEvent, Operation, Outcome, Process, Value, parse_history,
+        Malformation, MalformedHistory, NemesisEvent, Operation, Outcome, Process, Value, WatchAction, WatchEvent,
+        WatchKind, WatchLine, parse_history,
     },
 };

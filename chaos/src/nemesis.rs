@@ -25,7 +25,8 @@ pub trait Cluster {
     /// Starts a killed or crashed node again from its disk.
     async fn start(&self, slot: usize);
     /// Cuts power to these nodes at once: they die and lose or tear what they had not synced.
-    async fn crash(&self, slots: &[usize]);
+    /// Returns how many unsynced bytes were lost, when the cluster can tell.
+    async fn crash(&self, slots: &[usize]) -> Option<u64>;
     /// Freezes a node (SIGSTOP).
     async fn pause(&self, slot: usize);
     /// Thaws a paused node.
@@ -215,13 +216,13 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
         }
         FaultKind::Crash => {
             let victim = random(rng);
-            cluster.crash(&[victim]).await;
-            (format!("{}", victim + 1), Undo::Start(vec![victim]))
+            let lost = cluster.crash(&[victim]).await;
+            (format!("{}{}", victim + 1, bytes_lost(lost)), Undo::Start(vec![victim]))
         }
         FaultKind::PowerOutage => {
             let all: Vec<usize> = (0..nodes).collect();
-            cluster.crash(&all).await;
-            (group(&all), Undo::Start(all))
+            let lost = cluster.crash(&all).await;
+            (format!("{}{}", group(&all), bytes_lost(lost)), Undo::Start(all))
         }
         FaultKind::Replace => {
             let victim = random(rng);
@@ -273,6 +274,11 @@ fn links_between(left: &[usize], right: &[usize]) -> Vec<(usize, usize)> {
 }
 
 /// `{1,2}`: slots shown 1-based, as nodes are named.
+/// How a crash's loss reads in the history: `"; 512 unsynced bytes lost"`, or nothing if unknown.
+fn bytes_lost(lost: Option<u64>) -> String {
+    lost.map(|bytes| format!("; {bytes} unsynced bytes lost")).unwrap_or_default()
+}
+
 fn group(slots: &[usize]) -> String {
     let mut sorted = slots.to_vec();
     sorted.sort_unstable();

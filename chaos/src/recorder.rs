@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cairn_node::rt::Instant;
 
-use crate::history::{ClientEvent, EventBody, EventType, FaultPhase, HistoryWriter, NemesisEvent};
+use crate::history::{ClientEvent, EventBody, EventType, FaultPhase, HistoryWriter, NemesisEvent, WatchEvent};
 
 /// How many client events of each kind a run recorded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Counts {
     pub info: u64,
     /// Faults started.
     pub faults: u64,
+    /// Watch events delivered.
+    pub watched: u64,
 }
 
 /// A shared, cloneable recorder. A std mutex guards the writer: each record is a short,
@@ -76,6 +78,14 @@ impl Recorder {
             self.inner.lock().unwrap_or_else(PoisonError::into_inner).counts.faults += 1;
         }
         self.record(EventBody::Nemesis(NemesisEvent { phase, fault: fault.to_string(), value: Some(value) }));
+    }
+
+    /// Records a watcher's resume, delivered event or compaction refusal.
+    pub fn watch(&self, event: WatchEvent) {
+        if matches!(event.kind, crate::history::WatchKind::Event { .. }) {
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner).counts.watched += 1;
+        }
+        self.record(EventBody::Watch(event));
     }
 
     /// The counts so far.

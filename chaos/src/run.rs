@@ -10,6 +10,7 @@ use crate::generate::Rng;
 use crate::history::{Consistency, EventType, Function, Value};
 use crate::nemesis::{Cluster, NemesisOptions, run_nemesis};
 use crate::recorder::{Counts, Recorder};
+use crate::watcher::run_watcher;
 use crate::workload::{WorkloadOptions, event, run_client};
 
 /// Everything a run is made of.
@@ -55,6 +56,14 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
         clients.push(cluster.spawn_client(Box::pin(async move {
             let client = CairnClient::new(endpoints, client_options);
             run_client(index, client, recorder, workload, seed, stopped).await;
+        })));
+    }
+    for index in 0..options.workload.watchers {
+        let (recorder, endpoints, stopped) = (recorder.clone(), endpoints.clone(), stopped.clone());
+        let (seed, client_options) = (options.seed, options.client);
+        clients.push(cluster.spawn_client(Box::pin(async move {
+            let client = CairnClient::new(endpoints, client_options);
+            run_watcher(index, client, recorder, seed, stopped).await;
         })));
     }
     let mut rng = Rng::new(options.seed);

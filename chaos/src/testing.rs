@@ -3,8 +3,11 @@
 //! Each line is `<process> <type> <f> <key> [values…] [name=value…]`, e.g.
 //! `p1 ok read x a rev=3 mod=2 node=1 cons=stale`. Values: a write takes one, a cas two
 //! (`null` for absent), a read completion one (or `null`), a delete completion `true`/`false`.
-//! Named fields: `rev`, `mod`, `node`, `cons`, `err`, `final`. Nemesis lines are
-//! `nemesis start|stop <fault> [description]`. The lines are turned into JSON Lines with
+//! Named fields: `rev`, `mod`, `node`, `cons`, `err`, `final`, `after`. Nemesis lines are
+//! `nemesis start|stop <fault> [description]`. Watcher lines (process `w3` is `watch:3`) are
+//! `w3 resume <rev> [prefix=P] [node=N]` (prefix `""` unless given),
+//! `w3 event put <key> <value> <rev> [node=N]`, `w3 event delete <key> <rev> [node=N]` and
+//! `w3 compacted <rev> <oldest retained rev>`. The lines are turned into JSON Lines with
 //! consecutive indices and times (1 ms apart) and parsed, so the parser is exercised too.
 
 use crate::history::{History, MalformedHistory, parse_history};
@@ -21,6 +24,8 @@ pub(crate) fn jsonl(script: &str) -> String {
                 r#"{{"index":{index},"time":{time},"process":"nemesis","type":"info","f":"{}","fault":"{}","value":{value:?}}}"#,
                 words[1], words[2]
             )
+        } else if words[0].starts_with('w') {
+            watch_line(index, time, &words)
         } else {
             client_line(index, time, &words)
         };
@@ -53,12 +58,35 @@ fn client_line(index: usize, time: u64, words: &[&str]) -> String {
             "cons" => format!(r#","consistency":"{value}""#),
             "err" => format!(r#","error":"{value}""#),
             "final" => format!(r#","final":{value}"#),
+            "after" => format!(r#","after":{value}"#),
             other => panic!("unknown field {other}"),
         };
         json.push_str(&field);
     }
     json.push('}');
     json
+}
+
+fn watch_line(index: usize, time: u64, words: &[&str]) -> String {
+    let watcher: u64 = words[0].trim_start_matches('w').parse().expect("watcher like w3");
+    let (named, values): (Vec<&str>, Vec<&str>) = words[1..].iter().partition(|word| word.contains('='));
+    let field = |name: &str| named.iter().find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='));
+    let node = field("node").map_or(String::new(), |node| format!(r#","node":{node}"#));
+    let fields = match values.as_slice() {
+        ["resume", revision] => format!(r#""revision":{revision}{node},"prefix":{:?}"#, field("prefix").unwrap_or("")),
+        ["event", "put", key, value, revision] => {
+            format!(r#""key":"{key}","action":"put","value":"{value}","revision":{revision}{node}"#)
+        }
+        ["event", "delete", key, revision] => {
+            format!(r#""key":"{key}","action":"delete","value":null,"revision":{revision}{node}"#)
+        }
+        ["compacted", revision, oldest] => format!(r#""revision":{revision},"value":{oldest}{node}"#),
+        other => panic!("unknown watcher line {other:?}"),
+    };
+    format!(
+        r#"{{"index":{index},"time":{time},"process":"watch:{watcher}","type":"info","f":"{}",{fields}}}"#,
+        values[0]
+    )
 }
 
 /// Parses `script`, panicking if it is malformed.

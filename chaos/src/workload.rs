@@ -1,6 +1,6 @@
 //! The client workload: concurrent processes on a small key space mixing puts, compare-and-swaps,
-//! deletes and reads at every consistency level, through random nodes, each operation recorded
-//! as an invoke and a completion.
+//! deletes, reads at every consistency level and long polls, through random nodes, each
+//! operation recorded as an invoke and a completion.
 //!
 //! Values are unique (`"{process}.{n}"`), which makes every read name its writer. A
 //! compare-and-swap from value `v` is sent as `prev_revision` = the mod_revision this process
@@ -34,11 +34,14 @@ pub struct Mix {
     pub read_lease: u32,
     /// Stale reads from one chosen node.
     pub read_stale: u32,
+    /// Long polls for news after the highest revision this process has seen, at a random
+    /// consistency; stale ones go to one chosen node, which must wait until it has caught up.
+    pub poll: u32,
 }
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix { write: 30, cas: 15, delete: 5, read_linearizable: 25, read_lease: 10, read_stale: 15 }
+        Mix { write: 30, cas: 15, delete: 5, read_linearizable: 20, read_lease: 10, read_stale: 10, poll: 10 }
     }
 }
 
@@ -54,20 +57,24 @@ pub struct WorkloadOptions {
     pub think_max: Duration,
     /// The operation mix.
     pub mix: Mix,
+    /// Watchers of every key, recorded as `watch:N` processes (see [`crate::watcher`]).
+    pub watchers: u64,
 }
 
 impl Default for WorkloadOptions {
     fn default() -> Self {
-        WorkloadOptions { clients: 8, keys: 4, think_max: Duration::from_millis(30), mix: Mix::default() }
+        WorkloadOptions { clients: 8, keys: 4, think_max: Duration::from_millis(30), mix: Mix::default(), watchers: 2 }
     }
 }
 
-/// One client's state: its process number and what it last saw of each key.
+/// One client's state: its process number and what it last saw.
 struct ClientState {
     process: u64,
     written: u64,
     /// Per key: the value last seen and its mod_revision (`None`, 0 for absent).
     seen: BTreeMap<String, (Option<String>, u64)>,
+    /// The highest store revision any answer carried.
+    revision: u64,
 }
 
 enum Op {
@@ -75,7 +82,11 @@ enum Op {
     Cas,
     Delete,
     Read(Consistency),
+    Poll(Consistency),
 }
+
+/// The longest a long poll waits: well inside the clients' attempt timeout.
+const POLL_WAIT_MAX: Duration = Duration::from_millis(800);
 
 /// Runs client `index` until `stop` turns true, recording every operation.
 pub async fn run_client(
@@ -87,13 +98,14 @@ pub async fn run_client(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut rng = Rng::new(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut state = ClientState { process: index, written: 0, seen: BTreeMap::new() };
+    let mut state = ClientState { process: index, written: 0, seen: BTreeMap::new(), revision: 0 };
     let nodes = client.endpoints().len() as u64;
     while !*stop.borrow_and_update() {
         let key = format!("k{}", rng.range(0, options.keys - 1));
         let node = rng.range(0, nodes - 1) as usize;
         let op = choose(&mut rng, &options.mix);
-        let retire = perform(&client, &recorder, &mut state, op, key, node).await;
+        let wait = Duration::from_millis(rng.range(1, POLL_WAIT_MAX.as_millis() as u64));
+        let retire = perform(&client, &recorder, &mut state, op, Target { key, node, wait }).await;
         if retire {
             state.process += options.clients;
         }
@@ -110,6 +122,7 @@ fn choose(rng: &mut Rng, mix: &Mix) -> Op {
         (mix.delete, Op::Delete),
         (mix.read_linearizable, Op::Read(Consistency::Linearizable)),
         (mix.read_lease, Op::Read(Consistency::Lease)),
+        (mix.read_stale, Op::Read(Consistency::Stale)),
     ];
     for (share, op) in shares {
         if roll < share {
@@ -117,18 +130,20 @@ fn choose(rng: &mut Rng, mix: &Mix) -> Op {
         }
         roll -= share;
     }
-    Op::Read(Consistency::Stale)
+    let consistency = [Consistency::Linearizable, Consistency::Lease, Consistency::Stale][roll as usize % 3];
+    Op::Poll(consistency)
+}
+
+/// Where an operation goes: its key, the node it prefers and, for a long poll, how long it waits.
+struct Target {
+    key: String,
+    node: usize,
+    wait: Duration,
 }
 
 /// Performs one operation; returns true when its outcome is unknown (the process retires).
-async fn perform(
-    client: &CairnClient,
-    recorder: &Recorder,
-    state: &mut ClientState,
-    op: Op,
-    key: String,
-    node: usize,
-) -> bool {
+async fn perform(client: &CairnClient, recorder: &Recorder, state: &mut ClientState, op: Op, target: Target) -> bool {
+    let Target { key, node, wait } = target;
     match op {
         Op::Write => {
             let value = state.fresh_value();
@@ -159,13 +174,18 @@ async fn perform(
                     done.revision = Some(answer.value.revision);
                     done.node = answer.node;
                     recorder.client(done);
+                    state.revision = state.revision.max(answer.value.revision);
                     state.seen.insert(key, (None, 0));
                     false
                 }
                 Err(error) => failed(recorder, state.process, Function::Delete, &key, Value::Null, &error),
             }
         }
-        Op::Read(consistency) => read(client, recorder, state, key, node, consistency).await,
+        Op::Read(consistency) => read(client, recorder, state, Target { key, node, wait }, consistency, None).await,
+        Op::Poll(consistency) => {
+            let after = Some(state.revision);
+            read(client, recorder, state, Target { key, node, wait }, consistency, after).await
+        }
     }
 }
 
@@ -183,6 +203,7 @@ fn complete_write(
             done.revision = Some(answer.value.mod_revision);
             done.node = answer.node;
             recorder.client(done);
+            state.revision = state.revision.max(answer.value.mod_revision);
             state.seen.insert(key, (Some(answer.value.value), answer.value.mod_revision));
             false
         }
@@ -198,31 +219,48 @@ fn complete_write(
     }
 }
 
+/// A read, or with `after` a long poll for a change after that revision.
 async fn read(
     client: &CairnClient,
     recorder: &Recorder,
     state: &mut ClientState,
-    key: String,
-    node: usize,
+    target: Target,
     consistency: Consistency,
+    after: Option<u64>,
 ) -> bool {
+    let Target { key, node, wait } = target;
     let mut invoke = event(state.process, EventType::Invoke, Function::Read, &key, Value::Null);
     invoke.consistency = Some(consistency);
+    invoke.after = after;
     recorder.client(invoke);
     let (route, level) = match consistency {
         Consistency::Linearizable => (Route::Prefer(node), api::Consistency::Linearizable),
         Consistency::Lease => (Route::Prefer(node), api::Consistency::Lease),
         Consistency::Stale => (Route::Only(node), api::Consistency::Stale),
     };
-    match client.get(route, &key, level).await {
-        Ok(answer) => {
+    let outcome = match after {
+        None => client.get(route, &key, level).await.map(Some),
+        Some(after) => client.poll(route, &key, wait, after, level).await,
+    };
+    match outcome {
+        Ok(None) => {
+            let mut done = event(state.process, EventType::Fail, Function::Read, &key, Value::Null);
+            done.consistency = Some(consistency);
+            done.after = after;
+            done.error = Some("not_modified".to_string());
+            recorder.client(done);
+            false
+        }
+        Ok(Some(answer)) => {
             let value = answer.value.as_ref().map_or(Value::Null, |record| Value::Str(record.value.clone()));
             let mut done = event(state.process, EventType::Ok, Function::Read, &key, value);
             done.revision = Some(answer.revision);
             done.mod_revision = answer.value.as_ref().map(|record| record.mod_revision);
             done.consistency = Some(consistency);
+            done.after = after;
             done.node = answer.node;
             recorder.client(done);
+            state.revision = state.revision.max(answer.revision);
             if consistency != Consistency::Stale {
                 let seen = answer.value.map_or((None, 0), |record| (Some(record.value), record.mod_revision));
                 state.seen.insert(key, seen);
@@ -232,6 +270,7 @@ async fn read(
         Err(error) => {
             let mut done = event(state.process, EventType::Fail, Function::Read, &key, Value::Null);
             done.consistency = Some(consistency);
+            done.after = after;
             done.error = Some(error_code(&error));
             recorder.client(done);
             false
@@ -255,6 +294,7 @@ fn error_code(error: &ClientError) -> String {
         ClientError::Mismatch { .. } => "revision_mismatch".to_string(),
         ClientError::OutcomeUnknown { .. } => "outcome_unknown".to_string(),
         ClientError::Unavailable { .. } => "unavailable".to_string(),
+        ClientError::Compacted { .. } => "revision_compacted".to_string(),
         ClientError::Protocol(_) => "protocol".to_string(),
     }
 }
@@ -273,6 +313,7 @@ pub(crate) fn event(process: u64, event_type: EventType, f: Function, key: &str,
         node: None,
         error: None,
         is_final: false,
+        after: None,
     }
 }
 

@@ -10,16 +10,20 @@ pub struct InjectedBugs {
     /// Serve `linearizable` reads from the local state machine without ReadIndex.
     #[cfg(any(madsim, debug_assertions))]
     pub local_linearizable_reads: bool,
-    /// Report appended log entries durable before they are fsynced.
+    /// Acknowledge appended log entries at once and write and fsync them a while later, like
+    /// Redis's `appendfsync everysec`: a power cut loses the last moments of acknowledged writes.
     #[cfg(any(madsim, debug_assertions))]
     pub ack_before_fsync: bool,
     /// Apply retried client requests again instead of answering from the session table.
     #[cfg(any(madsim, debug_assertions))]
     pub skip_dedup: bool,
+    /// Leave out some events from watch streams.
+    #[cfg(any(madsim, debug_assertions))]
+    pub drop_watch_events: bool,
 }
 
 impl InjectedBugs {
-    /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`.
+    /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -28,6 +32,7 @@ impl InjectedBugs {
                 "local-reads" => bugs.local_linearizable_reads = true,
                 "early-ack" => bugs.ack_before_fsync = true,
                 "skip-dedup" => bugs.skip_dedup = true,
+                "drop-watch-events" => bugs.drop_watch_events = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -53,5 +58,16 @@ impl InjectedBugs {
         return self.skip_dedup;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
+    }
+
+    /// With the bug on, whether a watch stream leaves out the event of `revision` (one in 29).
+    pub fn drops_watch_event(&self, revision: u64) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.drop_watch_events && revision.is_multiple_of(29);
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return {
+            let _ = revision;
+            false
+        };
     }
 }

@@ -17,12 +17,17 @@ use cairn_node::config::{Bootstrap, NodeConfig};
 use cairn_node::raft::Member;
 use cairn_node::rt::Duration;
 use cairn_node::storage::SimDisk;
+use cairn_node::store::events::HistoryLimits;
 use madsim::runtime::{Handle, NodeHandle};
 
 const HTTP_PORT: u16 = 7700;
 const PEER_PORT: u16 = 7701;
 /// Simulated fsync latency: data written but not yet synced is exposed to a crash this long.
-const SYNC_LATENCY: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(4));
+/// Slower than a network hop, as on real machines, so that an acknowledgement sent before the
+/// fsync it depends on reaches the client while the data can still be lost.
+const SYNC_LATENCY: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(12));
+/// One-way packet delay on a healthy network: a datacenter's, not madsim's default 1–10 ms.
+pub(crate) const NETWORK_LATENCY: std::ops::Range<Duration> = Duration::from_micros(200)..Duration::from_millis(2);
 
 /// How to build a cluster.
 #[derive(Clone, Debug)]
@@ -32,6 +37,8 @@ pub struct ClusterOptions {
     /// Server-side request timeout; shorter than in production so chaos runs move quickly.
     pub request_timeout: Duration,
     pub snapshot_every: u64,
+    /// How much event history watches can resume from.
+    pub history: HistoryLimits,
 }
 
 impl Default for ClusterOptions {
@@ -41,6 +48,7 @@ impl Default for ClusterOptions {
             bugs: InjectedBugs::default(),
             request_timeout: Duration::from_secs(2),
             snapshot_every: 200,
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -93,6 +101,7 @@ impl SimCluster {
     /// Starts `options.nodes` nodes (ids 1..=n) that form a cluster from a static membership.
     pub async fn start(options: ClusterOptions) -> SimCluster {
         let runtime = Handle::current();
+        madsim::net::NetSim::current().update_config(|config| config.send_latency = NETWORK_LATENCY);
         let members: BTreeMap<NodeId, Member> =
             (0..options.nodes).map(|slot| (slot as NodeId + 1, member(slot))).collect();
         let clients = runtime.create_node().name("clients").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
@@ -113,6 +122,7 @@ impl SimCluster {
         config.request_timeout = self.options.request_timeout;
         config.snapshot_every = self.options.snapshot_every;
         config.bugs = self.options.bugs;
+        config.history = self.options.history;
         config
     }
 

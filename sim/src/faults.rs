@@ -11,6 +11,9 @@ use madsim::net::NetSim;
 
 use crate::cluster::{Incarnation, SimCluster, fresh_disk};
 
+/// How long a power cut may wait for writes in flight on every victim.
+const WRITES_IN_FLIGHT_WAIT_MAX: Duration = Duration::from_millis(200);
+
 impl SimCluster {
     /// Kills a node's process: its tasks and sockets vanish; its disk keeps everything written
     /// (a process crash loses nothing the kernel already has). It stays down until started.
@@ -85,7 +88,7 @@ impl SimCluster {
         NetSim::current().update_config(|config| config.send_latency = range);
     }
 
-    /// Restores every link, the default latency, and clears packet loss.
+    /// Restores every link and the healthy latency, and clears packet loss.
     pub fn heal(&self) {
         let net = NetSim::current();
         for a in &self.slots {
@@ -96,7 +99,7 @@ impl SimCluster {
         }
         net.update_config(|config| {
             config.packet_loss_rate = 0.0;
-            config.send_latency = madsim::net::Config::default().send_latency;
+            config.send_latency = crate::cluster::NETWORK_LATENCY;
         });
     }
 
@@ -157,8 +160,17 @@ impl Cluster for SimCluster {
         self.restart(slot);
     }
 
-    async fn crash(&self, slots: &[usize]) {
-        SimCluster::crash(self, slots);
+    /// Waits, for at most [`WRITES_IN_FLIGHT_WAIT_MAX`], for a moment when every victim has
+    /// written something it has not synced yet: a power cut when every disk is clean can lose
+    /// nothing and so tests nothing about durability.
+    async fn crash(&self, slots: &[usize]) -> Option<u64> {
+        let deadline = cairn_node::rt::Instant::now() + WRITES_IN_FLIGHT_WAIT_MAX;
+        while !slots.iter().all(|&slot| self.slots[slot].disk().unsynced_bytes() > 0)
+            && cairn_node::rt::Instant::now() < deadline
+        {
+            cairn_node::rt::sleep(Duration::from_millis(1)).await;
+        }
+        Some(SimCluster::crash(self, slots))
     }
 
     async fn pause(&self, slot: usize) {

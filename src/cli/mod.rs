@@ -1,6 +1,8 @@
 //! Command line: `cairn [serve] [FLAGS]` runs a node; other subcommands are tools.
 
+mod bench;
 mod check;
+mod client;
 mod duration;
 mod serve;
 
@@ -12,6 +14,10 @@ use clap::{Parser, Subcommand};
 ///
 /// Without a subcommand, cairn runs a node (`cairn serve`): by default a single-node cluster
 /// with HTTP on 127.0.0.1:7700, peers on 127.0.0.1:7701 and data under ./data.
+///
+/// Client commands exit with 0 when done, 1 when the cluster refused the request, 3 when the
+/// key or member does not exist, 4 on a compare-and-swap mismatch, 5 when no node or leader was
+/// reachable (nothing changed) and 6 when a write's outcome is unknown.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -27,12 +33,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a client history for linearizability, stale reads, revisions and durability.
     Check(check::CheckArgs),
+    /// Measure throughput and latency of a cairn cluster, or of etcd for comparison.
+    Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Check(args)) => check::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Client(command)) => client::run(command),
         None => serve::run(cli.serve),
     }
 }

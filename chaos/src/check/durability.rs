@@ -55,6 +55,8 @@ pub fn check(history: &History) -> (Verdict, String) {
                     window: vec![(*write).clone(), (*final_read).clone()],
                     culprits: vec![write.id],
                     prefix_end: None,
+                    watch_window: Vec::new(),
+                    watch_culprits: Vec::new(),
                 });
             }
         }

@@ -193,6 +193,8 @@ fn stuck(history: &History, key: &str, ops: &[&Operation], model: &KeyModel, stu
         window,
         culprits: [culprit.id].into_iter().chain(blamed.iter().map(|op| op.id)).collect(),
         prefix_end: Some(prefix_end),
+        watch_window: Vec::new(),
+        watch_culprits: Vec::new(),
     }
 }
 
@@ -212,5 +214,7 @@ fn zone_violation(key: &str, ops: &[&Operation], model: &KeyModel, witness: &[us
         window,
         culprits,
         prefix_end: None,
+        watch_window: Vec::new(),
+        watch_culprits: Vec::new(),
     }
 }

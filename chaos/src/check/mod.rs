@@ -6,6 +6,8 @@
 //! | [`stale`] | stale reads return written values and never go back in revision per node |
 //! | [`revisions`] | mutation revisions are unique and increase in real-time order |
 //! | [`durability`] | every acknowledged write survives into the final reads |
+//! | [`watch`] | watchers get every matching change once, in revision order, as it was written |
+//! | [`long_poll`] | a long-poll read is never served below the revision it waited past |
 //!
 //! Each checker answers [`Verdict::Valid`], [`Verdict::Violation`] with the smallest window of
 //! operations that shows the problem, or [`Verdict::Unknown`] when its budget ran out: a budget
@@ -13,8 +15,10 @@
 
 pub mod durability;
 pub mod linearizable;
+pub mod long_poll;
 pub mod revisions;
 pub mod stale;
+pub mod watch;
 
 use std::fmt;
 use std::fs::File;
@@ -22,7 +26,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::history::{History, MalformedHistory, Operation, format_time, parse_history};
+use crate::history::{History, MalformedHistory, Operation, WatchLine, format_time, parse_history};
 
 /// Settings for [`check_history`] and [`check_file`].
 #[derive(Clone, Debug)]
@@ -96,6 +100,11 @@ pub struct Violation {
     /// For linearizability: every event of the key with a smaller index is linearizable (the
     /// longest linearizable prefix); the event at this index is where it breaks.
     pub prefix_end: Option<u64>,
+    /// For the watch checker: the watcher lines that show it, in file order (the operations
+    /// involved are in `window`). Empty for the other checkers.
+    pub watch_window: Vec<WatchLine>,
+    /// The watcher lines it blames, by 1-based line number (a subset of `watch_window`).
+    pub watch_culprits: Vec<usize>,
 }
 
 /// The verdict over all checkers: a violation anywhere wins, then unknown, then valid.
@@ -131,6 +140,10 @@ pub enum Checker {
     Revisions,
     /// [`durability`].
     Durability,
+    /// [`watch`].
+    Watch,
+    /// [`long_poll`].
+    LongPoll,
 }
 
 impl fmt::Display for Checker {
@@ -140,6 +153,8 @@ impl fmt::Display for Checker {
             Checker::Stale => "stale",
             Checker::Revisions => "revisions",
             Checker::Durability => "durability",
+            Checker::Watch => "watch",
+            Checker::LongPoll => "long-poll",
         })
     }
 }
@@ -213,6 +228,8 @@ pub fn check_history(history: &History, options: &CheckOptions) -> CheckReport {
         timed(Checker::Stale, &|| stale::check(history)),
         timed(Checker::Revisions, &|| revisions::check(history)),
         timed(Checker::Durability, &|| durability::check(history)),
+        timed(Checker::Watch, &|| watch::check(history)),
+        timed(Checker::LongPoll, &|| long_poll::check(history)),
     ];
     CheckReport {
         events: history.events.len(),
@@ -293,12 +310,25 @@ const WINDOW_SHOWN_MAX: usize = 40;
 fn write_violations(f: &mut fmt::Formatter<'_>, violations: &[Violation]) -> fmt::Result {
     for violation in violations.iter().take(SHOWN_MAX) {
         writeln!(f, "    ✗ {}", violation.summary)?;
-        for op in violation.window.iter().take(WINDOW_SHOWN_MAX) {
-            let marker = if violation.culprits.contains(&op.id) { "→" } else { " " };
-            writeln!(f, "      {marker} line {:>6}: {op}", op.invoke_line)?;
+        // Operations (at their invoke line) and watcher lines, merged in file order.
+        let mut lines: Vec<(usize, bool, String)> = violation
+            .window
+            .iter()
+            .map(|op| (op.invoke_line, violation.culprits.contains(&op.id), op.to_string()))
+            .chain(
+                violation
+                    .watch_window
+                    .iter()
+                    .map(|watch| (watch.line, violation.watch_culprits.contains(&watch.line), watch.to_string())),
+            )
+            .collect();
+        lines.sort_by_key(|(line, _, _)| *line);
+        for (line, culprit, text) in lines.iter().take(WINDOW_SHOWN_MAX) {
+            let marker = if *culprit { "→" } else { " " };
+            writeln!(f, "      {marker} line {line:>6}: {text}")?;
         }
-        if violation.window.len() > WINDOW_SHOWN_MAX {
-            writeln!(f, "        … and {} more operations", violation.window.len() - WINDOW_SHOWN_MAX)?;
+        if lines.len() > WINDOW_SHOWN_MAX {
+            writeln!(f, "        … and {} more lines", lines.len() - WINDOW_SHOWN_MAX)?;
         }
     }
     if violations.len() > SHOWN_MAX {
@@ -342,6 +372,31 @@ mod tests {
         assert!(text.contains("8 events, 3 operations on 1 keys, 1 faults"), "{text}");
         assert!(text.contains("→ line      7: p1 read \"x\" -> ok \"a\""), "{text}");
         assert!(text.ends_with("verdict: VIOLATION\n"), "{text}");
+    }
+
+    /// Goal: a watch violation prints the watcher's lines and the operations involved, merged in
+    /// file order, with the culprit line marked. Method: a watcher whose first delivery skips
+    /// revision 1.
+    #[test]
+    fn report_merges_watcher_lines_into_the_window() {
+        let script = "p0 invoke write x a
+            p0 ok write x a rev=1
+            p0 invoke write x b
+            p0 ok write x b rev=2
+            w1 resume 1 node=2
+            w1 event put x b 2 node=2";
+        let report = check_history(&history(script), &CheckOptions::default());
+        assert_eq!(report.overall(), Overall::Violation);
+        assert_eq!(report.checker(Checker::LongPoll).verdict, Verdict::Valid);
+        let text = report.to_string();
+        let window = [
+            "        line      1: p0 write \"x\" \"a\" -> ok rev 1",
+            "        line      5: watch:1 resume from rev 1 prefix \"\" node 2 [#4, 5.000ms]",
+            "      → line      6: watch:1 event put \"x\" \"b\" rev 2 node 2 [#5, 6.000ms]",
+        ];
+        let position = |line: &str| text.find(line).unwrap_or_else(|| panic!("{line:?} missing from\n{text}"));
+        assert!(position(window[0]) < position(window[1]) && position(window[1]) < position(window[2]), "{text}");
+        assert!(text.contains("  watch        VIOLATION (1)"), "{text}");
     }
 
     /// Goal: check_file writes a self-contained HTML report on a violation, with the timeline,

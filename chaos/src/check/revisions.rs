@@ -40,6 +40,8 @@ fn violation(summary: String, first: &Operation, second: &Operation) -> Violatio
         window: vec![first.clone(), second.clone()],
         culprits: vec![second.id],
         prefix_end: None,
+        watch_window: Vec::new(),
+        watch_culprits: Vec::new(),
     }
 }
 

@@ -70,7 +70,15 @@ fn check_value(read: &StaleRead, writers: &BTreeMap<(&str, &str), Vec<&Operation
     let violation = |summary: String, writer: Option<&Operation>| {
         let mut window: Vec<Operation> = writer.into_iter().chain([op]).cloned().collect();
         window.sort_by_key(|op| op.id);
-        Some(Violation { key: Some(op.key.clone()), summary, window, culprits: vec![op.id], prefix_end: None })
+        Some(Violation {
+            key: Some(op.key.clone()),
+            summary,
+            window,
+            culprits: vec![op.id],
+            prefix_end: None,
+            watch_window: Vec::new(),
+            watch_culprits: Vec::new(),
+        })
     };
     let line = op.complete_line.unwrap_or(op.invoke_line);
     let Some(candidates) = writers.get(&(op.key.as_str(), value)) else {
@@ -131,6 +139,8 @@ fn check_monotonic(reads: &[StaleRead]) -> (Vec<Violation>, usize) {
                 window: vec![previous.clone(), op.clone()],
                 culprits: vec![op.id],
                 prefix_end: None,
+                watch_window: Vec::new(),
+                watch_culprits: Vec::new(),
             });
         }
     }

@@ -1,12 +1,15 @@
 //! Mutators that plant one known anomaly into a valid history.
 //!
-//! Each mutator edits completion events in place and describes what it changed, so a test can
-//! assert that a checker reports exactly that. They rely on the revisions a generated history
-//! carries to know the order in which the register really changed.
+//! Each mutator edits completion events in place (the watch mutators remove or insert one
+//! watcher line) and describes what it changed, so a test can assert that a checker reports
+//! exactly that. They rely on the revisions a generated history carries to know the order in
+//! which the register really changed.
 
 use std::collections::BTreeMap;
 
-use crate::history::{ClientEvent, Consistency, Event, EventBody, Function, History, Operation, Outcome, Value};
+use crate::history::{
+    ClientEvent, Consistency, Event, EventBody, Function, History, Operation, Outcome, Value, WatchKind, WatchLine,
+};
 
 use super::Rng;
 
@@ -27,11 +30,16 @@ pub enum Anomaly {
     RevisionGoingBack,
     /// A stale read returns a lower revision than the previous one from the same process and node.
     StaleRevisionGoingBack,
+    /// A watcher misses one change it should have delivered (a gap). Needs watchers.
+    WatchDroppedEvent,
+    /// A watcher delivers one change twice in a row. Needs watchers.
+    WatchDuplicatedEvent,
 }
 
 /// Plants `anomaly` at a spot chosen by `seed`; returns a description of the change, or `None`
-/// when the history has no suitable spot (or is itself malformed).
-pub fn inject(events: &mut [Event], anomaly: Anomaly, seed: u64) -> Option<String> {
+/// when the history has no suitable spot (or is itself malformed). Only the watch anomalies
+/// change the number of events.
+pub fn inject(events: &mut Vec<Event>, anomaly: Anomaly, seed: u64) -> Option<String> {
     let history = History::from_events(events.to_vec()).ok()?;
     let mut rng = Rng::new(seed);
     let start = rng.range(history.operations.len() as u64 / 3, history.operations.len() as u64);
@@ -49,6 +57,8 @@ pub fn inject(events: &mut [Event], anomaly: Anomaly, seed: u64) -> Option<Strin
         Anomaly::InventedStaleValue => invent(events, &order, true, seed),
         Anomaly::RevisionGoingBack => revision_going_back(events, &history, &order),
         Anomaly::StaleRevisionGoingBack => stale_revision_going_back(events, &history),
+        Anomaly::WatchDroppedEvent => drop_delivery(events, &history, &mut rng),
+        Anomaly::WatchDuplicatedEvent => duplicate_delivery(events, &history, &mut rng),
     }
 }
 
@@ -195,4 +205,57 @@ fn stale_revision_going_back(events: &mut [Event], history: &History) -> Option<
         }
     }
     None
+}
+
+/// A delivery that a checker can see go missing, chosen by `rng`: one followed by another
+/// delivery of the same watcher (no compaction marker between), on prefix `""` (where every
+/// revision counts) or of an ok mutation with a known revision (which a prefix watcher must
+/// deliver). Its position in `history.watch_lines`.
+fn droppable(history: &History, rng: &mut super::Rng) -> Option<usize> {
+    let known: std::collections::BTreeSet<u64> =
+        versions(history).values().flat_map(|list| list.iter().map(|(revision, _, _)| *revision)).collect();
+    let mut prefixes: BTreeMap<u64, &str> = BTreeMap::new();
+    let mut followed: Vec<usize> = Vec::new();
+    let mut last: BTreeMap<u64, usize> = BTreeMap::new();
+    for (position, line) in history.watch_lines.iter().enumerate() {
+        let watcher = line.event.watcher;
+        match &line.event.kind {
+            WatchKind::Resume { prefix } => {
+                prefixes.entry(watcher).or_insert(prefix);
+            }
+            WatchKind::Event { .. } => {
+                let Some(previous) = last.insert(watcher, position) else { continue };
+                if prefixes[&watcher].is_empty() || known.contains(&history.watch_lines[previous].event.revision) {
+                    followed.push(previous);
+                }
+            }
+            WatchKind::Compacted { .. } => {
+                last.remove(&watcher);
+            }
+        }
+    }
+    let pick = rng.range(0, followed.len().max(1) as u64 - 1) as usize;
+    followed.get(pick).copied()
+}
+
+/// One watcher delivery disappears, as if the stream skipped it.
+fn drop_delivery(events: &mut Vec<Event>, history: &History, rng: &mut super::Rng) -> Option<String> {
+    let line: &WatchLine = &history.watch_lines[droppable(history, rng)?];
+    events.remove(line.line - 1);
+    Some(format!("dropped delivery: line {} ({line}) removed", line.line))
+}
+
+/// One watcher delivery is repeated right after itself; later indices shift up by one.
+fn duplicate_delivery(events: &mut Vec<Event>, history: &History, rng: &mut super::Rng) -> Option<String> {
+    let deliveries: Vec<&WatchLine> =
+        history.watch_lines.iter().filter(|line| matches!(line.event.kind, WatchKind::Event { .. })).collect();
+    let line = deliveries.get(rng.range(0, deliveries.len().max(1) as u64 - 1) as usize)?;
+    let position = line.line - 1;
+    let mut copy = events[position].clone();
+    copy.index += 1;
+    for event in &mut events[position + 1..] {
+        event.index += 1;
+    }
+    events.insert(position + 1, copy);
+    Some(format!("duplicated delivery: line {} ({line}) repeated on line {}", line.line, line.line + 1))
 }

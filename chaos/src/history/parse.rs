@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 
 use super::{
     ClientEvent, Consistency, Event, EventBody, EventType, FaultPhase, Function, History, HistoryBuilder, Malformation,
-    MalformedHistory, NemesisEvent, Value,
+    MalformedHistory, NemesisEvent, Value, WatchAction, WatchEvent, WatchKind,
 };
 
 /// Parses and validates a JSON Lines history. Blank lines are skipped but still counted, so the
@@ -50,6 +50,9 @@ struct RawEvent {
     #[serde(rename = "final")]
     is_final: Option<bool>,
     fault: Option<String>,
+    after: Option<u64>,
+    action: Option<String>,
+    prefix: Option<String>,
 }
 
 /// Decodes and validates the fields of one line (ordering across lines is the builder's job).
@@ -67,6 +70,13 @@ fn parse_event(text: &str) -> Result<Event, Malformation> {
     };
     let body = match raw.process.as_ref().ok_or(Malformation::MissingField("process"))? {
         Json::String(name) if name == "nemesis" => parse_nemesis(&raw, event_type)?,
+        Json::String(name) if name.starts_with(WATCHER_PREFIX) => {
+            let watcher = name[WATCHER_PREFIX.len()..].parse().map_err(|_| Malformation::InvalidField {
+                field: "process",
+                reason: format!("{name:?} is not \"watch:\" and a non-negative integer"),
+            })?;
+            EventBody::Watch(parse_watch(&raw, watcher, event_type)?)
+        }
         Json::Number(number) => {
             let process = number.as_u64().ok_or_else(|| Malformation::InvalidField {
                 field: "process",
@@ -77,7 +87,7 @@ fn parse_event(text: &str) -> Result<Event, Malformation> {
         other => {
             return Err(Malformation::InvalidField {
                 field: "process",
-                reason: format!("{other} is neither an integer nor \"nemesis\""),
+                reason: format!("{other} is neither an integer, \"nemesis\" nor \"watch:N\""),
             });
         }
     };
@@ -100,6 +110,55 @@ fn parse_nemesis(raw: &RawEvent, event_type: EventType) -> Result<EventBody, Mal
         Some(other) => Some(other.to_string()),
     };
     Ok(EventBody::Nemesis(NemesisEvent { phase, fault, value }))
+}
+
+/// How a watcher's `process` starts: `"watch:3"` is watcher 3.
+const WATCHER_PREFIX: &str = "watch:";
+
+/// A watcher line: `info` only; `resume` needs `revision` and `prefix`, `event` needs `revision`,
+/// `key`, `action` and (for puts) a string `value`, `compacted` needs `revision` and takes the
+/// oldest retained revision as an integer `value`.
+fn parse_watch(raw: &RawEvent, watcher: u64, event_type: EventType) -> Result<WatchEvent, Malformation> {
+    if event_type != EventType::Info {
+        return Err(Malformation::UnknownType(format!("{event_type:?} (watcher events are info)")));
+    }
+    let f = raw.f.as_deref().ok_or(Malformation::MissingField("f"))?;
+    let kind = match f {
+        "resume" => WatchKind::Resume { prefix: raw.prefix.clone().ok_or(Malformation::MissingField("prefix"))? },
+        "event" => {
+            let key = raw.key.clone().ok_or(Malformation::MissingField("key"))?;
+            WatchKind::Event { key, action: parse_action(raw)? }
+        }
+        "compacted" => {
+            let compact_revision = match &raw.value {
+                None | Some(Json::Null) => None,
+                Some(value) => Some(value.as_u64().ok_or_else(|| Malformation::InvalidField {
+                    field: "value",
+                    reason: "a compaction's value is the oldest retained revision, an integer".to_owned(),
+                })?),
+            };
+            WatchKind::Compacted { compact_revision }
+        }
+        other => return Err(Malformation::UnknownFunction(other.to_owned())),
+    };
+    let revision = raw.revision.ok_or(Malformation::MissingField("revision"))?;
+    Ok(WatchEvent { watcher, revision, node: raw.node, kind })
+}
+
+/// A delivered change's `action` with its `value`: a string for `put`, null for `delete`.
+fn parse_action(raw: &RawEvent) -> Result<WatchAction, Malformation> {
+    let invalid = |reason: &str| Malformation::InvalidField { field: "value", reason: reason.to_owned() };
+    match (raw.action.as_deref().ok_or(Malformation::MissingField("action"))?, &raw.value) {
+        ("put", Some(Json::String(value))) => Ok(WatchAction::Put(value.clone())),
+        ("put", None | Some(Json::Null)) => Err(Malformation::MissingField("value")),
+        ("put", Some(_)) => Err(invalid("a put's value must be a string")),
+        ("delete", None | Some(Json::Null)) => Ok(WatchAction::Delete),
+        ("delete", Some(_)) => Err(invalid("a delete's value must be null")),
+        (other, _) => Err(Malformation::InvalidField {
+            field: "action",
+            reason: format!("{other:?} is neither \"put\" nor \"delete\""),
+        }),
+    }
 }
 
 fn parse_client(raw: &RawEvent, process: u64, event_type: EventType) -> Result<ClientEvent, Malformation> {
@@ -135,6 +194,7 @@ fn parse_client(raw: &RawEvent, process: u64, event_type: EventType) -> Result<C
         node: raw.node,
         error: raw.error.clone(),
         is_final: raw.is_final.unwrap_or(false),
+        after: raw.after,
     })
 }
 

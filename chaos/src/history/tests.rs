@@ -113,3 +113,90 @@ fn ordering_and_syntax_errors_are_malformed() {
     let text = r#"{"index":0,"time":"soon","process":0,"type":"invoke","f":"read","key":"x"}"#;
     assert!(matches!(at(text), (1, Malformation::NotJson(_))));
 }
+
+/// Goal: the watcher lines and the long-poll field from the format description parse into
+/// typed events, stay out of the operations, and keep their line numbers.
+/// Method: parse the documented shapes and inspect `watch_lines` and the read's `after`.
+#[test]
+fn watcher_lines_and_long_polls_parse() {
+    let text = r#"{"index":0,"time":10,"process":"watch:3","type":"info","f":"resume","revision":41,"node":2,"prefix":""}
+{"index":1,"time":11,"process":3,"type":"invoke","f":"read","key":"k1","after":41}
+{"index":2,"time":12,"process":"watch:3","type":"info","f":"event","key":"k1","action":"put","value":"v7","revision":42,"node":2}
+{"index":3,"time":13,"process":"watch:3","type":"info","f":"event","key":"k1","action":"delete","value":null,"revision":43}
+{"index":4,"time":14,"process":3,"type":"ok","f":"read","key":"k1","value":null,"revision":43,"after":41}
+{"index":5,"time":15,"process":"watch:3","type":"info","f":"compacted","revision":41,"value":57}
+"#;
+    let history = parse_history(text.as_bytes()).unwrap();
+    assert_eq!(history.operations.len(), 1);
+    assert_eq!((history.operations[0].after, history.operations[0].revision), (Some(41), Some(43)));
+    let kinds: Vec<(usize, u64, &WatchKind)> =
+        history.watch_lines.iter().map(|line| (line.line, line.event.revision, &line.event.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, 41, &WatchKind::Resume { prefix: String::new() }),
+            (3, 42, &WatchKind::Event { key: "k1".to_owned(), action: WatchAction::Put("v7".to_owned()) }),
+            (4, 43, &WatchKind::Event { key: "k1".to_owned(), action: WatchAction::Delete }),
+            (6, 41, &WatchKind::Compacted { compact_revision: Some(57) }),
+        ]
+    );
+    assert_eq!(history.watch_lines[1].event.node, Some(2));
+    assert_eq!(history.events[0].process(), Process::Watcher(3));
+}
+
+/// Goal: every malformed watcher or long-poll line is reported with its line number.
+/// Method: one bad line after a valid start, for each rule in the format description.
+#[test]
+fn malformed_watcher_lines_are_reported_with_their_line_numbers() {
+    let at = |lines: &[&str]| {
+        let text: String = lines
+            .iter()
+            .enumerate()
+            .map(|(index, fields)| {
+                format!("{{\"index\":{index},\"time\":{index},\"process\":\"watch:3\",\"type\":\"info\",{fields}}}\n")
+            })
+            .collect();
+        match parse_history(text.as_bytes()) {
+            Err(MalformedHistory::Line { line, problem }) => (line, problem),
+            other => panic!("expected a malformed line, got {other:?}"),
+        }
+    };
+    let resume = r#""f":"resume","revision":1,"prefix":"""#;
+    let event = r#""f":"event","key":"k","action":"put","value":"v","revision":1"#;
+    assert_eq!(at(&[event]), (1, Malformation::WatchBeforeResume(3)));
+    assert_eq!(at(&[r#""f":"compacted","revision":1,"value":5"#]), (1, Malformation::WatchBeforeResume(3)));
+    assert_eq!(
+        at(&[resume, r#""f":"event","key":"k","action":"put","value":"v""#]).1,
+        Malformation::MissingField("revision")
+    );
+    assert_eq!(at(&[resume, r#""f":"event","action":"delete","revision":2"#]), (2, Malformation::MissingField("key")));
+    assert_eq!(at(&[resume, r#""f":"event","key":"k","revision":2"#]), (2, Malformation::MissingField("action")));
+    assert_eq!(
+        at(&[resume, r#""f":"event","key":"k","action":"put","revision":2"#]).1,
+        Malformation::MissingField("value")
+    );
+    assert!(matches!(
+        at(&[resume, r#""f":"event","key":"k","action":"bump","revision":2"#]),
+        (2, Malformation::InvalidField { field: "action", .. })
+    ));
+    assert_eq!(at(&[resume, r#""f":"replay","revision":2"#]), (2, Malformation::UnknownFunction("replay".to_owned())));
+    assert_eq!(at(&[r#""f":"resume","revision":1"#]), (1, Malformation::MissingField("prefix")));
+    assert!(matches!(
+        at(&[resume, r#""f":"resume","revision":2,"prefix":"k""#]),
+        (2, Malformation::InvalidField { field: "prefix", .. })
+    ));
+    let text = r#"{"index":0,"time":0,"process":"watch:3","type":"ok","f":"resume","revision":1,"prefix":""}"#;
+    assert!(matches!(
+        parse_history(text.as_bytes()),
+        Err(MalformedHistory::Line { line: 1, problem: Malformation::UnknownType(_) })
+    ));
+    let text = r#"{"index":0,"time":0,"process":"watch:x","type":"info","f":"resume","revision":1,"prefix":""}"#;
+    assert!(matches!(
+        parse_history(text.as_bytes()),
+        Err(MalformedHistory::Line { line: 1, problem: Malformation::InvalidField { field: "process", .. } })
+    ));
+    let (line, problem) = malformed("p0 invoke write x a after=3");
+    assert!(matches!((line, problem), (1, Malformation::InvalidField { field: "after", .. })));
+    let (line, problem) = malformed("p0 invoke read x after=3\np0 ok read x a rev=4 after=2");
+    assert_eq!((line, problem), (2, Malformation::CompletionMismatch { field: "after", invoke_line: 1 }));
+}

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::{Event, EventBody, EventType, FaultPhase, Function, Value};
+use super::{Event, EventBody, EventType, FaultPhase, Function, Value, WatchAction, WatchEvent, WatchKind};
 
 /// Records events to a sink, assigning consecutive indices from 0.
 ///
@@ -67,15 +67,24 @@ struct Line<'a> {
     fault: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
-    value: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    /// Always written for client and nemesis lines (`null` when empty), so their bytes are the
+    /// same as before watchers existed; left out of a watcher's `resume`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     revision: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mod_revision: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     consistency: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     node: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(rename = "final", skip_serializing_if = "std::ops::Not::not")]
@@ -93,11 +102,14 @@ pub fn write_event<W: Write>(sink: &mut W, event: &Event) -> io::Result<()> {
             f: function_name(client.f),
             fault: None,
             key: Some(&client.key),
-            value: value_json(&client.value),
+            action: None,
+            value: Some(value_json(&client.value)),
             revision: client.revision,
             mod_revision: client.mod_revision,
+            after: client.after,
             consistency: client.consistency.map(super::consistency_name),
             node: client.node,
+            prefix: None,
             error: client.error.as_deref(),
             is_final: client.is_final,
         },
@@ -112,17 +124,56 @@ pub fn write_event<W: Write>(sink: &mut W, event: &Event) -> io::Result<()> {
             },
             fault: Some(&nemesis.fault),
             key: None,
-            value: nemesis.value.as_deref().map_or(Json::Null, Json::from),
+            action: None,
+            value: Some(nemesis.value.as_deref().map_or(Json::Null, Json::from)),
             revision: None,
             mod_revision: None,
+            after: None,
             consistency: None,
             node: None,
+            prefix: None,
             error: None,
             is_final: false,
         },
+        EventBody::Watch(watch) => watch_line(event, watch),
     };
     serde_json::to_writer(&mut *sink, &line)?;
     sink.write_all(b"\n")
+}
+
+/// A watcher's line: `resume` carries `prefix`, `event` carries `key`, `action` and `value`
+/// (`null` for a delete), `compacted` carries the oldest retained revision as `value`.
+fn watch_line<'a>(event: &Event, watch: &'a WatchEvent) -> Line<'a> {
+    let (f, key, action, value, prefix) = match &watch.kind {
+        WatchKind::Resume { prefix } => ("resume", None, None, None, Some(prefix.as_str())),
+        WatchKind::Event { key, action } => {
+            let (name, value) = match action {
+                WatchAction::Put(value) => ("put", Json::from(value.as_str())),
+                WatchAction::Delete => ("delete", Json::Null),
+            };
+            ("event", Some(key.as_str()), Some(name), Some(value), None)
+        }
+        WatchKind::Compacted { compact_revision } => ("compacted", None, None, compact_revision.map(Json::from), None),
+    };
+    Line {
+        index: event.index,
+        time: event.time,
+        process: Json::from(format!("watch:{}", watch.watcher)),
+        event_type: "info",
+        f,
+        fault: None,
+        key,
+        action,
+        value,
+        revision: Some(watch.revision),
+        mod_revision: None,
+        after: None,
+        consistency: None,
+        node: watch.node,
+        prefix,
+        error: None,
+        is_final: false,
+    }
 }
 
 fn type_name(event_type: EventType) -> &'static str {
@@ -176,6 +227,7 @@ mod tests {
                 node: None,
                 error: None,
                 is_final: false,
+                after: None,
             })
         };
         let record = || {
@@ -198,5 +250,53 @@ mod tests {
         }
         assert_eq!(again, bytes);
         assert_eq!(history.operations[0].revision, Some(42));
+    }
+
+    /// Goal: watcher lines and long polls are written in the documented shapes and read back to
+    /// the same events. Method: record one of each, compare the text, parse, write again.
+    #[test]
+    fn watcher_lines_and_long_polls_round_trip() {
+        let watch = |revision, kind| EventBody::Watch(WatchEvent { watcher: 3, revision, node: Some(2), kind });
+        let mut writer = HistoryWriter::new(Vec::new());
+        writer.record(10, watch(41, WatchKind::Resume { prefix: String::new() })).unwrap();
+        let put = WatchKind::Event { key: "k1".to_owned(), action: WatchAction::Put("v7".to_owned()) };
+        writer.record(11, watch(42, put)).unwrap();
+        writer.record(12, watch(43, WatchKind::Event { key: "k1".to_owned(), action: WatchAction::Delete })).unwrap();
+        writer.record(13, watch(41, WatchKind::Compacted { compact_revision: Some(57) })).unwrap();
+        let poll = ClientEvent {
+            process: 5,
+            event_type: EventType::Invoke,
+            f: Function::Read,
+            key: "k1".to_owned(),
+            value: Value::Null,
+            revision: None,
+            mod_revision: None,
+            consistency: None,
+            node: None,
+            error: None,
+            is_final: false,
+            after: Some(41),
+        };
+        writer.record(14, EventBody::Client(poll)).unwrap();
+        let bytes = writer.finish().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..2],
+            [
+                r#"{"index":0,"time":10,"process":"watch:3","type":"info","f":"resume","revision":41,"node":2,"prefix":""}"#,
+                r#"{"index":1,"time":11,"process":"watch:3","type":"info","f":"event","key":"k1","action":"put","value":"v7","revision":42,"node":2}"#,
+            ]
+        );
+        assert!(lines[2].contains(r#""action":"delete","value":null,"revision":43"#), "{}", lines[2]);
+        assert!(lines[3].contains(r#""f":"compacted","value":57,"revision":41"#), "{}", lines[3]);
+        assert!(lines[4].ends_with(r#""key":"k1","value":null,"after":41}"#), "{}", lines[4]);
+        let history = parse_history(bytes.as_slice()).unwrap();
+        let mut again = Vec::new();
+        for event in &history.events {
+            write_event(&mut again, event).unwrap();
+        }
+        assert_eq!(again, bytes);
+        assert_eq!(history.watch_lines.len(), 4);
     }
 }

@@ -4,7 +4,9 @@
 //! a failure.
 
 mod transport;
+mod watch;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -16,11 +18,12 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 pub use hyper::Method;
-pub use transport::{ExchangeError, Exchanger, Outgoing, Reply};
+pub use transport::{ExchangeError, Exchanger, Outgoing, Reply, Stream};
+pub use watch::{WatchError, WatchItem, WatchStream};
 
 use crate::wire::{
-    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LEADER_HEADER, MembersBody, NODE_HEADER, REVISION_HEADER,
-    RecordBody, SERIAL_HEADER,
+    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LEADER_HEADER, ListBody, MembersBody, NODE_HEADER, PutBody,
+    REVISION_HEADER, RecordBody, SERIAL_HEADER,
 };
 
 /// How long one attempt and a whole call may take.
@@ -65,6 +68,9 @@ pub enum ClientError {
     /// No node could be reached; the request did not take effect.
     #[error("no node reachable: {reason}")]
     Unavailable { reason: String },
+    /// A watch asked for history older than the node keeps; `oldest` is the first it has.
+    #[error("revision compacted; the oldest available is {oldest}")]
+    Compacted { oldest: u64 },
     /// A node answered something this client cannot read.
     #[error("unexpected answer: {0}")]
     Protocol(String),
@@ -148,7 +154,53 @@ impl CairnClient {
         prev_revision: Option<u64>,
     ) -> Result<Answer<RecordBody>, ClientError> {
         let path = kv_path(key, &[("prev_revision", prev_revision.map(|r| r.to_string()))]);
-        let reply = self.call(route, Kind::TaggedWrite, Method::PUT, &path, value).await?;
+        let reply = self.call(route, Kind::TaggedWrite, Method::PUT, &path, value, Vec::new()).await?;
+        decode(reply)
+    }
+
+    /// Like [`CairnClient::put`], also replacing the key's labels.
+    pub async fn put_labelled(
+        &self,
+        route: Route,
+        key: &str,
+        value: Bytes,
+        labels: BTreeMap<String, String>,
+        prev_revision: Option<u64>,
+    ) -> Result<Answer<RecordBody>, ClientError> {
+        let path = kv_path(key, &[("prev_revision", prev_revision.map(|r| r.to_string()))]);
+        let (value, value_encoding) = match String::from_utf8(value.to_vec()) {
+            Ok(text) => (text, None),
+            Err(_) => {
+                (base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &value), Some("base64".to_string()))
+            }
+        };
+        let body = PutBody { value, labels: Some(labels), value_encoding };
+        let body = Bytes::from(serde_json::to_vec(&body).expect("a put body serializes"));
+        let json = vec![(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let reply = self.call(route, Kind::TaggedWrite, Method::PUT, &path, body, json).await?;
+        decode(reply)
+    }
+
+    /// One page of keys under `prefix` carrying `labels`, after the `continuation` token.
+    pub async fn list(
+        &self,
+        route: Route,
+        prefix: &str,
+        labels: &[(String, String)],
+        limit: usize,
+        continuation: Option<&str>,
+        consistency: Consistency,
+    ) -> Result<Answer<ListBody>, ClientError> {
+        let mut params = vec![
+            ("prefix", prefix.to_string()),
+            ("limit", limit.to_string()),
+            ("consistency", level(consistency).to_string()),
+        ];
+        params.extend(labels.iter().map(|(name, value)| ("label", format!("{name}:{value}"))));
+        params.extend(continuation.map(|token| ("continue", token.to_string())));
+        let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let reply =
+            self.call(route, Kind::Read, Method::GET, &format!("/v1/kv?{query}"), Bytes::new(), Vec::new()).await?;
         decode(reply)
     }
 
@@ -158,13 +210,8 @@ impl CairnClient {
         key: &str,
         consistency: Consistency,
     ) -> Result<Answer<Option<RecordBody>>, ClientError> {
-        let level = match consistency {
-            Consistency::Linearizable => "linearizable",
-            Consistency::Lease => "lease",
-            Consistency::Stale => "stale",
-        };
-        let path = kv_path(key, &[("consistency", Some(level.to_string()))]);
-        let (reply, endpoint) = self.call(route, Kind::Read, Method::GET, &path, Bytes::new()).await?;
+        let path = kv_path(key, &[("consistency", Some(level(consistency).to_string()))]);
+        let (reply, endpoint) = self.call(route, Kind::Read, Method::GET, &path, Bytes::new(), Vec::new()).await?;
         if let Some(absent) = absent(&reply, endpoint) {
             return Ok(absent);
         }
@@ -177,6 +224,40 @@ impl CairnClient {
         })
     }
 
+    /// A long poll on `key`: waits up to `wait` for a change after `revision`, then reads the key
+    /// at `consistency`. `Ok(None)` when nothing changed in time (the server's 304).
+    pub async fn poll(
+        &self,
+        route: Route,
+        key: &str,
+        wait: Duration,
+        revision: u64,
+        consistency: Consistency,
+    ) -> Result<Option<Answer<Option<RecordBody>>>, ClientError> {
+        let params = [
+            ("wait", Some(format!("{}ms", wait.as_millis()))),
+            ("revision", Some(revision.to_string())),
+            ("consistency", Some(level(consistency).to_string())),
+        ];
+        let path = kv_path(key, &params);
+        let (reply, endpoint) = self.call(route, Kind::Read, Method::GET, &path, Bytes::new(), Vec::new()).await?;
+        if reply.status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if let Some(absent) = absent(&reply, endpoint) {
+            return Ok(Some(absent));
+        }
+        decode((reply, endpoint)).map(|answer: Answer<RecordBody>| {
+            Some(Answer {
+                value: Some(answer.value),
+                revision: answer.revision,
+                endpoint: answer.endpoint,
+                node: answer.node,
+                leader: answer.leader,
+            })
+        })
+    }
+
     pub async fn delete(
         &self,
         route: Route,
@@ -184,12 +265,12 @@ impl CairnClient {
         prev_revision: Option<u64>,
     ) -> Result<Answer<DeleteBody>, ClientError> {
         let path = kv_path(key, &[("prev_revision", prev_revision.map(|r| r.to_string()))]);
-        let reply = self.call(route, Kind::TaggedWrite, Method::DELETE, &path, Bytes::new()).await?;
+        let reply = self.call(route, Kind::TaggedWrite, Method::DELETE, &path, Bytes::new(), Vec::new()).await?;
         decode(reply)
     }
 
     pub async fn members(&self, route: Route) -> Result<Vec<MemberView>, ClientError> {
-        let reply = self.call(route, Kind::Read, Method::GET, "/v1/cluster/members", Bytes::new()).await?;
+        let reply = self.call(route, Kind::Read, Method::GET, "/v1/cluster/members", Bytes::new(), Vec::new()).await?;
         decode::<MembersBody>(reply).map(|answer| answer.value.members)
     }
 
@@ -202,18 +283,82 @@ impl CairnClient {
     ) -> Result<Vec<MemberView>, ClientError> {
         let body = AddMemberBody { id, peer: peer.to_string(), http: http.to_string() };
         let body = Bytes::from(serde_json::to_vec(&body).expect("a member serializes"));
-        let reply = self.call(route, Kind::IdempotentWrite, Method::POST, "/v1/cluster/members", body).await?;
+        let reply =
+            self.call(route, Kind::IdempotentWrite, Method::POST, "/v1/cluster/members", body, Vec::new()).await?;
         decode::<MembersBody>(reply).map(|answer| answer.value.members)
     }
 
     pub async fn remove_member(&self, route: Route, id: u64) -> Result<Vec<MemberView>, ClientError> {
         let path = format!("/v1/cluster/members/{id}");
-        let reply = self.call(route, Kind::IdempotentWrite, Method::DELETE, &path, Bytes::new()).await?;
+        let reply = self.call(route, Kind::IdempotentWrite, Method::DELETE, &path, Bytes::new(), Vec::new()).await?;
         decode::<MembersBody>(reply).map(|answer| answer.value.members)
     }
 
+    /// Opens a watch on keys under `prefix` (with these `label=k:v` filters) from revision
+    /// `start` on (`None`: only what happens from now). Tries the route's endpoints in turn.
+    pub async fn watch(
+        &self,
+        route: Route,
+        prefix: &str,
+        labels: &[(String, String)],
+        start: Option<u64>,
+    ) -> Result<WatchStream, ClientError> {
+        let mut path = format!(
+            "/v1/watch?prefix={}",
+            percent_encoding::utf8_percent_encode(prefix, percent_encoding::NON_ALPHANUMERIC)
+        );
+        for (name, value) in labels {
+            let label = format!("{name}:{value}");
+            path.push_str(&format!(
+                "&label={}",
+                percent_encoding::utf8_percent_encode(&label, percent_encoding::NON_ALPHANUMERIC)
+            ));
+        }
+        if let Some(start) = start {
+            path.push_str(&format!("&start_revision={start}"));
+        }
+        let mut last = ClientError::Unavailable { reason: "no endpoint tried".into() };
+        for endpoint in self.order(route) {
+            let outgoing =
+                Outgoing { method: Method::GET, path_and_query: &path, headers: Vec::new(), body: Bytes::new() };
+            let stream = match self
+                .exchanger
+                .open_stream(&self.endpoints[endpoint], outgoing, self.options.attempt_timeout)
+                .await
+            {
+                Ok(stream) => stream,
+                Err(error) => {
+                    last = ClientError::Unavailable { reason: error.to_string() };
+                    continue;
+                }
+            };
+            if stream.status.is_success() {
+                let node = stream
+                    .headers
+                    .get(NODE_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|id| id.parse().ok());
+                return Ok(WatchStream::new(stream.body, endpoint, node));
+            }
+            let body =
+                http_body_util::BodyExt::collect(stream.body).await.map(|body| body.to_bytes()).unwrap_or_default();
+            let refusal: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+            let code = refusal.as_ref().and_then(|r| r["error"]["code"].as_str()).unwrap_or("").to_string();
+            if code == "revision_compacted" {
+                let oldest = refusal.as_ref().and_then(|r| r["oldest_revision"].as_u64()).unwrap_or(0);
+                return Err(ClientError::Compacted { oldest });
+            }
+            let message = refusal.as_ref().and_then(|r| r["error"]["message"].as_str()).unwrap_or("").to_string();
+            last = ClientError::Rejected { status: stream.status.as_u16(), code, message };
+            if stream.status.is_client_error() {
+                return Err(last);
+            }
+        }
+        Err(last)
+    }
+
     pub async fn status(&self, route: Route) -> Result<Answer<Status>, ClientError> {
-        let reply = self.call(route, Kind::Read, Method::GET, "/v1/status", Bytes::new()).await?;
+        let reply = self.call(route, Kind::Read, Method::GET, "/v1/status", Bytes::new(), Vec::new()).await?;
         decode(reply)
     }
 
@@ -226,6 +371,7 @@ impl CairnClient {
         method: Method,
         path: &str,
         body: Bytes,
+        headers: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<(Reply, usize), ClientError> {
         let deadline = Instant::now() + self.options.call_timeout;
         let tag = (kind == Kind::TaggedWrite).then(|| self.serial.fetch_add(1, Ordering::Relaxed) + 1);
@@ -244,7 +390,7 @@ impl CairnClient {
             let outgoing = Outgoing {
                 method: method.clone(),
                 path_and_query: path,
-                headers: self.tag_headers(tag),
+                headers: self.tag_headers(tag).into_iter().chain(headers.iter().cloned()).collect(),
                 body: body.clone(),
             };
             let timeout = self.options.attempt_timeout.min(remaining);
@@ -291,6 +437,14 @@ impl CairnClient {
             ),
             (HeaderName::from_static(SERIAL_HEADER), HeaderValue::from(serial)),
         ]
+    }
+}
+
+fn level(consistency: Consistency) -> &'static str {
+    match consistency {
+        Consistency::Linearizable => "linearizable",
+        Consistency::Lease => "lease",
+        Consistency::Stale => "stale",
     }
 }
 

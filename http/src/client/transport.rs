@@ -55,6 +55,24 @@ impl Reply {
     }
 }
 
+/// The head of an answer whose body is read as it arrives.
+pub struct Stream {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: hyper::body::Incoming,
+}
+
+fn build(endpoint: &str, outgoing: Outgoing<'_>) -> Result<Request<Full<Bytes>>, ExchangeError> {
+    let mut request =
+        Request::builder().method(outgoing.method).uri(outgoing.path_and_query).header(hyper::header::HOST, endpoint);
+    for (name, value) in outgoing.headers {
+        request = request.header(name, value);
+    }
+    request
+        .body(Full::new(outgoing.body))
+        .map_err(|e| ExchangeError::Connect { endpoint: endpoint.to_string(), reason: format!("invalid request: {e}") })
+}
+
 /// Sends requests to any endpoint, reusing keep-alive connections.
 #[derive(Default)]
 pub struct Exchanger {
@@ -86,17 +104,7 @@ impl Exchanger {
 
     async fn exchange(&self, endpoint: &str, outgoing: Outgoing<'_>) -> Result<Reply, ExchangeError> {
         let mut sender = self.connection(endpoint).await?;
-        let mut request = Request::builder()
-            .method(outgoing.method)
-            .uri(outgoing.path_and_query)
-            .header(hyper::header::HOST, endpoint);
-        for (name, value) in outgoing.headers {
-            request = request.header(name, value);
-        }
-        let request = request.body(Full::new(outgoing.body)).map_err(|e| ExchangeError::Connect {
-            endpoint: endpoint.to_string(),
-            reason: format!("invalid request: {e}"),
-        })?;
+        let request = build(endpoint, outgoing)?;
         let broken = |reason: String| ExchangeError::Broken { endpoint: endpoint.to_string(), reason };
         let response = sender.send_request(request).await.map_err(|e| broken(e.to_string()))?;
         let (parts, body) = response.into_parts();
@@ -112,6 +120,10 @@ impl Exchanger {
                 return Ok(idle);
             }
         }
+        self.connect(endpoint).await
+    }
+
+    async fn connect(&self, endpoint: &str) -> Result<SendRequest<Full<Bytes>>, ExchangeError> {
         let refused = |reason: String| ExchangeError::Connect { endpoint: endpoint.to_string(), reason };
         let stream = TcpStream::connect(endpoint).await.map_err(|e| refused(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| refused(e.to_string()))?;
@@ -122,6 +134,25 @@ impl Exchanger {
             }
         });
         Ok(sender)
+    }
+
+    /// Sends `outgoing` on a fresh connection of its own and returns the answer's head and its
+    /// body unread, for streams (a watch) that outlive any pooled exchange.
+    pub async fn open_stream(
+        &self,
+        endpoint: &str,
+        outgoing: Outgoing<'_>,
+        timeout: Duration,
+    ) -> Result<Stream, ExchangeError> {
+        let opened = rt::timeout(timeout, async {
+            let mut sender = self.connect(endpoint).await?;
+            let request = build(endpoint, outgoing)?;
+            let broken = |reason: String| ExchangeError::Broken { endpoint: endpoint.to_string(), reason };
+            let response = sender.send_request(request).await.map_err(|e| broken(e.to_string()))?;
+            let (parts, body) = response.into_parts();
+            Ok(Stream { status: parts.status, headers: parts.headers, body })
+        });
+        opened.await.unwrap_or_else(|_| Err(ExchangeError::Timeout { endpoint: endpoint.to_string() }))
     }
 
     fn take_idle(&self, endpoint: &str) -> Option<SendRequest<Full<Bytes>>> {

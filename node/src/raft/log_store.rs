@@ -40,7 +40,6 @@ pub struct LogStore {
     wal: Wal,
     shared: Arc<Mutex<Shared>>,
     recovered_committed: Option<LogId>,
-    bugs: InjectedBugs,
 }
 
 /// Makes the committed log id durable on demand, for reads served from the local state.
@@ -58,7 +57,8 @@ impl CommitDurability {
 
 impl LogStore {
     pub async fn open(disk: Arc<dyn Disk>, dir: PathBuf, bugs: InjectedBugs) -> io::Result<LogStore> {
-        let (wal, recovered) = Wal::open(disk, dir, WalOptions::default()).await.map_err(io::Error::other)?;
+        let (wal, recovered) =
+            Wal::open(disk, dir, WalOptions { bugs, ..WalOptions::default() }).await.map_err(io::Error::other)?;
         let meta: LogMeta = recovered.meta.as_deref().map(decode).transpose()?.unwrap_or_default();
         let recovered_committed: Option<LogId> = recovered.committed.as_deref().map(decode).transpose()?;
         if let Some(purged) = &meta.last_purged
@@ -78,7 +78,7 @@ impl LogStore {
             None => meta.last_purged,
         };
         let shared = Arc::new(Mutex::new(Shared { meta, last_log_id }));
-        Ok(LogStore { wal, shared, recovered_committed, bugs })
+        Ok(LogStore { wal, shared, recovered_committed })
     }
 
     pub fn durability(&self) -> CommitDurability {
@@ -146,10 +146,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.wal.purge(first - 1).await?;
         }
         self.shared().last_log_id = Some(last);
-        if self.bugs.ack_before_fsync() {
-            callback.io_completed(Ok(()));
-            return self.wal.append(records, Box::new(|_| {})).await;
-        }
         self.wal.append(records, Box::new(move |result| callback.io_completed(result))).await
     }
 

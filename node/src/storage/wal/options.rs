@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 
 use super::WalError;
 use super::format::SEGMENT_HEADER_BYTES;
+use crate::bugs::InjectedBugs;
 
 /// How the WAL sizes its files, cache, batches and queue. [`WalOptions::default`] suits
 /// production; tests shrink segments to exercise rolling and purging.
@@ -23,6 +24,8 @@ pub struct WalOptions {
     /// `save_meta` and `flush_committed` wait for room when it is full (backpressure on the raft
     /// actor when the disk falls behind).
     pub queue_depth_max: NonZeroUsize,
+    /// Deliberate bugs; see [`InjectedBugs::ack_before_fsync`].
+    pub bugs: InjectedBugs,
 }
 
 impl Default for WalOptions {
@@ -32,6 +35,7 @@ impl Default for WalOptions {
             cache_bytes_max: 64 * 1024 * 1024,
             batch_bytes_max: 4 * 1024 * 1024,
             queue_depth_max: NonZeroUsize::new(1024).expect("not zero"),
+            bugs: InjectedBugs::default(),
         }
     }
 }

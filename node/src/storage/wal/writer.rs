@@ -29,6 +29,9 @@ use crate::storage::Disk;
 const COMMITTED_RECORD_BYTES_MAX: usize =
     Record::Committed { sequence: 0, payload: &[] }.encoded_len() + COMMITTED_PAYLOAD_BYTES_MAX;
 
+/// With the `ack_before_fsync` bug, how long acknowledged appends wait to be written and synced.
+const EARLY_ACK_SYNC_INTERVAL: rt::Duration = rt::Duration::from_millis(100);
+
 /// One request to the writer; `sequence` is its place in the queue.
 pub(super) struct Operation {
     pub(super) sequence: u64,
@@ -165,8 +168,14 @@ impl Writer {
 
     async fn append_batch(&mut self, batch: Vec<Append>) {
         let through = batch.last().expect("a batch has at least one append").sequence;
-        let (appends, callbacks): (Vec<_>, Vec<_>) =
+        let (appends, mut callbacks): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|append| ((append.sequence, append.entries), append.on_durable)).unzip();
+        if self.options.bugs.ack_before_fsync() {
+            for on_durable in callbacks.drain(..) {
+                on_durable(self.outcome());
+            }
+            rt::sleep(EARLY_ACK_SYNC_INTERVAL).await;
+        }
         if self.failure.is_none() {
             let committed = self.take_committed(through);
             let result = self.write_records(&appends, committed).await;
