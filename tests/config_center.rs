@@ -307,13 +307,16 @@ async fn a_watch_from_compacted_history_is_refused_with_the_oldest_revision() {
     assert!(matches!(stream.next().await, Ok(Some(WatchItem::Event(event))) if event.revision == 6));
 }
 
+/// A request that must be refused: method, path, body, headers, expected status and error code.
+type BadRequest<'a> = (Method, &'a str, &'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+
 /// Goal: bad config-center input gets a 4xx with a code, never a panic. Method: one request per
 /// kind of mistake; the node still serves afterwards.
 #[tokio::test]
 async fn bad_config_center_input_gets_clear_errors() {
     let (_root, _node, api) = single_node(&[]).await;
     let json = [("content-type", "application/json")];
-    let cases: Vec<(Method, &str, &str, &[(&str, &str)], u16, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (Method::PUT, "/v1/kv/a", "{not json", &json, 400, "invalid_json"),
         (Method::PUT, "/v1/kv/a", r#"{"value":"x","labels":{"bad name":"x"}}"#, &json, 400, "invalid_label"),
         (Method::PUT, "/v1/kv/a", r#"{"value":"x","colour":"red"}"#, &json, 400, "invalid_json"),
