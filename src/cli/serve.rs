@@ -66,8 +66,8 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `cairn_node=debug,info`.
     #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
-    /// Deliberate bugs for testing the test harness (debug builds only): local-reads,
-    /// early-ack, skip-dedup.
+    /// Deliberate bugs for testing the test harness (debug builds only), comma-separated:
+    /// local-reads, early-ack, skip-dedup, drop-watch-events.
     #[cfg(debug_assertions)]
     #[arg(long, env = "CAIRN_INJECT_BUGS", hide = true)]
     inject_bugs: Option<String>,
