@@ -192,7 +192,8 @@ run_watch() {
 
 watch_line() {
   [ -s "$RAW/cairn-watch.json" ] || { echo "cairn watch: no result"; return; }
-  jq -r '"cairn watch (16 writers spread over the three nodes, one watcher per node, 1,000 keys): \(.ops_per_s | floor) puts/s, put mean \(.latency.all.mean_ms) ms; event latency (put sent → event received) mean \(.events.latency.mean_ms) ms, p99 \(.events.latency.p99_ms) ms, max \(.events.latency.max_ms) ms; \(.events.delivered) events delivered, \(.events.missing) missing, \(.failed) puts failed."' "$RAW/cairn-watch.json"
+  jq -r 'def ms: . * 10 | round / 10;
+    "cairn watch (16 writers spread over the three nodes, one watcher per node, 1,000 keys): \(.ops_per_s | floor) puts/s, put mean \(.latency.all.mean_ms | ms) ms; event latency (put sent → event received) mean \(.events.latency.mean_ms | ms) ms, p50 \(.events.latency.p50_ms | ms) ms, p99 \(.events.latency.p99_ms | ms) ms, max \(.events.latency.max_ms | ms) ms; \(.events.delivered) events delivered, \(.events.missing) missing, \(.failed) puts failed."' "$RAW/cairn-watch.json"
 }
 
 # Other processes using more than 10% of a CPU over one second (not this run's servers, cairn
@@ -265,6 +266,7 @@ main() {
   mkdir -p "$WORK" "$RAW"
   write_bodies
   echo "load average before starting: $(cut -d' ' -f1-3 /proc/loadavg)" >"$RAW/notes.txt"
+  echo "durable floor: $("$ROOT/bench/fsync.sh" "$WORK")" >>"$RAW/notes.txt"
 
   log "etcd: starting three members"
   start_etcd

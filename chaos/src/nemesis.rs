@@ -22,8 +22,14 @@ pub trait Cluster {
     async fn leader(&self) -> Option<usize>;
     /// Kills a node's process; it stays down until [`Cluster::start`].
     async fn kill(&self, slot: usize);
-    /// Starts a killed or crashed node again from its disk.
+    /// Starts a killed, shut down or crashed node again from its disk.
     async fn start(&self, slot: usize);
+    /// Shuts a node down cleanly (SIGTERM: it finishes what it can and exits); it stays down
+    /// until [`Cluster::start`]. A cluster that cannot tell a clean shutdown from a kill (the
+    /// simulator) kills it.
+    async fn shut_down(&self, slot: usize) {
+        self.kill(slot).await;
+    }
     /// Cuts power to these nodes at once: they die and lose or tear what they had not synced.
     /// Returns how many unsynced bytes were lost, when the cluster can tell.
     async fn crash(&self, slots: &[usize]) -> Option<u64>;
@@ -63,6 +69,8 @@ pub enum FaultKind {
     Kill,
     /// A random node frozen, thawed later.
     Pause,
+    /// A random node shut down cleanly, restarted later.
+    Restart,
     /// Power loss on one random node: unsynced writes lost or torn; restarted later.
     Crash,
     /// Power loss on every node at once.
@@ -76,7 +84,8 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    /// Every kind.
+    /// Every kind the simulator's scenarios draw from. [`FaultKind::Restart`] is left out: a
+    /// simulated node cannot shut down cleanly, so there it would be another [`FaultKind::Kill`].
     pub const ALL: [FaultKind; 12] = [
         FaultKind::Partition,
         FaultKind::IsolateLeader,
@@ -102,6 +111,7 @@ impl FaultKind {
             FaultKind::KillLeader => "kill-leader",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Restart => "restart",
             FaultKind::Crash => "crash",
             FaultKind::PowerOutage => "power-outage",
             FaultKind::Replace => "replace-member",
@@ -213,6 +223,11 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
             let victim = random(rng);
             cluster.pause(victim).await;
             (format!("{}", victim + 1), Undo::Resume(victim))
+        }
+        FaultKind::Restart => {
+            let victim = random(rng);
+            cluster.shut_down(victim).await;
+            (format!("{}", victim + 1), Undo::Start(vec![victim]))
         }
         FaultKind::Crash => {
             let victim = random(rng);

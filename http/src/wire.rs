@@ -228,6 +228,12 @@ pub const LEADER_HEADER: &str = "x-cairn-leader";
 /// Request headers naming the client and its request serial, for safe retries of writes.
 pub const CLIENT_HEADER: &str = "x-cairn-client";
 pub const SERIAL_HEADER: &str = "x-cairn-serial";
+/// On stale reads: the leader the answering node knows of (from raft, else gossip).
+pub const KNOWN_LEADER_HEADER: &str = "x-cairn-known-leader";
+/// On stale reads: milliseconds since the answering node last heard from a leader.
+pub const LAST_CONTACT_HEADER: &str = "x-cairn-last-contact";
+/// On stale reads: revisions between the answer and the newest the node has heard of.
+pub const LAG_HEADER: &str = "x-cairn-lag";
 
 #[cfg(test)]
 mod tests {

@@ -141,3 +141,55 @@ pub enum ForwardReply {
     Listed(ListResult),
     Members(Vec<MemberView>),
 }
+
+/// How stale this node's answer may be, for `consistency=stale` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Staleness {
+    /// The leader this node knows of: raft's, else the one gossip's newest change notice names.
+    pub known_leader: Option<NodeId>,
+    /// Since this node last heard from a leader (for a leader: since its quorum last acked), or
+    /// none if it never did since it started.
+    pub last_contact: Option<std::time::Duration>,
+    /// Revisions between the answer and the newest revision this node has heard of (from its
+    /// own store, or gossip: members' metadata and the leader's change notices).
+    pub lag: u64,
+}
+
+/// One node in `GET /v1/cluster`: raft membership joined with gossip state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    pub id: NodeId,
+    pub http: String,
+    pub peer: String,
+    /// Its gossip address, if gossip knows the node.
+    pub gossip_addr: Option<String>,
+    /// Null for a node gossip knows but the raft membership does not.
+    pub raft: Option<RaftPart>,
+    /// Null for a raft member gossip has not seen (or when gossip is off).
+    pub gossip: Option<GossipPart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftPart {
+    pub voter: bool,
+    pub leader: bool,
+    /// The last log index replicated to it, where this node (as leader) knows it.
+    pub match_index: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipPart {
+    pub state: crate::gossip::PeerState,
+    pub generation: u64,
+    /// Since a gossip packet from it last reached this node.
+    pub last_seen_ms: Option<u64>,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub nodes: Vec<ClusterNode>,
+    /// This node's gossip counters: packets, drops by reason, members declared down (null when
+    /// gossip is off).
+    pub gossip_counters: Option<crate::gossip::GossipCounters>,
+}

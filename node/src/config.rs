@@ -7,6 +7,8 @@ use thiserror::Error;
 
 use crate::bugs::InjectedBugs;
 use crate::command::NodeId;
+use crate::gossip::GossipConfig;
+use crate::node::AutopilotConfig;
 use crate::raft::Member;
 use crate::rt::Duration;
 use crate::store::events::HistoryLimits;
@@ -73,6 +75,10 @@ pub struct NodeConfig {
     pub session_capacity: usize,
     /// How much event history watches and long polls can resume from.
     pub history: HistoryLimits,
+    /// Gossip membership and metadata; off when none.
+    pub gossip: Option<GossipConfig>,
+    /// Dead-voter removal and learner promotion by the leader; off when none. Needs gossip.
+    pub autopilot: Option<AutopilotConfig>,
     pub bugs: InjectedBugs,
 }
 
@@ -90,6 +96,8 @@ impl NodeConfig {
             snapshot_every: 10_000,
             session_capacity: 100_000,
             history: HistoryLimits::default(),
+            gossip: None,
+            autopilot: None,
             bugs: InjectedBugs::default(),
         }
     }
@@ -114,6 +122,14 @@ impl NodeConfig {
         if self.limits.key_bytes_max == 0 || self.limits.value_bytes_max == 0 {
             return Err(ConfigError::Zero("key and value limits"));
         }
+        if let Some(autopilot) = &self.autopilot {
+            if self.gossip.is_none() {
+                return Err(ConfigError::Autopilot("it needs gossip to tell which nodes are down"));
+            }
+            if autopilot.min_voters == 0 {
+                return Err(ConfigError::Autopilot("min_voters must be at least 1"));
+            }
+        }
         if let Bootstrap::InitialCluster(members) = &self.bootstrap {
             match members.get(&self.id) {
                 Some(listed) if *listed == self.member => {}
@@ -136,6 +152,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("initial cluster: {0}")]
     InitialCluster(&'static str),
+    #[error("autopilot: {0}")]
+    Autopilot(&'static str),
 }
 
 #[cfg(test)]
@@ -157,6 +175,17 @@ mod tests {
         let mut config = config();
         config.timings.heartbeat = Duration::from_millis(300);
         assert!(matches!(config.validate(), Err(ConfigError::Timings(_))));
+    }
+
+    #[test]
+    fn autopilot_needs_gossip_and_a_voter() {
+        let mut config = config();
+        config.autopilot = Some(AutopilotConfig::default());
+        assert!(matches!(config.clone().validate(), Err(ConfigError::Autopilot(_))));
+        config.gossip = Some(GossipConfig::new("127.0.0.1:7702".parse().unwrap()));
+        assert!(config.clone().validate().is_ok());
+        config.autopilot = Some(AutopilotConfig { min_voters: 0, ..AutopilotConfig::default() });
+        assert!(matches!(config.validate(), Err(ConfigError::Autopilot(_))));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! tokio and madsim.
 //!
 //! # Layout
+//! - [`gossip`]: the gossip-notifier actor (SWIM membership, metadata, change notices).
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
 //! - [`storage`]: the disk seam (real and simulated) and the write-ahead log.
 
@@ -14,6 +15,7 @@ pub mod api;
 pub mod bugs;
 pub mod command;
 pub mod config;
+pub mod gossip;
 pub mod node;
 pub mod raft;
 pub mod record;

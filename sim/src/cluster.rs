@@ -14,6 +14,8 @@ use cairn_node::api::Role;
 use cairn_node::bugs::InjectedBugs;
 use cairn_node::command::NodeId;
 use cairn_node::config::{Bootstrap, NodeConfig};
+use cairn_node::gossip::{GossipConfig, GossipTimings, derived_address};
+use cairn_node::node::AutopilotConfig;
 use cairn_node::raft::Member;
 use cairn_node::rt::Duration;
 use cairn_node::storage::SimDisk;
@@ -39,6 +41,10 @@ pub struct ClusterOptions {
     pub snapshot_every: u64,
     /// How much event history watches can resume from.
     pub history: HistoryLimits,
+    /// Gossip on every node (at the peer port plus one) with these timings; off when none.
+    pub gossip: Option<GossipTimings>,
+    /// Autopilot on every node (needs gossip); off when none.
+    pub autopilot: Option<AutopilotConfig>,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +55,8 @@ impl Default for ClusterOptions {
             request_timeout: Duration::from_secs(2),
             snapshot_every: 200,
             history: HistoryLimits::default(),
+            gossip: None,
+            autopilot: None,
         }
     }
 }
@@ -123,6 +131,11 @@ impl SimCluster {
         config.snapshot_every = self.options.snapshot_every;
         config.bugs = self.options.bugs;
         config.history = self.options.history;
+        config.gossip = self.options.gossip.map(|timings| {
+            let address = derived_address(&config.member.peer).expect("simulated peer addresses have a port");
+            GossipConfig { timings, ..GossipConfig::new(address) }
+        });
+        config.autopilot = self.options.autopilot;
         config
     }
 

@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod client;
 mod duration;
+mod jepsen;
 mod serve;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Measure throughput and latency of a cairn cluster, or of etcd for comparison.
     Bench(bench::BenchArgs),
+    /// Run a Jepsen-style test against real cairn processes: faults, then the history checked.
+    Jepsen(jepsen::JepsenArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Jepsen(args)) => jepsen::run(args),
         Some(Command::Client(command)) => client::run(command),
         None => serve::run(cli.serve),
     }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_node::config::{Bootstrap, Limits, NodeConfig, RaftTimings};
+use cairn_node::gossip::{GossipConfig, derived_address};
+use cairn_node::node::AutopilotConfig;
 use cairn_node::raft::Member;
 use cairn_node::storage::FsDisk;
 use cairn_node::store::events::HistoryLimits;
@@ -63,6 +65,9 @@ pub struct ServeArgs {
     /// Largest value, in bytes; larger request bodies get 413.
     #[arg(long, env = "CAIRN_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
     max_value_bytes: usize,
+    /// Gossip and autopilot flags (boxed: they would make every `Command` variant large).
+    #[command(flatten)]
+    cluster: Box<ClusterArgs>,
     /// Log filter, e.g. `info` or `cairn_node=debug,info`.
     #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
@@ -96,11 +101,70 @@ impl ServeArgs {
         config.request_timeout = self.request_timeout;
         config.snapshot_every = self.snapshot_every;
         config.history = HistoryLimits { events_max: self.history_events, bytes_max: self.history_bytes };
+        config.gossip = Some(self.gossip_config()?);
+        let cluster = &self.cluster;
+        config.autopilot = cluster.autopilot.then_some(AutopilotConfig {
+            dead_node_timeout: cluster.dead_node_timeout,
+            min_voters: cluster.min_voters,
+            stabilization: cluster.stabilization,
+        });
         #[cfg(debug_assertions)]
         if let Some(bugs) = &self.inject_bugs {
             config.bugs = cairn_node::bugs::InjectedBugs::parse(bugs)?;
         }
         config.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// Flags of `cairn serve` for gossip membership and autopilot.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// UDP address for gossip membership (ip:port), advertised to peers. Default: the peer
+    /// address's host with its port plus one.
+    #[arg(long, env = "CAIRN_GOSSIP")]
+    gossip: Option<String>,
+    /// Gossip addresses to announce to until they are members (comma-separated); raft members'
+    /// default gossip addresses are always tried too.
+    #[arg(long, env = "CAIRN_GOSSIP_SEEDS", value_delimiter = ',')]
+    gossip_seeds: Vec<String>,
+    /// Gossip packets carry an id derived from this name; other clusters' packets are dropped.
+    #[arg(long, env = "CAIRN_CLUSTER_NAME", default_value = "cairn")]
+    cluster_name: String,
+    /// Authenticates every gossip packet with HMAC-SHA256 under this secret; packets without the
+    /// right tag are dropped and counted (see `GET /v1/cluster`).
+    #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// Let the leader remove voters gossip has seen down for `--dead-node-timeout` (while a
+    /// healthy majority and `--min-voters` remain) and promote learners stable for
+    /// `--stabilization`.
+    #[arg(long, env = "CAIRN_AUTOPILOT")]
+    autopilot: bool,
+    /// Autopilot: how long a voter must be shown down before it is removed.
+    #[arg(long, env = "CAIRN_DEAD_NODE_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
+    dead_node_timeout: Duration,
+    /// Autopilot: never leave fewer voters than this.
+    #[arg(long, env = "CAIRN_MIN_VOTERS", default_value_t = 3)]
+    min_voters: usize,
+    /// Autopilot: how long a learner must be alive and caught up before it is promoted.
+    #[arg(long, env = "CAIRN_STABILIZATION", default_value = "10s", value_parser = duration::parse)]
+    stabilization: Duration,
+}
+
+impl ServeArgs {
+    fn gossip_config(&self) -> Result<GossipConfig, String> {
+        let cluster = &self.cluster;
+        let address = match &cluster.gossip {
+            Some(address) => address.parse().map_err(|_| format!("--gossip {address:?} is not an ip:port address"))?,
+            None => derived_address(&self.peer)
+                .ok_or_else(|| format!("no default gossip address for --peer {:?}; pass --gossip", self.peer))?,
+        };
+        let mut gossip = GossipConfig::new(address);
+        for seed in &cluster.gossip_seeds {
+            gossip.seeds.push(seed.parse().map_err(|_| format!("--gossip-seeds {seed:?} is not an ip:port address"))?);
+        }
+        gossip.cluster_name = cluster.cluster_name.clone();
+        gossip.secret = cluster.cluster_secret.as_ref().map(|secret| secret.as_bytes().to_vec());
+        Ok(gossip)
     }
 }
 
@@ -140,6 +204,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 async fn serve(config: NodeConfig) -> ExitCode {
     let (id, http, peer, data) =
         (config.id, config.member.http.clone(), config.member.peer.clone(), config.data_dir.clone());
+    let config_gossip = config.gossip.as_ref().map(|gossip| gossip.address);
     let launched = match cairn_http::launch(config, Arc::new(FsDisk::new())).await {
         Ok(launched) => launched,
         Err(error) => {
@@ -147,7 +212,11 @@ async fn serve(config: NodeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("cairn node {id} serving HTTP on http://{http}, peers on {peer}, data in {}", data.display());
+    let gossip = config_gossip.map_or_else(|| "off".to_string(), |address| address.to_string());
+    println!(
+        "cairn node {id} serving HTTP on http://{http}, peers on {peer}, gossip on {gossip}, data in {}",
+        data.display()
+    );
     wait_for_stop_signal().await;
     tracing::info!("stopping");
     launched.shutdown().await;
@@ -167,6 +236,32 @@ async fn wait_for_stop_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<NodeConfig, String> {
+        use clap::Parser;
+        let args = Serve::try_parse_from(std::iter::once("cairn").chain(flags.iter().copied())).unwrap().args;
+        args.config()
+    }
+
+    #[test]
+    fn gossip_defaults_to_the_peer_port_plus_one_and_autopilot_is_off() {
+        let config = parse(&["--peer", "127.0.0.1:7721", "--http", "127.0.0.1:7720"]).unwrap();
+        assert_eq!(config.gossip.unwrap().address, "127.0.0.1:7722".parse().unwrap());
+        assert!(config.autopilot.is_none());
+        let flags = ["--gossip", "127.0.0.1:9000", "--cluster-secret", "s", "--autopilot", "--min-voters", "5"];
+        let config = parse(&flags).unwrap();
+        let gossip = config.gossip.unwrap();
+        assert_eq!(gossip.address, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(gossip.secret.as_deref(), Some(&b"s"[..]));
+        assert_eq!(config.autopilot.unwrap().min_voters, 5);
+        assert!(parse(&["--gossip", "nowhere"]).is_err());
+    }
 
     #[test]
     fn an_initial_cluster_lists_ids_with_peer_and_http_addresses() {

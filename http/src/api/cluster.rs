@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use cairn_node::api::Role;
+use cairn_node::api::{ClusterView, Role};
 use cairn_node::raft::Member;
 use serde_json::json;
 
@@ -13,6 +13,12 @@ use super::ApiState;
 use super::error::ApiError;
 use super::query::Query;
 use crate::wire::{AddMemberBody, MembersBody};
+
+/// `GET /v1/cluster`: every node raft or gossip knows, joining raft membership and gossip state.
+pub(super) async fn cluster(State(state): State<ApiState>, uri: Uri) -> Result<Json<ClusterView>, ApiError> {
+    Query::parse(uri.query(), &[])?;
+    Ok(Json(state.node.cluster().await))
+}
 
 pub(super) async fn list_members(State(state): State<ApiState>, uri: Uri) -> Result<Json<MembersBody>, ApiError> {
     Query::parse(uri.query(), &[])?;

@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::labels::validate_label_map;
 use super::longpoll::{Waited, wait_for_change};
 use super::query::Query;
+use super::staleness::{self, Bounds};
 use crate::wire::{CLIENT_HEADER, DeleteBody, PutBody, REVISION_HEADER, RecordBody, SERIAL_HEADER};
 
 const KEY_PREFIX: &str = "/v1/kv/";
@@ -26,9 +27,11 @@ pub(super) async fn empty_key() -> ApiError {
 }
 
 pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
-    let query = Query::parse(uri.query(), &["consistency", "raw", "redirect", "wait", "revision"])?;
+    let query =
+        Query::parse(uri.query(), &["consistency", "raw", "redirect", "wait", "revision", "max_stale", "max_lag"])?;
     let key = key_of(&uri, &state)?;
     let consistency = query.consistency()?;
+    let bounds = Bounds::parse(&query, consistency)?;
     if consistency != Consistency::Stale
         && let Some(redirect) = redirect_to_leader(&state, &query, &uri)?
     {
@@ -42,9 +45,14 @@ pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Respo
     }
     let result = state.node.read(key.clone(), consistency).await?;
     let revision = HeaderValue::from(result.revision);
+    let stale_headers = match staleness::headers_for(&state.node, consistency, result.revision, bounds).await {
+        Ok(headers) => headers,
+        Err(too_stale) => return Ok(too_stale),
+    };
     let Some(record) = result.record else {
         let mut response = ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("key {key:?} does not exist"))
             .into_response();
+        response.headers_mut().extend(stale_headers);
         response.headers_mut().insert(REVISION_HEADER, revision);
         return Ok(response);
     };
@@ -53,6 +61,7 @@ pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Respo
     } else {
         Json(RecordBody::new(&record, result.revision)).into_response()
     };
+    response.headers_mut().extend(stale_headers);
     response.headers_mut().insert(REVISION_HEADER, revision);
     Ok(response)
 }

@@ -15,20 +15,24 @@ use super::ApiState;
 use super::error::ApiError;
 use super::longpoll::{Waited, wait_for_change};
 use super::query::{Accepts, Query, invalid};
+use super::staleness::{self, Bounds};
 use crate::wire::{ListBody, REVISION_HEADER, RecordBody};
 
 const LIMIT_DEFAULT: usize = 100;
 const LIMIT_MAX: usize = 10_000;
 
 pub(super) async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
-    let accepts =
-        Accepts { once: &["prefix", "limit", "continue", "consistency", "wait", "revision"], repeated: &["label"] };
+    let accepts = Accepts {
+        once: &["prefix", "limit", "continue", "consistency", "wait", "revision", "max_stale", "max_lag"],
+        repeated: &["label"],
+    };
     let query = Query::parse_with(uri.query(), accepts)?;
     let filter =
         Filter { prefix: query.get("prefix").unwrap_or("").to_string(), labels: query.labels()?, ..Filter::default() };
     let limit = query.limit("limit", LIMIT_DEFAULT, LIMIT_MAX)?;
     let after = query.get("continue").map(decode_continue).transpose()?;
     let consistency = query.consistency()?;
+    let bounds = Bounds::parse(&query, consistency)?;
     if let Some(wait) = query.wait()? {
         let since = query.u64("revision")?.unwrap_or_else(|| state.node.revision());
         if let Waited::TimedOut = wait_for_change(&state.node, &filter, since, wait).await? {
@@ -36,6 +40,11 @@ pub(super) async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Resp
         }
     }
     let listed = state.node.list(ListQuery { filter, after, limit }, consistency).await?;
+    let revision = HeaderValue::from(listed.revision);
+    let stale_headers = match staleness::headers_for(&state.node, consistency, listed.revision, bounds).await {
+        Ok(headers) => headers,
+        Err(too_stale) => return Ok(too_stale),
+    };
     let body = ListBody {
         revision: listed.revision,
         total: listed.total,
@@ -43,7 +52,8 @@ pub(super) async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Resp
         continuation: listed.next.as_deref().map(encode_continue),
     };
     let mut response = Json(body).into_response();
-    response.headers_mut().insert(REVISION_HEADER, HeaderValue::from(listed.revision));
+    response.headers_mut().extend(stale_headers);
+    response.headers_mut().insert(REVISION_HEADER, revision);
     Ok(response)
 }
 

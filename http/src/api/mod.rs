@@ -8,6 +8,7 @@ mod labels;
 mod list;
 mod longpoll;
 mod query;
+mod staleness;
 mod watch;
 
 use axum::Router;
@@ -36,6 +37,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/kv", get(list::list))
         .route("/v1/kv/", get(kv::empty_key).put(kv::empty_key).delete(kv::empty_key))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/cluster/members", get(cluster::list_members).post(cluster::add_member))
         .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
         .route("/v1/status", get(cluster::status))

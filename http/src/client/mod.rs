@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use cairn_node::api::{Consistency, MemberView, Status};
+use cairn_node::api::{ClusterView, Consistency, MemberView, Status};
 use cairn_node::rt::{self, Duration, Instant};
 use hyper::StatusCode;
 use hyper::header::{HeaderName, HeaderValue};
@@ -272,6 +272,12 @@ impl CairnClient {
     pub async fn members(&self, route: Route) -> Result<Vec<MemberView>, ClientError> {
         let reply = self.call(route, Kind::Read, Method::GET, "/v1/cluster/members", Bytes::new(), Vec::new()).await?;
         decode::<MembersBody>(reply).map(|answer| answer.value.members)
+    }
+
+    /// `GET /v1/cluster`: raft membership joined with gossip state.
+    pub async fn cluster(&self, route: Route) -> Result<ClusterView, ClientError> {
+        let reply = self.call(route, Kind::Read, Method::GET, "/v1/cluster", Bytes::new(), Vec::new()).await?;
+        decode::<ClusterView>(reply).map(|answer| answer.value)
     }
 
     pub async fn add_member(

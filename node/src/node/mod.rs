@@ -5,25 +5,28 @@
 //! peer transport. Every client write carries a [`ClientTag`], so the node can retry it after
 //! a leader change without ever applying it twice.
 
+mod autopilot;
 mod leader;
 mod membership;
+mod observe;
 mod peer_handler;
 mod read;
 mod snapshot_receiver;
 mod write;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::api::{MemberView, NodeError, Role, Status};
 use crate::command::{ClientTag, NodeId};
 use crate::config::{Bootstrap, ConfigError, NodeConfig};
+use crate::gossip::{self, GossipConfig, GossipHandle, GossipIdentity, next_generation};
 use crate::raft::log_store::{CommitDurability, LogStore};
 use crate::raft::network::{Network, Peers};
 use crate::raft::state_machine::StateMachine;
@@ -36,6 +39,8 @@ use crate::transport;
 
 use self::peer_handler::NodePeerHandler;
 use self::snapshot_receiver::SnapshotReceiver;
+
+pub use self::autopilot::AutopilotConfig;
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
@@ -54,6 +59,10 @@ struct Inner {
     /// Set once this node learns it was removed; it then refuses every request.
     removed: AtomicBool,
     shutdown: watch::Sender<bool>,
+    /// The gossip actor, set once right after start when gossip is configured.
+    gossip: OnceLock<GossipHandle>,
+    /// When an AppendEntries (a heartbeat included) from a leader last reached this node.
+    leader_contact: Mutex<Option<rt::Instant>>,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -69,6 +78,28 @@ pub enum StartError {
     Raft(String),
 }
 
+/// Reads the gossip generation and binds the gossip socket, before anything else starts.
+async fn prepare_gossip(
+    config: &NodeConfig,
+    disk: &dyn Disk,
+) -> Result<Option<(GossipConfig, GossipIdentity, UdpSocket)>, StartError> {
+    let Some(gossip) = &config.gossip else { return Ok(None) };
+    let generation = next_generation(disk, &config.data_dir)
+        .map_err(|source| StartError::Storage { dir: config.data_dir.clone(), source })?;
+    let socket = UdpSocket::bind(gossip.address)
+        .await
+        .map_err(|source| StartError::Listen { address: gossip.address.to_string(), source })?;
+    let identity = GossipIdentity {
+        id: config.id,
+        peer: config.member.peer.clone(),
+        http: config.member.http.clone(),
+        gossip: gossip.address,
+        generation,
+        renewal: 0,
+    };
+    Ok(Some((gossip.clone(), identity, socket)))
+}
+
 impl Node {
     /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
     /// bootstraps a new cluster if the configuration asks for it and the log is empty.
@@ -78,6 +109,7 @@ impl Node {
         peer_listener: TcpListener,
     ) -> Result<Node, StartError> {
         let config = config.validate()?;
+        let gossip = prepare_gossip(&config, disk.as_ref()).await?;
         let storage_error = |source| StartError::Storage { dir: config.data_dir.clone(), source };
         let log_store =
             LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs).await.map_err(storage_error)?;
@@ -101,8 +133,19 @@ impl Node {
                 durability,
                 removed: AtomicBool::new(false),
                 shutdown,
+                gossip: OnceLock::new(),
+                leader_contact: Mutex::new(None),
             }),
         };
+        if let Some((gossip_config, identity, socket)) = gossip {
+            let observed = node.clone();
+            let local = Arc::new(move || observed.local_state());
+            let handle = gossip::spawn(gossip_config, identity, socket, local, node.inner.shutdown.subscribe());
+            node.inner.gossip.set(handle).expect("gossip starts once");
+        }
+        if let Some(autopilot) = node.inner.config.autopilot {
+            rt::spawn(node.clone().run_autopilot(autopilot));
+        }
         let handler = Arc::new(NodePeerHandler::new(node.clone(), SnapshotReceiver::new(snapshots)));
         rt::spawn(transport::serve(peer_listener, handler, shutdown_signal));
         node.bootstrap().await?;

@@ -1,6 +1,8 @@
 //! Answers what peers send: raft RPCs go to raft, snapshot chunks to the receiver, forwarded
 //! client requests to this node as leader.
 
+use openraft::raft::AppendEntriesResponse;
+
 use crate::command::NodeId;
 use crate::transport::{PeerHandler, PeerRequest, PeerResponse};
 
@@ -23,7 +25,11 @@ impl PeerHandler for NodePeerHandler {
         let raft = &self.node.inner.raft;
         match request {
             PeerRequest::Append(rpc) => {
-                raft.append_entries(rpc).await.map_or_else(PeerResponse::refused, PeerResponse::Append)
+                let answer = raft.append_entries(rpc).await;
+                if answer.as_ref().is_ok_and(|response| !matches!(response, AppendEntriesResponse::HigherVote(_))) {
+                    self.node.touch_leader_contact();
+                }
+                answer.map_or_else(PeerResponse::refused, PeerResponse::Append)
             }
             PeerRequest::Vote(rpc) => raft.vote(rpc).await.map_or_else(PeerResponse::refused, PeerResponse::Vote),
             PeerRequest::PreVote(rpc) => {

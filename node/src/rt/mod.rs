@@ -71,3 +71,23 @@ pub fn seeded_rng() -> rand::rngs::SmallRng {
     use rand::SeedableRng;
     rand::rngs::SmallRng::seed_from_u64(random_u64())
 }
+
+/// Sends one datagram. (madsim's `UdpSocket::send_to` takes the destination first.)
+#[cfg(not(madsim))]
+pub async fn send_datagram(
+    socket: &tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+    datagram: &[u8],
+) -> std::io::Result<()> {
+    socket.send_to(datagram, to).await.map(drop)
+}
+
+/// See the production variant.
+#[cfg(madsim)]
+pub async fn send_datagram(
+    socket: &tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+    datagram: &[u8],
+) -> std::io::Result<()> {
+    socket.send_to(to, datagram).await
+}

@@ -238,8 +238,8 @@ pub async fn watch(args: WatchArgs) -> Outcome {
 
 pub async fn members(args: ClientArgs) -> Outcome {
     let client = connect(&args).await;
-    match client.members(Route::Any).await {
-        Ok(members) => output::members(&members, args.json),
+    match client.cluster(Route::Any).await {
+        Ok(cluster) => output::cluster(&cluster, args.json),
         Err(error) => failure(&error),
     }
 }

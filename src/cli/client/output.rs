@@ -1,7 +1,7 @@
 //! What the client commands print: short human text, or JSON with `--json`.
 
 use cairn_http::wire::{DeleteBody, RecordBody, WatchEventBody};
-use cairn_node::api::{MemberView, Status};
+use cairn_node::api::{ClusterView, MemberView, Status};
 use serde::Serialize;
 
 use super::Outcome;
@@ -99,6 +99,36 @@ pub fn members(members: &[MemberView], as_json: bool) -> Outcome {
         let role = if member.voter { "voter" } else { "learner" };
         let leader = if member.leader { "*" } else { "" };
         println!("{:>4}  {:<22}  {:<22}  {role:<7}  {leader}", member.id, member.peer, member.http);
+    }
+    Outcome::Done
+}
+
+/// `cairn members`: one row per node raft or gossip knows.
+pub fn cluster(cluster: &ClusterView, as_json: bool) -> Outcome {
+    if as_json {
+        json(cluster);
+        return Outcome::Done;
+    }
+    println!(
+        "{:>4}  {:<21}  {:<21}  {:<21}  {:<8}  {:<7}  {:>10}  {:>9}",
+        "ID", "PEER", "HTTP", "GOSSIP", "RAFT", "GOSSIP", "GENERATION", "SEEN (MS)"
+    );
+    for node in &cluster.nodes {
+        let raft = match &node.raft {
+            Some(raft) if raft.leader => "leader",
+            Some(raft) if raft.voter => "voter",
+            Some(_) => "learner",
+            None => "-",
+        };
+        let gossip = node.gossip.as_ref();
+        let state = gossip.map_or("-".to_string(), |g| format!("{:?}", g.state).to_lowercase());
+        let generation = gossip.map_or("-".to_string(), |g| g.generation.to_string());
+        let seen = gossip.and_then(|g| g.last_seen_ms).map_or("-".to_string(), |ms| ms.to_string());
+        let address = node.gossip_addr.as_deref().unwrap_or("-");
+        println!(
+            "{:>4}  {:<21}  {:<21}  {address:<21}  {raft:<8}  {state:<7}  {generation:>10}  {seen:>9}",
+            node.id, node.peer, node.http
+        );
     }
     Outcome::Done
 }

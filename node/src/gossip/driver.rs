@@ -1,0 +1,434 @@
+//! The gossip actor's task: it owns foca, drains every effect of each input before taking the
+//! next (packets out, timers, notifications, in that order), and keeps foca's timers in a heap
+//! ordered by `(deadline, sequence)` so timers due at the same instant fire in the order they
+//! were scheduled, the same way on every run of a seed.
+//!
+//! madsim's UDP receive is not cancel-safe (a `recv_from` dropped by a losing `select!` branch
+//! loses its datagram), so one reader task per socket owns the receive side and feeds a channel.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PeriodicParams, State, Timer};
+use rand::rngs::SmallRng;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::codec::{BincodeCodec, ENVELOPE_BYTES, Envelope, Rejected, is_turn_undead};
+use super::facts::{ChangeNotice, Fact, NodeMeta, SharedFacts};
+use super::{
+    GossipConfig, GossipCounters, GossipHandle, GossipIdentity, GossipMember, GossipTimings, GossipView, INBOX_MAX,
+    Input, LocalState, LocalStateFn, PeerState, derived_address,
+};
+use crate::api::Role;
+use crate::rt::{self, Duration, Instant, watch};
+
+/// The largest datagram sent or accepted, envelope included (fits a 1500-byte MTU).
+const DATAGRAM_MAX: usize = 1400;
+/// Datagrams the reader may queue before it stops reading (the OS then drops them).
+const DATAGRAMS_QUEUED_MAX: usize = 1024;
+/// This node's metadata is re-announced at least this often even when nothing changed, so the
+/// "since last leader contact" figure others see stays fresh.
+const META_REFRESH: Duration = Duration::from_secs(1);
+/// How many times each membership update and fact is piggybacked. foca derives 2 for a
+/// three-node cluster, which under 10% packet loss let suspicions go unrefuted (27 false downs in
+/// 8 seeds × 2 simulated minutes); updates are tens of bytes, so sending each more often is cheap.
+const TRANSMISSIONS_MAX: u8 = 8;
+/// How often seeds that are not members yet are announced to.
+const SEED_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+type Swim = Foca<GossipIdentity, BincodeCodec, SmallRng, SharedFacts>;
+
+/// Something due at a deadline: one of foca's timers, or the actor's own tick.
+enum Due {
+    Foca(Timer<GossipIdentity>),
+    Tick,
+}
+
+/// A heap entry. Ordered by `(deadline, sequence)` only; the sequence breaks ties by order of
+/// scheduling, so the heap never compares timers themselves.
+struct Scheduled {
+    deadline: Instant,
+    sequence: u64,
+    due: Due,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.sequence) == (other.deadline, other.sequence)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.deadline, self.sequence).cmp(&(other.deadline, other.sequence))
+    }
+}
+
+/// Binds nothing: takes the bound `socket`, starts the reader task and the actor, and returns the
+/// actor's handle. Both tasks stop when `shutdown` turns true (the actor first leaves the cluster).
+pub fn spawn(
+    config: GossipConfig,
+    identity: GossipIdentity,
+    socket: UdpSocket,
+    local: LocalStateFn,
+    shutdown: watch::Receiver<bool>,
+) -> GossipHandle {
+    let socket = Arc::new(socket);
+    let (datagrams_tx, datagrams) = mpsc::channel(DATAGRAMS_QUEUED_MAX);
+    let reader = rt::spawn(read_datagrams(socket.clone(), datagrams_tx));
+    let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+    let actor = Actor::new(config, identity, socket, local);
+    rt::spawn(async move {
+        actor.run(inbox, datagrams, shutdown).await;
+        reader.abort();
+    });
+    GossipHandle { inbox: inbox_tx }
+}
+
+/// The reader task: the only place that receives on the socket.
+async fn read_datagrams(socket: Arc<UdpSocket>, datagrams: mpsc::Sender<(Vec<u8>, SocketAddr)>) {
+    let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+    loop {
+        match socket.recv_from(&mut buffer).await {
+            Ok((length, from)) => {
+                if datagrams.send((buffer[..length].to_vec(), from)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "gossip receive failed");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+struct Actor {
+    foca: Swim,
+    /// Where foca leaves packets, timers and notifications; drained after every input.
+    effects: AccumulatingRuntime<GossipIdentity>,
+    facts: SharedFacts,
+    timers: BinaryHeap<Reverse<Scheduled>>,
+    /// The next timer's sequence number.
+    timer_sequence: u64,
+    socket: Arc<UdpSocket>,
+    envelope: Envelope,
+    timings: GossipTimings,
+    seeds: Vec<SocketAddr>,
+    local: LocalStateFn,
+    counters: GossipCounters,
+    /// When a datagram from each gossip address last arrived.
+    last_seen: HashMap<SocketAddr, Instant>,
+    /// The last metadata this node announced, and when.
+    meta_sent: Option<(NodeMeta, Instant)>,
+    /// The highest revision this node announced in a change notice as leader.
+    notice_revision: u64,
+    seeds_announced_at: Option<Instant>,
+}
+
+impl Actor {
+    fn new(config: GossipConfig, identity: GossipIdentity, socket: Arc<UdpSocket>, local: LocalStateFn) -> Actor {
+        let facts = SharedFacts::default();
+        let foca = Foca::with_custom_broadcast(
+            identity,
+            foca_config(&config.timings),
+            rt::seeded_rng(),
+            BincodeCodec,
+            facts.clone(),
+        );
+        Actor {
+            foca,
+            effects: AccumulatingRuntime::new(),
+            facts,
+            timers: BinaryHeap::new(),
+            timer_sequence: 0,
+            socket,
+            envelope: super::codec::Envelope::new(&config.cluster_name, config.secret.as_deref()),
+            timings: config.timings,
+            seeds: config.seeds,
+            local,
+            counters: GossipCounters::default(),
+            last_seen: HashMap::new(),
+            meta_sent: None,
+            notice_revision: 0,
+            seeds_announced_at: None,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Input>,
+        mut datagrams: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        self.schedule(Duration::ZERO, Due::Tick);
+        loop {
+            let Some(Reverse(next)) = self.timers.peek() else { unreachable!("the tick is always scheduled") };
+            let deadline = next.deadline;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(input) = inbox.recv() => self.handle_input(input),
+                Some((datagram, from)) = datagrams.recv() => self.handle_datagram(&datagram, from),
+                _ = rt::sleep_until(deadline) => self.fire_due_timers(),
+            }
+            self.flush().await;
+        }
+        if let Err(error) = self.foca.leave_cluster(&mut self.effects) {
+            tracing::debug!(%error, "leaving the gossip cluster");
+        }
+        self.flush().await;
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::View(reply) => {
+                let _receiver_gone = reply.send(self.view());
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+        self.counters.received += 1;
+        let packet = match self.envelope.open(datagram) {
+            Ok(packet) => packet,
+            Err(rejected) => {
+                let counter = match rejected {
+                    Rejected::Malformed => &mut self.counters.malformed,
+                    Rejected::ForeignCluster => &mut self.counters.foreign_cluster,
+                    Rejected::BadTag => &mut self.counters.bad_tag,
+                };
+                *counter += 1;
+                tracing::debug!(%from, ?rejected, "dropped a gossip datagram");
+                return;
+            }
+        };
+        self.last_seen.insert(from, Instant::now());
+        if let Err(error) = self.foca.handle_data(packet, &mut self.effects) {
+            self.counters.refused += 1;
+            tracing::debug!(%from, %error, "foca refused a packet");
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        while self.timers.peek().is_some_and(|Reverse(next)| next.deadline <= now) {
+            let Some(Reverse(scheduled)) = self.timers.pop() else { break };
+            match scheduled.due {
+                Due::Foca(timer) => {
+                    if let Err(error) = self.foca.handle_timer(timer, &mut self.effects) {
+                        tracing::debug!(%error, "foca timer");
+                    }
+                }
+                Due::Tick => self.tick(),
+            }
+        }
+    }
+
+    fn schedule(&mut self, after: Duration, due: Due) {
+        let sequence = self.timer_sequence;
+        self.timer_sequence += 1;
+        self.timers.push(Reverse(Scheduled { deadline: Instant::now() + after, sequence, due }));
+    }
+
+    /// Sends what foca queued, schedules its timers and reports its notifications.
+    async fn flush(&mut self) {
+        while let Some((to, packet)) = self.effects.to_send() {
+            if self.foca.iter_members().any(|member| *member.id() == to) && is_turn_undead::<GossipIdentity>(&packet) {
+                // foca 2.0.0 sends its courtesy TurnUndead when a suspicion timer fires even if
+                // the suspect refuted in time (`apply_existing_if` yields a summary on a failed
+                // condition too), which made every refuted suspicion a forced rejoin. A member we
+                // still count as active was not declared down: don't tell it so.
+                self.counters.turn_undead_suppressed += 1;
+                continue;
+            }
+            let sealed = self.envelope.seal(&packet);
+            match rt::send_datagram(&self.socket, to.gossip, &sealed).await {
+                Ok(_) => self.counters.sent += 1,
+                Err(error) => tracing::debug!(to = %to.gossip, %error, "gossip send failed"),
+            }
+        }
+        while let Some((after, timer)) = self.effects.to_schedule() {
+            self.schedule(after, Due::Foca(timer));
+        }
+        while let Some(notification) = self.effects.to_notify() {
+            match notification {
+                OwnedNotification::MemberDown(_) => self.counters.members_down += 1,
+                OwnedNotification::Rejoin(_) => self.counters.rejoins += 1,
+                _ => {}
+            }
+            report(notification);
+        }
+    }
+
+    /// Refreshes this node's metadata, announces new revisions as leader, contacts unseen seeds.
+    fn tick(&mut self) {
+        let local = (self.local)();
+        let now = Instant::now();
+        self.publish_meta(&local, now);
+        self.publish_change(&local);
+        if self.seeds_announced_at.is_none_or(|at| now.saturating_duration_since(at) >= SEED_ANNOUNCE_EVERY) {
+            self.seeds_announced_at = Some(now);
+            self.announce_to_seeds(&local);
+        }
+        self.schedule(self.timings.tick, Due::Tick);
+    }
+
+    fn publish_meta(&mut self, local: &LocalState, now: Instant) {
+        let identity = self.foca.identity();
+        let (id, generation) = (identity.id, identity.generation);
+        let (sequence, fresh) = match &self.meta_sent {
+            Some((sent, at)) => {
+                let same = (sent.role, sent.term, sent.leader, sent.revision)
+                    == (local.role, local.term, local.leader, local.revision);
+                (sent.sequence + 1, same && now.saturating_duration_since(*at) < META_REFRESH)
+            }
+            None => (1, false),
+        };
+        if fresh {
+            return;
+        }
+        let meta = NodeMeta {
+            id,
+            generation,
+            sequence,
+            role: local.role,
+            term: local.term,
+            leader: local.leader,
+            revision: local.revision,
+            leader_contact_ms: local.leader_contact.map(millis),
+        };
+        self.add_broadcast(&Fact::Meta(meta.clone()));
+        self.meta_sent = Some((meta, now));
+    }
+
+    fn publish_change(&mut self, local: &LocalState) {
+        if local.role != Role::Leader || local.revision <= self.notice_revision {
+            return;
+        }
+        self.notice_revision = local.revision;
+        let leader = self.foca.identity().id;
+        self.add_broadcast(&Fact::Change(ChangeNotice { leader, term: local.term, revision: local.revision }));
+    }
+
+    fn add_broadcast(&mut self, fact: &Fact) {
+        if let Err(error) = self.foca.add_broadcast(&fact.encode()) {
+            tracing::warn!(%error, "cannot add a gossip broadcast");
+        }
+    }
+
+    fn announce_to_seeds(&mut self, local: &LocalState) {
+        let own = self.foca.identity().gossip;
+        let mut targets: Vec<SocketAddr> = self.seeds.clone();
+        targets.extend(local.raft_peers.iter().filter_map(|peer| derived_address(peer)));
+        targets.sort_unstable();
+        targets.dedup();
+        let known: Vec<SocketAddr> = self.foca.iter_members().map(|member| member.id().gossip).collect();
+        for address in targets.into_iter().filter(|a| *a != own && !known.contains(a)) {
+            let placeholder = GossipIdentity {
+                id: 0,
+                peer: String::new(),
+                http: String::new(),
+                gossip: address,
+                generation: 0,
+                renewal: 0,
+            };
+            if let Err(error) = self.foca.announce(placeholder, &mut self.effects) {
+                tracing::debug!(%address, %error, "announcing to a seed");
+            }
+        }
+    }
+
+    fn view(&self) -> GossipView {
+        let now = Instant::now();
+        let facts = self.facts.lock();
+        let meta_of = |identity: &GossipIdentity| {
+            facts.metas.get(&identity.id).filter(|meta| meta.generation == identity.generation).cloned()
+        };
+        let own = self.foca.identity();
+        let mut members = vec![GossipMember {
+            identity: own.clone(),
+            state: PeerState::Alive,
+            last_seen: Some(Duration::ZERO),
+            meta: meta_of(own),
+        }];
+        members.extend(self.foca.iter_membership_state().map(|member| GossipMember {
+            identity: member.id().clone(),
+            state: match member.state() {
+                State::Alive => PeerState::Alive,
+                State::Suspect => PeerState::Suspect,
+                State::Down => PeerState::Down,
+            },
+            last_seen: self.last_seen.get(&member.id().gossip).map(|at| now.saturating_duration_since(*at)),
+            meta: meta_of(member.id()),
+        }));
+        members.sort_by_key(|member| (member.identity.id, member.identity.gossip));
+        GossipView { members, counters: self.counters, change: facts.change, newest_revision: facts.newest_revision() }
+    }
+}
+
+fn report(notification: OwnedNotification<GossipIdentity>) {
+    match notification {
+        OwnedNotification::MemberUp(member) => {
+            tracing::info!(id = member.id, gossip = %member.gossip, "gossip: member up")
+        }
+        OwnedNotification::MemberDown(member) => {
+            tracing::info!(id = member.id, gossip = %member.gossip, "gossip: member down")
+        }
+        OwnedNotification::Rename(old, new) => {
+            tracing::info!(id = new.id, old = old.generation, new = new.generation, "gossip: member restarted")
+        }
+        OwnedNotification::Rejoin(identity) => tracing::info!(renewal = identity.renewal, "gossip: rejoined"),
+        OwnedNotification::Defunct => tracing::warn!("gossip: this node was declared down"),
+        other => tracing::debug!(?other, "gossip notification"),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn foca_config(timings: &GossipTimings) -> foca::Config {
+    let mut config = foca::Config::new_lan(NonZeroU32::new(3).expect("three is not zero"));
+    config.probe_period = timings.probe_period;
+    config.probe_rtt = timings.probe_rtt;
+    config.suspect_to_down_after = timings.suspect_to_down_after;
+    config.max_transmissions = NonZeroU8::new(TRANSMISSIONS_MAX).expect("not zero");
+    config.max_packet_size = NonZeroUsize::new(DATAGRAM_MAX - ENVELOPE_BYTES).expect("the envelope is small");
+    config.periodic_announce_to_down_members = Some(PeriodicParams {
+        frequency: timings.announce_to_down,
+        num_members: NonZeroUsize::new(2).expect("two is not zero"),
+    });
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_by_deadline_then_by_scheduling_order() {
+        let start = Instant::now();
+        let at = |ms: u64, sequence: u64| {
+            Reverse(Scheduled { deadline: start + Duration::from_millis(ms), sequence, due: Due::Tick })
+        };
+        let mut heap = BinaryHeap::from([at(5, 0), at(1, 3), at(1, 1), at(0, 2)]);
+        let mut order = Vec::new();
+        while let Some(Reverse(next)) = heap.pop() {
+            order.push(next.sequence);
+        }
+        assert_eq!(order, [2, 1, 3, 0]);
+    }
+}
