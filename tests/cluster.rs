@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_http::client::{ClientError, Exchanger, Method, Outgoing, Route};
 use cairn_node::api::Consistency;
-use support::{Process, client, eventually, leader_index};
+use support::{Process, client, eventually, leader_index, wait_for_voters};
 
 /// Goal: the seed-style three-node example from the README works as documented, and no
 /// acknowledged write is ever lost. Method: node 1 bootstraps, node 2 joins through node 1 and
@@ -30,11 +30,7 @@ async fn a_joined_cluster_survives_leader_kill_restart_and_full_restart() {
     let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
     let cluster = client(endpoints.clone());
 
-    eventually(Duration::from_secs(30), "three voters", || async {
-        let members = cluster.members(Route::Any).await.ok()?;
-        (members.iter().filter(|m| m.voter).count() == 3).then_some(())
-    })
-    .await;
+    wait_for_voters(&cluster, 3).await;
 
     let mut acknowledged = BTreeMap::new();
     let leader = leader_index(&endpoints).await;
@@ -92,21 +88,8 @@ async fn a_joined_cluster_survives_leader_kill_restart_and_full_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_initial_cluster_forms_without_joins() {
     let root = tempfile::tempdir().expect("a temporary directory");
-    let addresses: Vec<(String, String)> = (0..3).map(|_| (support::free_address(), support::free_address())).collect();
-    let list = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (peer, http))| format!("{}={peer}@{http}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let _nodes: Vec<Process> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (peer, http))| {
-            Process::start_at(root.path(), i as u64 + 1, http, peer, &["--initial-cluster".to_string(), list.clone()])
-        })
-        .collect();
-    let endpoints: Vec<String> = addresses.iter().map(|(_, http)| http.clone()).collect();
+    let nodes = support::start_static_cluster(root.path(), &[]);
+    let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
     let cluster = client(endpoints.clone());
     leader_index(&endpoints).await;
     cluster.put(Route::Only(0), "greeting", Bytes::from("hello"), None).await.expect("a write");
@@ -124,20 +107,8 @@ async fn a_static_initial_cluster_forms_without_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_node_catches_up_by_snapshot_and_a_removed_node_stops_serving() {
     let root = tempfile::tempdir().expect("a temporary directory");
-    let addresses: Vec<(String, String)> = (0..3).map(|_| (support::free_address(), support::free_address())).collect();
-    let list = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (peer, http))| format!("{}={peer}@{http}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let flags = ["--initial-cluster".to_string(), list, "--snapshot-every".to_string(), "20".to_string()];
-    let mut nodes: Vec<Process> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (peer, http))| Process::start_at(root.path(), i as u64 + 1, http, peer, &flags))
-        .collect();
-    let endpoints: Vec<String> = addresses.iter().map(|(_, http)| http.clone()).collect();
+    let mut nodes = support::start_static_cluster(root.path(), &["--snapshot-every", "20"]);
+    let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
     let cluster = client(endpoints.clone());
     let leader = leader_index(&endpoints).await;
     let lagging = (leader + 1) % 3;
@@ -156,7 +127,7 @@ async fn a_lagging_node_catches_up_by_snapshot_and_a_removed_node_stops_serving(
     })
     .await;
     // The node logs the installation after the state machine holds it, so the line may trail the read.
-    eventually(Duration::from_secs(5), "the lagging node to log that it caught up from a snapshot", || async {
+    eventually(Duration::from_secs(30), "the lagging node to log that it caught up from a snapshot", || async {
         nodes[lagging].log().contains("installed a snapshot").then_some(())
     })
     .await;
@@ -186,8 +157,8 @@ async fn a_lagging_node_catches_up_by_snapshot_and_a_removed_node_stops_serving(
     })
     .await;
     assert!(nodes[lagging].log().contains("removed from the cluster"), "the removed node says so in its log");
-    let (peer, http) = &addresses[lagging];
-    let rejoin = cluster.add_member(Route::Only(leader), removed_id, peer, http).await;
+    let (peer, http) = (nodes[lagging].peer.clone(), nodes[lagging].http.clone());
+    let rejoin = cluster.add_member(Route::Only(leader), removed_id, &peer, &http).await;
     assert!(matches!(&rejoin, Err(ClientError::Rejected { code, .. }) if code == "member_id_retired"), "{rejoin:?}");
     cluster
         .put(Route::Only(leader), "after-removal", Bytes::from("ok"), None)

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use cairn_http::client::{ClientError, Exchanger, Method, Outgoing, Reply, Route, WatchItem};
 use hyper::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use support::{Process, client, free_address, leader_index};
+use support::{Process, client, leader_index, start_static_cluster};
 
 struct Api {
     endpoint: String,
@@ -214,20 +214,8 @@ async fn the_kie_long_polling_session_and_routes_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_across_a_leader_kill_and_a_restart_without_gaps_or_duplicates() {
     let root = tempfile::tempdir().expect("a temporary directory");
-    let addresses: Vec<(String, String)> = (0..3).map(|_| (free_address(), free_address())).collect();
-    let list = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (peer, http))| format!("{}={peer}@{http}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let flags = ["--initial-cluster".to_string(), list];
-    let mut nodes: Vec<Process> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (peer, http))| Process::start_at(root.path(), i as u64 + 1, http, peer, &flags))
-        .collect();
-    let endpoints: Vec<String> = addresses.iter().map(|(_, http)| http.clone()).collect();
+    let mut nodes = start_static_cluster(root.path(), &[]);
+    let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
     let leader = leader_index(&endpoints).await;
     let watched = (leader + 1) % 3;
 

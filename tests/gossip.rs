@@ -14,7 +14,7 @@ use bytes::Bytes;
 use cairn_http::client::{Exchanger, Method, Outgoing, Reply, Route};
 use cairn_node::api::ClusterView;
 use cairn_node::gossip::PeerState;
-use support::{Process, client, eventually};
+use support::{Process, client, eventually, wait_for_voters};
 
 /// The simulator's bound for showing a dead node down (tests/sim_gossip.rs), plus slack for a
 /// loaded machine.
@@ -96,11 +96,7 @@ async fn stale_reads_carry_staleness_and_honour_their_bounds() {
     nodes.push(Process::start(root.path(), 3, &join));
     let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
     let cluster = client(endpoints.clone());
-    eventually(Duration::from_secs(30), "three voters", || async {
-        let members = cluster.members(Route::Any).await.ok()?;
-        (members.iter().filter(|m| m.voter).count() == 3).then_some(())
-    })
-    .await;
+    wait_for_voters(&cluster, 3).await;
     cluster.put(Route::Any, "k", Bytes::from("v"), None).await.expect("the write succeeds");
 
     let survivor = endpoints[2].clone();

@@ -97,6 +97,34 @@ pub fn free_address() -> String {
     listener.local_addr().expect("the listener has an address").to_string()
 }
 
+/// Three nodes started with the same `--initial-cluster` list (etcd's static bootstrap) and
+/// `extra` flags, in slot order; slot `i` has node id `i + 1`.
+pub fn start_static_cluster(root: &Path, extra: &[&str]) -> Vec<Process> {
+    let addresses: Vec<(String, String)> = (0..3).map(|_| (free_address(), free_address())).collect();
+    let list = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, (peer, http))| format!("{}={peer}@{http}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut flags = vec!["--initial-cluster".to_string(), list];
+    flags.extend(extra.iter().map(|flag| flag.to_string()));
+    addresses
+        .iter()
+        .enumerate()
+        .map(|(i, (peer, http))| Process::start_at(root, i as u64 + 1, http, peer, &flags))
+        .collect()
+}
+
+/// Waits until the cluster's membership has `count` voters.
+pub async fn wait_for_voters(cluster: &CairnClient, count: usize) {
+    eventually(Duration::from_secs(30), &format!("{count} voters"), || async {
+        let members = cluster.members(Route::Any).await.ok()?;
+        (members.iter().filter(|m| m.voter).count() == count).then_some(())
+    })
+    .await;
+}
+
 pub fn client(endpoints: Vec<String>) -> CairnClient {
     CairnClient::new(
         endpoints,
