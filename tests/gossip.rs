@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_http::client::{Exchanger, Method, Outgoing, Reply, Route};
 use cairn_node::api::ClusterView;
-use cairn_node::gossip::PeerState;
+use cairn_node::gossip::{PeerState, derived_address};
 use support::{Process, client, eventually, wait_for_voters};
 
 /// The simulator's bound for showing a dead node down (tests/sim_gossip.rs), plus slack for a
@@ -36,16 +36,18 @@ async fn get(endpoint: &str, path_and_query: &str) -> Reply {
 }
 
 /// Goal: gossip membership works between real processes, as documented. Method: start three
-/// joined nodes; wait until node 1 shows all alive; SIGKILL node 3 and time until node 1 shows
+/// joined nodes (the third joins through node 1's gossip address); wait until node 1 shows all
+/// alive, every one a raft member; SIGKILL node 3 and time until node 1 shows
 /// it down; restart it and time until it is alive with generation 2. Foreign and malformed
 /// datagrams are dropped and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_see_a_killed_node_down_and_a_restarted_one_alive() {
     let root = tempfile::tempdir().expect("a temporary directory");
     let mut nodes = vec![Process::start(root.path(), 1, &[])];
-    let join = vec!["--join".to_string(), nodes[0].http.clone()];
-    nodes.push(Process::start(root.path(), 2, &join));
-    nodes.push(Process::start(root.path(), 3, &join));
+    nodes.push(Process::start(root.path(), 2, &["--join".to_string(), nodes[0].http.clone()]));
+    // Node 3 is given only node 1's gossip address: it learns where to send its join by gossip.
+    let gossip_1 = derived_address(&nodes[0].peer).expect("a loopback peer address").to_string();
+    nodes.push(Process::start(root.path(), 3, &["--join".to_string(), gossip_1]));
     let observer = nodes[0].http.clone();
     eventually(Duration::from_secs(30), "all three alive in node 1's view", || async {
         let view = view(&observer).await?;

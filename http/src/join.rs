@@ -2,6 +2,10 @@
 //! member answers; that member hands it to the leader, which adds this node as a learner and
 //! promotes it once it has caught up. Joining is idempotent by id, so a restarted node that is
 //! still a learner simply asks again, and a voter never asks.
+//!
+//! A join address may also be a member's gossip address: it is announced to as a gossip seed
+//! (see `cairn serve`), and every attempt also asks the HTTP addresses of the members gossip has
+//! shown this node since, so the request reaches the cluster even when no HTTP address was given.
 
 use cairn_node::Node;
 use cairn_node::api::Role;
@@ -16,12 +20,12 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// taken by other addresses), which is logged as an error.
 pub async fn join_cluster(node: Node, seeds: Vec<String>) {
     let member = node.config().member.clone();
-    let client = CairnClient::new(
-        seeds,
-        ClientOptions { attempt_timeout: Duration::from_secs(20), call_timeout: Duration::from_secs(30) },
-    );
     let mut pause = RETRY_PAUSE_MIN;
     while !is_voter(&node) {
+        let client = CairnClient::new(
+            endpoints(&node, &seeds).await,
+            ClientOptions { attempt_timeout: Duration::from_secs(20), call_timeout: Duration::from_secs(30) },
+        );
         match client.add_member(Route::Any, node.id(), &member.peer, &member.http).await {
             Ok(_) => {
                 tracing::info!(id = node.id(), "joined the cluster");
@@ -38,6 +42,20 @@ pub async fn join_cluster(node: Node, seeds: Vec<String>) {
         rt::sleep(pause).await;
         pause = (pause * 2).min(RETRY_PAUSE_MAX);
     }
+}
+
+/// The join addresses, then the HTTP address of every other member gossip knows.
+async fn endpoints(node: &Node, seeds: &[String]) -> Vec<String> {
+    let mut endpoints = seeds.to_vec();
+    if let Some(view) = node.gossip_view().await {
+        let learned = view.members.into_iter().filter(|member| member.identity.id != node.id());
+        for http in learned.map(|member| member.identity.http) {
+            if !endpoints.contains(&http) {
+                endpoints.push(http);
+            }
+        }
+    }
+    endpoints
 }
 
 fn is_voter(node: &Node) -> bool {

@@ -1,6 +1,7 @@
 //! `cairn serve`: run a node until interrupted.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,8 +32,8 @@ pub struct ServeArgs {
     /// Directory holding this node's raft log and snapshots.
     #[arg(long, env = "CAIRN_DATA", default_value = "data")]
     data: PathBuf,
-    /// HTTP address of any member to join through (comma-separated for several). Ignored when
-    /// the data directory already holds this node's state.
+    /// HTTP or gossip address of any member to join through (comma-separated for several).
+    /// Ignored when the data directory already holds this node's state.
     #[arg(long, env = "CAIRN_JOIN", value_delimiter = ',', conflicts_with = "initial_cluster")]
     join: Vec<String>,
     /// Static bootstrap, etcd style: `1=PEER@HTTP,2=PEER@HTTP,3=PEER@HTTP`, the same on every
@@ -161,6 +162,10 @@ impl ServeArgs {
         let mut gossip = GossipConfig::new(address);
         for seed in &cluster.gossip_seeds {
             gossip.seeds.push(seed.parse().map_err(|_| format!("--gossip-seeds {seed:?} is not an ip:port address"))?);
+        }
+        // A join address may be a member's gossip address; announcing to an HTTP one is harmless.
+        if self.initial_cluster.is_none() {
+            gossip.seeds.extend(self.join.iter().filter_map(|address| address.parse::<SocketAddr>().ok()));
         }
         gossip.cluster_name = cluster.cluster_name.clone();
         gossip.secret = cluster.cluster_secret.as_ref().map(|secret| secret.as_bytes().to_vec());
