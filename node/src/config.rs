@@ -93,7 +93,7 @@ impl NodeConfig {
             timings: RaftTimings::default(),
             limits: Limits::default(),
             request_timeout: Duration::from_secs(5),
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             session_capacity: 100_000,
             history: HistoryLimits::default(),
             gossip: None,

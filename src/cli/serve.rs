@@ -51,8 +51,9 @@ pub struct ServeArgs {
     /// have been proposed, 504 outcome_unknown).
     #[arg(long, env = "CAIRN_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
     request_timeout: Duration,
-    /// Log entries between snapshots; the log is purged behind each snapshot.
-    #[arg(long, env = "CAIRN_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    /// Log entries between snapshots; the log is purged behind each snapshot. etcd's default
+    /// count: a snapshot carries the whole state and the watch history, so it is not cheap.
+    #[arg(long, env = "CAIRN_SNAPSHOT_EVERY", default_value_t = 100_000)]
     snapshot_every: u64,
     /// Events the watch history keeps (watches and long polls can resume within it).
     #[arg(long, env = "CAIRN_HISTORY_EVENTS", default_value_t = 100_000)]
