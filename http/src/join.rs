@@ -22,22 +22,33 @@ pub async fn join_cluster(node: Node, seeds: Vec<String>) {
     let member = node.config().member.clone();
     let mut pause = RETRY_PAUSE_MIN;
     while !is_voter(&node) {
+        let endpoints = endpoints(&node, &seeds).await;
         let client = CairnClient::new(
-            endpoints(&node, &seeds).await,
+            endpoints.clone(),
             ClientOptions { attempt_timeout: Duration::from_secs(20), call_timeout: Duration::from_secs(30) },
         );
-        match client.add_member(Route::Any, node.id(), &member.peer, &member.http).await {
-            Ok(_) => {
-                tracing::info!(id = node.id(), "joined the cluster");
-                pause = RETRY_PAUSE_MIN;
+        // One attempt per address: a gossip address refuses TCP at once, and a call allowed to
+        // retry would spend its whole time on it before gossip could offer a member's HTTP one.
+        let mut failures = Vec::new();
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            match client.add_member(Route::Only(index), node.id(), &member.peer, &member.http).await {
+                Ok(_) => {
+                    tracing::info!(id = node.id(), via = %endpoint, "joined the cluster");
+                    failures.clear();
+                    pause = RETRY_PAUSE_MIN;
+                    break;
+                }
+                Err(ClientError::Rejected { code, message, .. })
+                    if matches!(code.as_str(), "member_id_retired" | "member_conflict") =>
+                {
+                    tracing::error!(id = node.id(), %code, %message, "the cluster refused this node; not joining");
+                    return;
+                }
+                Err(error) => failures.push(format!("{endpoint}: {error}")),
             }
-            Err(ClientError::Rejected { code, message, .. })
-                if matches!(code.as_str(), "member_id_retired" | "member_conflict") =>
-            {
-                tracing::error!(id = node.id(), %code, %message, "the cluster refused this node; not joining");
-                return;
-            }
-            Err(error) => tracing::warn!(id = node.id(), %error, "join attempt failed; retrying"),
+        }
+        if !failures.is_empty() {
+            tracing::warn!(id = node.id(), failures = %failures.join("; "), "join attempt failed; retrying");
         }
         rt::sleep(pause).await;
         pause = (pause * 2).min(RETRY_PAUSE_MAX);

@@ -2,15 +2,12 @@
 //! driver with our timer, so the same loop runs on tokio and in the simulator (`axum::serve`
 //! spawns on real tokio and would not).
 
-use std::sync::Arc;
-
 use axum::Router;
 use cairn_node::rt::{self, Duration};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::hyper_rt::RuntimeTimer;
 
@@ -21,34 +18,12 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` until `shutdown` turns true; then stops accepting and lets
 /// each connection finish its current exchange.
-pub async fn serve(listener: TcpListener, router: Router, mut shutdown: rt::watch::Receiver<bool>) {
-    let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, address) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accepting an HTTP connection failed");
-                rt::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%address, "too many HTTP connections; refusing one");
-            continue;
-        };
+pub async fn serve(listener: TcpListener, router: Router, shutdown: rt::watch::Receiver<bool>) {
+    rt::accept_connections(listener, CONNECTIONS_MAX, "HTTP", shutdown, |stream, _, shutdown| {
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let shutdown = shutdown.clone();
-        rt::spawn(async move {
-            serve_connection(stream, router, shutdown).await;
-            drop(permit);
-        });
-    }
+        serve_connection(stream, router.clone(), shutdown)
+    })
+    .await;
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, router: Router, mut shutdown: rt::watch::Receiver<bool>) {

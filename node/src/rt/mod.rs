@@ -3,12 +3,14 @@
 //! deterministic simulator under `--cfg madsim` (madsim-tokio swaps the implementation behind the
 //! `tokio` name; this module adds what either side lacks).
 
+mod accept;
 mod openraft_runtime;
 mod timeout;
 pub mod watch;
 
 use std::future::Future;
 
+pub use accept::accept_connections;
 pub use openraft_runtime::CairnRuntime;
 pub use std::time::Duration;
 pub use timeout::{Elapsed, Timeout, timeout, timeout_at};

@@ -25,35 +25,16 @@ const IN_FLIGHT_PER_CONNECTION_MAX: usize = 4096;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts peer connections until `shutdown` turns true.
-pub async fn serve<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, mut shutdown: rt::watch::Receiver<bool>) {
-    let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, address) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accepting a peer connection failed");
-                rt::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%address, "too many peer connections; refusing one");
-            continue;
-        };
+pub async fn serve<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, shutdown: rt::watch::Receiver<bool>) {
+    rt::accept_connections(listener, CONNECTIONS_MAX, "peer", shutdown, |stream, address, shutdown| {
         let handler = handler.clone();
-        let shutdown = shutdown.clone();
-        rt::spawn(async move {
+        async move {
             if let Err(error) = serve_connection(stream, handler, shutdown).await {
                 tracing::debug!(%address, %error, "peer connection closed");
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn serve_connection<H: PeerHandler>(
