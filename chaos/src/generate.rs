@@ -472,18 +472,8 @@ impl Simulation<'_> {
 
     fn client_event(&self, op: &Issued, event_type: EventType, value: Value) -> ClientEvent {
         ClientEvent {
-            process: op.process,
-            event_type,
-            f: op.f,
-            key: key_name(op.key),
-            value,
-            revision: None,
-            mod_revision: None,
             consistency: op.consistency,
-            node: None,
-            error: None,
-            is_final: false,
-            after: None,
+            ..ClientEvent::new(op.process, event_type, op.f, &key_name(op.key), value)
         }
     }
 

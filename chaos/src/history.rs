@@ -123,6 +123,26 @@ pub struct ClientEvent {
     pub after: Option<u64>,
 }
 
+impl ClientEvent {
+    /// An event with only the fields every client event has; the others are unset.
+    pub fn new(process: u64, event_type: EventType, f: Function, key: &str, value: Value) -> ClientEvent {
+        ClientEvent {
+            process,
+            event_type,
+            f,
+            key: key.to_string(),
+            value,
+            revision: None,
+            mod_revision: None,
+            consistency: None,
+            node: None,
+            error: None,
+            is_final: false,
+            after: None,
+        }
+    }
+}
+
 /// Whether a nemesis event starts or stops a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultPhase {

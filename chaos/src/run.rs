@@ -7,11 +7,11 @@ use cairn_node::api;
 use cairn_node::rt::{self, Duration, Instant, watch};
 
 use crate::generate::Rng;
-use crate::history::{Consistency, EventType, Function, Value};
+use crate::history::{ClientEvent, Consistency, EventType, Function, Value};
 use crate::nemesis::{Cluster, NemesisOptions, run_nemesis};
 use crate::recorder::{Counts, Recorder};
 use crate::watcher::run_watcher;
-use crate::workload::{WorkloadOptions, event, run_client};
+use crate::workload::{WorkloadOptions, run_client};
 
 /// Everything a run is made of.
 #[derive(Clone, Debug)]
@@ -119,7 +119,7 @@ async fn read_every_key<C: Cluster>(cluster: &C, recorder: &Recorder, options: &
             let client = CairnClient::new(endpoints, client_options);
             for key in (0..keys).map(|k| format!("k{k}")) {
                 loop {
-                    let mut invoke = event(process, EventType::Invoke, Function::Read, &key, Value::Null);
+                    let mut invoke = ClientEvent::new(process, EventType::Invoke, Function::Read, &key, Value::Null);
                     invoke.consistency = Some(Consistency::Linearizable);
                     invoke.is_final = true;
                     recorder.client(invoke);
@@ -132,7 +132,7 @@ async fn read_every_key<C: Cluster>(cluster: &C, recorder: &Recorder, options: &
                         ),
                         Err(_) => (EventType::Fail, Value::Null, None),
                     };
-                    let mut done = event(process, kind, Function::Read, &key, value);
+                    let mut done = ClientEvent::new(process, kind, Function::Read, &key, value);
                     done.consistency = Some(Consistency::Linearizable);
                     done.is_final = true;
                     if let Some(answer) = &answer {

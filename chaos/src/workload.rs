@@ -147,7 +147,8 @@ async fn perform(client: &CairnClient, recorder: &Recorder, state: &mut ClientSt
     match op {
         Op::Write => {
             let value = state.fresh_value();
-            let invoke = event(state.process, EventType::Invoke, Function::Write, &key, Value::Str(value.clone()));
+            let invoke =
+                ClientEvent::new(state.process, EventType::Invoke, Function::Write, &key, Value::Str(value.clone()));
             recorder.client(invoke);
             let outcome = client.put(Route::Prefer(node), &key, Bytes::from(value.clone()), None).await;
             complete_write(recorder, state, Function::Write, key, Value::Str(value), outcome)
@@ -156,15 +157,15 @@ async fn perform(client: &CairnClient, recorder: &Recorder, state: &mut ClientSt
             let (expected, revision) = state.seen.get(&key).cloned().unwrap_or((None, 0));
             let new = state.fresh_value();
             let input = Value::Cas { expected, new: new.clone() };
-            recorder.client(event(state.process, EventType::Invoke, Function::Cas, &key, input.clone()));
+            recorder.client(ClientEvent::new(state.process, EventType::Invoke, Function::Cas, &key, input.clone()));
             let outcome = client.put(Route::Prefer(node), &key, Bytes::from(new), Some(revision)).await;
             complete_write(recorder, state, Function::Cas, key, input, outcome)
         }
         Op::Delete => {
-            recorder.client(event(state.process, EventType::Invoke, Function::Delete, &key, Value::Null));
+            recorder.client(ClientEvent::new(state.process, EventType::Invoke, Function::Delete, &key, Value::Null));
             match client.delete(Route::Prefer(node), &key, None).await {
                 Ok(answer) => {
-                    let mut done = event(
+                    let mut done = ClientEvent::new(
                         state.process,
                         EventType::Ok,
                         Function::Delete,
@@ -199,7 +200,7 @@ fn complete_write(
 ) -> bool {
     match outcome {
         Ok(answer) => {
-            let mut done = event(state.process, EventType::Ok, f, &key, input);
+            let mut done = ClientEvent::new(state.process, EventType::Ok, f, &key, input);
             done.revision = Some(answer.value.mod_revision);
             done.node = answer.node;
             recorder.client(done);
@@ -208,7 +209,7 @@ fn complete_write(
             false
         }
         Err(ClientError::Mismatch { current }) => {
-            let mut done = event(state.process, EventType::Fail, f, &key, input);
+            let mut done = ClientEvent::new(state.process, EventType::Fail, f, &key, input);
             done.error = Some("revision_mismatch".to_string());
             recorder.client(done);
             let seen = current.map_or((None, 0), |record| (Some(record.value), record.mod_revision));
@@ -229,7 +230,7 @@ async fn read(
     after: Option<u64>,
 ) -> bool {
     let Target { key, node, wait } = target;
-    let mut invoke = event(state.process, EventType::Invoke, Function::Read, &key, Value::Null);
+    let mut invoke = ClientEvent::new(state.process, EventType::Invoke, Function::Read, &key, Value::Null);
     invoke.consistency = Some(consistency);
     invoke.after = after;
     recorder.client(invoke);
@@ -244,7 +245,7 @@ async fn read(
     };
     match outcome {
         Ok(None) => {
-            let mut done = event(state.process, EventType::Fail, Function::Read, &key, Value::Null);
+            let mut done = ClientEvent::new(state.process, EventType::Fail, Function::Read, &key, Value::Null);
             done.consistency = Some(consistency);
             done.after = after;
             done.error = Some("not_modified".to_string());
@@ -253,7 +254,7 @@ async fn read(
         }
         Ok(Some(answer)) => {
             let value = answer.value.as_ref().map_or(Value::Null, |record| Value::Str(record.value.clone()));
-            let mut done = event(state.process, EventType::Ok, Function::Read, &key, value);
+            let mut done = ClientEvent::new(state.process, EventType::Ok, Function::Read, &key, value);
             done.revision = Some(answer.revision);
             done.mod_revision = answer.value.as_ref().map(|record| record.mod_revision);
             done.consistency = Some(consistency);
@@ -268,7 +269,7 @@ async fn read(
             false
         }
         Err(error) => {
-            let mut done = event(state.process, EventType::Fail, Function::Read, &key, Value::Null);
+            let mut done = ClientEvent::new(state.process, EventType::Fail, Function::Read, &key, Value::Null);
             done.consistency = Some(consistency);
             done.after = after;
             done.error = Some(error_code(&error));
@@ -282,7 +283,7 @@ async fn read(
 fn failed(recorder: &Recorder, process: u64, f: Function, key: &str, input: Value, error: &ClientError) -> bool {
     let unknown = !error.is_definite();
     let kind = if unknown { EventType::Info } else { EventType::Fail };
-    let mut done = event(process, kind, f, key, input);
+    let mut done = ClientEvent::new(process, kind, f, key, input);
     done.error = Some(error_code(error));
     recorder.client(done);
     unknown
@@ -296,24 +297,6 @@ fn error_code(error: &ClientError) -> String {
         ClientError::Unavailable { .. } => "unavailable".to_string(),
         ClientError::Compacted { .. } => "revision_compacted".to_string(),
         ClientError::Protocol(_) => "protocol".to_string(),
-    }
-}
-
-/// A client event with only the common fields set.
-pub(crate) fn event(process: u64, event_type: EventType, f: Function, key: &str, value: Value) -> ClientEvent {
-    ClientEvent {
-        process,
-        event_type,
-        f,
-        key: key.to_string(),
-        value,
-        revision: None,
-        mod_revision: None,
-        consistency: None,
-        node: None,
-        error: None,
-        is_final: false,
-        after: None,
     }
 }
 

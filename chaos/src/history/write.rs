@@ -215,20 +215,8 @@ mod tests {
     #[test]
     fn written_history_reads_back_identically_and_deterministically() {
         let body = |event_type, revision| {
-            EventBody::Client(ClientEvent {
-                process: 3,
-                event_type,
-                f: Function::Write,
-                key: "k1".to_owned(),
-                value: Value::Str("v7".to_owned()),
-                revision,
-                mod_revision: None,
-                consistency: None,
-                node: None,
-                error: None,
-                is_final: false,
-                after: None,
-            })
+            let write = ClientEvent::new(3, event_type, Function::Write, "k1", Value::Str("v7".to_owned()));
+            EventBody::Client(ClientEvent { revision, ..write })
         };
         let record = || {
             let mut writer = HistoryWriter::new(Vec::new());
@@ -264,18 +252,8 @@ mod tests {
         writer.record(12, watch(43, WatchKind::Event { key: "k1".to_owned(), action: WatchAction::Delete })).unwrap();
         writer.record(13, watch(41, WatchKind::Compacted { compact_revision: Some(57) })).unwrap();
         let poll = ClientEvent {
-            process: 5,
-            event_type: EventType::Invoke,
-            f: Function::Read,
-            key: "k1".to_owned(),
-            value: Value::Null,
-            revision: None,
-            mod_revision: None,
-            consistency: None,
-            node: None,
-            error: None,
-            is_final: false,
             after: Some(41),
+            ..ClientEvent::new(5, EventType::Invoke, Function::Read, "k1", Value::Null)
         };
         writer.record(14, EventBody::Client(poll)).unwrap();
         let bytes = writer.finish().unwrap();
