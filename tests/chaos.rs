@@ -50,9 +50,10 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     ack_before_fsync: false,
     skip_dedup: false,
     drop_watch_events: false,
+    unproven_leader_contact: false,
 };
 
-const SCENARIOS: [Scenario; 8] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -122,6 +123,14 @@ const SCENARIOS: [Scenario; 8] = [
         bugs: InjectedBugs { drop_watch_events: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 8_000,
+    },
+    Scenario {
+        name: "bug_unproven_leader_contact",
+        nodes: 3,
+        faults: &[FaultKind::Partition, FaultKind::IsolateLeader],
+        bugs: InjectedBugs { unproven_leader_contact: true, ..NO_BUGS },
+        history: FULL_HISTORY,
+        seed_base: 9_000,
     },
 ];
 
@@ -216,6 +225,7 @@ fn check_determinism(scenario: &'static Scenario, seed: u64) {
         simulate_indexed::<5>,
         simulate_indexed::<6>,
         simulate_indexed::<7>,
+        simulate_indexed::<8>,
     ][index];
     std::thread::spawn(move || madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), check))
         .join()
@@ -343,6 +353,13 @@ fn bug_skip_dedup() {
 #[test]
 fn bug_drop_watch_events() {
     expect_caught("bug_drop_watch_events", &[Checker::Watch], 20);
+}
+
+/// Staleness figures that count any AppendEntries as leader contact must be caught: a follower
+/// catching up after a partition hears heartbeats long before it has applied the backlog.
+#[test]
+fn bug_unproven_leader_contact() {
+    expect_caught("bug_unproven_leader_contact", &[Checker::Stale], 20);
 }
 
 /// Goal: a seed replays byte for byte. Method: run one seed of the busiest scenario twice in this

@@ -1,4 +1,4 @@
-//! The `cairn` client commands against a real node: what they print, and the exit codes scripts
+//! The `cairn` client commands against real nodes: what they print, and the exit codes scripts
 //! rely on (0 done, 1 refused, 3 not found, 4 compare-and-swap mismatch, 5 unreachable).
 
 #![cfg(not(madsim))]
@@ -7,9 +7,11 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use cairn_http::client::{Route, StaleBounds};
 use serde_json::Value;
-use support::{Process, leader_index};
+use support::{Process, eventually, leader_index};
 
 struct Cli {
     endpoint: String,
@@ -95,4 +97,42 @@ async fn watch_prints_changes_from_a_revision() {
         .map(|e| (e["revision"].as_u64().unwrap(), e["action"].as_str().unwrap(), e["key"].as_str().unwrap()))
         .collect();
     assert_eq!(summary, [(1, "put", "w/a"), (2, "put", "w/b"), (3, "delete", "w/a")]);
+}
+
+/// Goal: a node started with `--join --learner` joins as a learner that serves stale reads (within
+/// a `max_stale` bound too) but does not vote, and `cairn member add` without `--learner` promotes it. Method: a single node,
+/// a second one joining as a learner; the CLI lists it, reads from it and promotes it.
+#[tokio::test]
+async fn a_learner_joins_serves_stale_reads_and_member_add_promotes_it() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let first = Process::start(root.path(), 1, &[]);
+    leader_index(std::slice::from_ref(&first.http)).await;
+    let cli = Cli { endpoint: first.http.clone() };
+    assert_eq!(cli.run(&["put", "app/mode", "blue"], "").0, 0);
+    let join = ["--join".to_string(), first.http.clone(), "--learner".to_string()];
+    let learner = Process::start(root.path(), 2, &join);
+    let raft_role = |cli: &Cli| {
+        let (_, out) = cli.run(&["members", "--json"], "");
+        let view: Value = serde_json::from_str(&out).ok()?;
+        let node = view["nodes"].as_array()?.iter().find(|node| node["id"] == 2)?.clone();
+        node["raft"]["voter"].as_bool()
+    };
+    eventually(Duration::from_secs(30), "node 2 to join as a learner", || async {
+        (raft_role(&cli) == Some(false)).then_some(())
+    })
+    .await;
+    let on_learner = Cli { endpoint: learner.http.clone() };
+    eventually(Duration::from_secs(30), "a stale read from the learner", || async {
+        (on_learner.run(&["get", "app/mode", "--consistency", "stale"], "") == (0, "blue\n".to_string())).then_some(())
+    })
+    .await;
+    assert_eq!(raft_role(&cli), Some(false), "a learner stays one until promoted");
+    // The only voter holds its lease without a quorum, so the learner hears proven contact.
+    let bounds = StaleBounds { max_stale: Some(Duration::from_secs(2)), max_lag: None };
+    let bounded = support::client(vec![learner.http.clone()]).get_stale(Route::Only(0), "app/mode", bounds).await;
+    assert!(bounded.is_ok_and(|answer| answer.staleness.last_contact_ms.is_some_and(|ms| ms <= 2000)));
+
+    let (code, out) = cli.run(&["member", "add", "2", "--peer", &learner.peer, "--http", &learner.http], "");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(raft_role(&cli), Some(true), "member add without --learner promotes");
 }

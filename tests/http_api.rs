@@ -153,7 +153,7 @@ async fn status_members_and_health_describe_the_node() {
     assert_eq!(status["id"], 1);
     assert_eq!(status["role"], "leader");
     assert_eq!(status["leader"], 1);
-    for field in ["term", "commit_index", "applied_index", "revision"] {
+    for field in ["term", "commit_index", "applied_index", "revision", "snapshot_index", "purged_index"] {
         assert!(status[field].is_u64(), "status.{field} is a number: {status}");
     }
     let members = json(&api.send(Method::GET, "/v1/cluster/members", Bytes::new()).await);

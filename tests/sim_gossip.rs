@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use cairn_http::client::{ClientOptions, Route};
-use cairn_node::api::ClusterView;
+use cairn_node::api::{ClusterView, MemberKind};
 use cairn_node::gossip::{GossipTimings, PeerState};
 use cairn_node::node::AutopilotConfig;
 use cairn_node::rt::{self, Instant};
@@ -212,8 +212,7 @@ async fn autopilot_removes_dead_voters_down_to_min_voters() -> Vec<Duration> {
 }
 
 /// Goal: autopilot removes a dead voter while it is safe, and refuses below `min_voters`.
-/// Method: the scenario above per seed; print the removal times. (Quorum refusals and
-/// promotions are covered by the unit tests of `decide`.)
+/// Method: the scenario above per seed; print the removal times.
 #[test]
 fn autopilot_removes_dead_voters_but_not_below_min_voters() {
     let replay =
@@ -225,6 +224,108 @@ fn autopilot_removes_dead_voters_but_not_below_min_voters() {
         for removal in removals {
             assert!(removal <= DOWN_WITHIN + DEAD_NODE_TIMEOUT + Duration::from_secs(3), "seed {seed}: {removal:?}");
         }
+    }
+}
+
+/// Three voters with autopilot and `min_voters` 1: kills a follower and waits for its removal,
+/// then kills the other follower. Removing that one would take a majority the leader no longer
+/// has: autopilot must not even try, or its retirement entry, stuck in the leader's log, would
+/// commit and retire the node as soon as it came back. Then restarts it: the two voters must
+/// accept writes again. Returns how long the first removal took.
+async fn autopilot_refuses_a_removal_that_would_break_quorum() -> Duration {
+    let autopilot =
+        AutopilotConfig { dead_node_timeout: DEAD_NODE_TIMEOUT, min_voters: 1, stabilization: Duration::from_secs(2) };
+    let cluster_options = ClusterOptions {
+        gossip: Some(GossipTimings::default()),
+        autopilot: Some(autopilot),
+        ..ClusterOptions::default()
+    };
+    let cluster = SimCluster::start(cluster_options).await;
+    let leader = cluster.await_leader(Duration::from_secs(60)).await.expect("a leader");
+    measure("first convergence", CONVERGED_WITHIN, || all_alive(&cluster)).await;
+    let mut followers = (0..cluster.len()).filter(|slot| *slot != leader);
+    let (first, second) = (followers.next().expect("two followers"), followers.next().expect("two followers"));
+    cluster.kill(first);
+    let bound = DOWN_WITHIN + DEAD_NODE_TIMEOUT + Duration::from_secs(3);
+    let first_id = first as u64 + 1;
+    let removal =
+        measure("autopilot removal", bound, || async { is_voter(&cluster, leader, first_id).await == Some(false) })
+            .await;
+    cluster.kill(second);
+    rt::sleep(DOWN_WITHIN + DEAD_NODE_TIMEOUT * 3).await;
+    let second_id = second as u64 + 1;
+    assert_eq!(is_voter(&cluster, leader, second_id).await, Some(true), "autopilot removed a voter without a quorum");
+    cluster.restart(second);
+    measure("a write after the voter returns", Duration::from_secs(20), || async {
+        let put = |client: cairn_http::client::CairnClient| async move {
+            client.put(Route::Any, "after-return", bytes::Bytes::from("v"), None).await.is_ok()
+        };
+        cluster.with_client(options(), put).await
+    })
+    .await;
+    assert_eq!(is_voter(&cluster, second, second_id).await, Some(true), "the returned voter was retired");
+    removal
+}
+
+/// Goal: autopilot never removes a voter when that would break quorum. Method: the scenario above
+/// per seed.
+#[test]
+fn autopilot_never_removes_a_voter_when_that_would_break_quorum() {
+    let replay =
+        Replay { test_binary: "sim_gossip", test_name: "autopilot_never_removes_a_voter_when_that_would_break_quorum" };
+    for seed in seeds(1..=2) {
+        let removal = run_seed(replay, seed, TIME_LIMIT, autopilot_refuses_a_removal_that_would_break_quorum);
+        eprintln!("seed {seed}: the first dead voter was removed {} ms after its kill", removal.as_millis());
+    }
+}
+
+/// How long autopilot waits before promoting a learner in the simulation.
+const STABILIZATION: Duration = Duration::from_secs(3);
+
+/// Three voters with autopilot: a follower is removed and a fresh node joins in its slot as a
+/// learner (`--join --learner`). It must stay a learner for `--stabilization`, then be promoted.
+/// Returns how long after the join the promotion came.
+async fn autopilot_promotes_a_learner_after_stabilization() -> Duration {
+    let autopilot =
+        AutopilotConfig { dead_node_timeout: Duration::from_secs(60), min_voters: 1, stabilization: STABILIZATION };
+    let cluster_options = ClusterOptions {
+        gossip: Some(GossipTimings::default()),
+        autopilot: Some(autopilot),
+        ..ClusterOptions::default()
+    };
+    let cluster = SimCluster::start(cluster_options).await;
+    let leader = cluster.await_leader(Duration::from_secs(60)).await.expect("a leader");
+    measure("first convergence", CONVERGED_WITHIN, || all_alive(&cluster)).await;
+    let slot = (leader + 1) % cluster.len();
+    cluster.remove_member(slot).await.expect("the follower is removed");
+    let joined = Instant::now();
+    let id = cluster.join_fresh_as(slot, MemberKind::Learner);
+    measure("the learner to join", Duration::from_secs(10), || async {
+        is_voter(&cluster, leader, id).await == Some(false) && is_member(&cluster, leader, id).await
+    })
+    .await;
+    let bound = STABILIZATION + DOWN_WITHIN;
+    measure("autopilot promotion", bound, || async { is_voter(&cluster, leader, id).await == Some(true) }).await;
+    let promoted = joined.elapsed();
+    assert!(promoted >= STABILIZATION, "promoted {promoted:?} after joining, before the stabilization time");
+    promoted
+}
+
+/// Whether `observer`'s raft membership lists node `id` at all.
+async fn is_member(cluster: &SimCluster, observer: usize, id: u64) -> bool {
+    let Some(view) = view(cluster, observer).await else { return false };
+    view.nodes.iter().any(|node| node.id == id && node.raft.is_some())
+}
+
+/// Goal: autopilot promotes a learner that has been alive and caught up for `--stabilization`,
+/// and not before. Method: the scenario above per seed; print the promotion times.
+#[test]
+fn autopilot_promotes_a_learner_once_it_has_been_stable() {
+    let replay =
+        Replay { test_binary: "sim_gossip", test_name: "autopilot_promotes_a_learner_once_it_has_been_stable" };
+    for seed in seeds(1..=2) {
+        let promoted = run_seed(replay, seed, TIME_LIMIT, autopilot_promotes_a_learner_after_stabilization);
+        eprintln!("seed {seed}: the learner was promoted {} ms after it joined", promoted.as_millis());
     }
 }
 

@@ -121,6 +121,14 @@ pub struct ClientEvent {
     /// Reads only: the read was a long poll for data newer than this revision (`"after":R`), so
     /// its completion must not be served at a revision below it. `None` for ordinary reads.
     pub after: Option<u64>,
+    /// Stale reads' invokes: the `max_stale` bound asked for, in milliseconds.
+    pub max_stale_ms: Option<u64>,
+    /// Stale reads' invokes: the `max_lag` bound asked for.
+    pub max_lag: Option<u64>,
+    /// Stale reads' completions: the node's `X-Cairn-Last-Contact`, in milliseconds.
+    pub last_contact_ms: Option<u64>,
+    /// Stale reads' completions: the node's `X-Cairn-Lag`.
+    pub lag: Option<u64>,
 }
 
 impl ClientEvent {
@@ -139,6 +147,10 @@ impl ClientEvent {
             error: None,
             is_final: false,
             after: None,
+            max_stale_ms: None,
+            max_lag: None,
+            last_contact_ms: None,
+            lag: None,
         }
     }
 }
@@ -308,6 +320,14 @@ pub struct Operation {
     /// For a long-poll read, the revision it asked for data newer than (from the invoke, or the
     /// completion if only it says).
     pub after: Option<u64>,
+    /// The invoke's `max_stale` bound, in milliseconds.
+    pub max_stale_ms: Option<u64>,
+    /// The invoke's `max_lag` bound.
+    pub max_lag: Option<u64>,
+    /// The completion's reported last contact, in milliseconds.
+    pub last_contact_ms: Option<u64>,
+    /// The completion's reported lag.
+    pub lag: Option<u64>,
 }
 
 /// The error code a compare-and-set fails with when the key did not hold the expected value.
@@ -624,6 +644,10 @@ impl HistoryBuilder {
             error: None,
             is_final: client.is_final,
             after: client.after,
+            max_stale_ms: client.max_stale_ms,
+            max_lag: client.max_lag,
+            last_contact_ms: None,
+            lag: None,
         });
         Ok(())
     }
@@ -670,6 +694,8 @@ impl HistoryBuilder {
         op.error = client.error.clone();
         op.is_final |= client.is_final;
         op.after = op.after.or(client.after);
+        op.last_contact_ms = client.last_contact_ms;
+        op.lag = client.lag;
         Ok(())
     }
 
@@ -782,6 +808,18 @@ impl fmt::Display for Operation {
         }
         if let Some(after) = self.after {
             write!(f, " after {after}")?;
+        }
+        if let Some(bound) = self.max_stale_ms {
+            write!(f, " max_stale {bound}ms")?;
+        }
+        if let Some(bound) = self.max_lag {
+            write!(f, " max_lag {bound}")?;
+        }
+        if let Some(contact) = self.last_contact_ms {
+            write!(f, " contact {contact}ms ago")?;
+        }
+        if let Some(lag) = self.lag {
+            write!(f, " lag {lag}")?;
         }
         let end_index = self.complete_index.map_or("∞".to_owned(), |index| format!("#{index}"));
         let end_time = self.end_time.map_or("∞".to_owned(), format_time);

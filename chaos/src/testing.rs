@@ -3,7 +3,8 @@
 //! Each line is `<process> <type> <f> <key> [values…] [name=value…]`, e.g.
 //! `p1 ok read x a rev=3 mod=2 node=1 cons=stale`. Values: a write takes one, a cas two
 //! (`null` for absent), a read completion one (or `null`), a delete completion `true`/`false`.
-//! Named fields: `rev`, `mod`, `node`, `cons`, `err`, `final`, `after`. Nemesis lines are
+//! Named fields: `rev`, `mod`, `node`, `cons`, `err`, `final`, `after`, and for bounded stale
+//! reads `max_stale` and `contact` (milliseconds), `max_lag` and `lag`. Nemesis lines are
 //! `nemesis start|stop <fault> [description]`. Watcher lines (process `w3` is `watch:3`) are
 //! `w3 resume <rev> [prefix=P] [node=N]` (prefix `""` unless given),
 //! `w3 event put <key> <value> <rev> [node=N]`, `w3 event delete <key> <rev> [node=N]` and
@@ -59,6 +60,10 @@ fn client_line(index: usize, time: u64, words: &[&str]) -> String {
             "err" => format!(r#","error":"{value}""#),
             "final" => format!(r#","final":{value}"#),
             "after" => format!(r#","after":{value}"#),
+            "max_stale" => format!(r#","max_stale_ms":{value}"#),
+            "max_lag" => format!(r#","max_lag":{value}"#),
+            "contact" => format!(r#","last_contact_ms":{value}"#),
+            "lag" => format!(r#","lag":{value}"#),
             other => panic!("unknown field {other}"),
         };
         json.push_str(&field);

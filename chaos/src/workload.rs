@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use cairn_http::client::{CairnClient, ClientError, Route};
+use cairn_http::client::{CairnClient, ClientError, Route, StaleBounds};
 use cairn_node::api;
 use cairn_node::rt::{self, Duration, watch};
 
@@ -105,7 +105,11 @@ pub async fn run_client(
         let node = rng.range(0, nodes - 1) as usize;
         let op = choose(&mut rng, &options.mix);
         let wait = Duration::from_millis(rng.range(1, POLL_WAIT_MAX.as_millis() as u64));
-        let retire = perform(&client, &recorder, &mut state, op, Target { key, node, wait }).await;
+        let bounds = match op {
+            Op::Read(Consistency::Stale) => stale_bounds(&mut rng),
+            _ => StaleBounds::default(),
+        };
+        let retire = perform(&client, &recorder, &mut state, op, Target { key, node, wait, bounds }).await;
         if retire {
             state.process += options.clients;
         }
@@ -134,16 +138,36 @@ fn choose(rng: &mut Rng, mix: &Mix) -> Op {
     Op::Poll(consistency)
 }
 
-/// Where an operation goes: its key, the node it prefers and, for a long poll, how long it waits.
+/// Bounds for a stale read: half of them ask for `max_stale`, two thirds for `max_lag`, some
+/// tight enough to be refused during faults, so the checker sees answered bounded reads near
+/// their limits.
+fn stale_bounds(rng: &mut Rng) -> StaleBounds {
+    let roll = rng.range(0, 11);
+    let max_stale = match roll % 4 {
+        0 => Some(Duration::from_millis(200)),
+        1 => Some(Duration::from_secs(1)),
+        _ => None,
+    };
+    let max_lag = match roll % 3 {
+        0 => Some(0),
+        1 => Some(5),
+        _ => None,
+    };
+    StaleBounds { max_stale, max_lag }
+}
+
+/// Where an operation goes: its key, the node it prefers, for a long poll how long it waits,
+/// and for a stale read its bounds.
 struct Target {
     key: String,
     node: usize,
     wait: Duration,
+    bounds: StaleBounds,
 }
 
 /// Performs one operation; returns true when its outcome is unknown (the process retires).
 async fn perform(client: &CairnClient, recorder: &Recorder, state: &mut ClientState, op: Op, target: Target) -> bool {
-    let Target { key, node, wait } = target;
+    let Target { key, node, wait, bounds } = target;
     match op {
         Op::Write => {
             let value = state.fresh_value();
@@ -182,10 +206,12 @@ async fn perform(client: &CairnClient, recorder: &Recorder, state: &mut ClientSt
                 Err(error) => failed(recorder, state.process, Function::Delete, &key, Value::Null, &error),
             }
         }
-        Op::Read(consistency) => read(client, recorder, state, Target { key, node, wait }, consistency, None).await,
+        Op::Read(consistency) => {
+            read(client, recorder, state, Target { key, node, wait, bounds }, consistency, None).await
+        }
         Op::Poll(consistency) => {
             let after = Some(state.revision);
-            read(client, recorder, state, Target { key, node, wait }, consistency, after).await
+            read(client, recorder, state, Target { key, node, wait, bounds }, consistency, after).await
         }
     }
 }
@@ -229,10 +255,12 @@ async fn read(
     consistency: Consistency,
     after: Option<u64>,
 ) -> bool {
-    let Target { key, node, wait } = target;
+    let Target { key, node, wait, bounds } = target;
     let mut invoke = ClientEvent::new(state.process, EventType::Invoke, Function::Read, &key, Value::Null);
     invoke.consistency = Some(consistency);
     invoke.after = after;
+    invoke.max_stale_ms = bounds.max_stale.map(|bound| bound.as_millis() as u64);
+    invoke.max_lag = bounds.max_lag;
     recorder.client(invoke);
     let (route, level) = match consistency {
         Consistency::Linearizable => (Route::Prefer(node), api::Consistency::Linearizable),
@@ -240,6 +268,7 @@ async fn read(
         Consistency::Stale => (Route::Only(node), api::Consistency::Stale),
     };
     let outcome = match after {
+        None if consistency == Consistency::Stale => client.get_stale(route, &key, bounds).await.map(Some),
         None => client.get(route, &key, level).await.map(Some),
         Some(after) => client.poll(route, &key, wait, after, level).await,
     };
@@ -260,6 +289,10 @@ async fn read(
             done.consistency = Some(consistency);
             done.after = after;
             done.node = answer.node;
+            if consistency == Consistency::Stale {
+                done.last_contact_ms = answer.staleness.last_contact_ms;
+                done.lag = answer.staleness.lag;
+            }
             recorder.client(done);
             state.revision = state.revision.max(answer.revision);
             if consistency != Consistency::Stale {

@@ -1,4 +1,4 @@
-//! `--join`: ask any member to add this node, until it is a voter. The request goes to whichever
+//! `--join`: ask any member to add this node, until it is a voter (a learner with `--learner`). The request goes to whichever
 //! member answers; that member hands it to the leader, which adds this node as a learner and
 //! promotes it once it has caught up. Joining is idempotent by id, so a restarted node that is
 //! still a learner simply asks again, and a voter never asks.
@@ -8,7 +8,7 @@
 //! shown this node since, so the request reaches the cluster even when no HTTP address was given.
 
 use cairn_node::Node;
-use cairn_node::api::Role;
+use cairn_node::api::{MemberKind, Role};
 use cairn_node::rt::{self, Duration};
 
 use crate::client::{CairnClient, ClientError, ClientOptions, Route};
@@ -16,12 +16,13 @@ use crate::client::{CairnClient, ClientError, ClientOptions, Route};
 const RETRY_PAUSE_MIN: Duration = Duration::from_millis(200);
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 
-/// Runs until this node is a voter, or a member refuses it for good (its id was retired or is
-/// taken by other addresses), which is logged as an error.
-pub async fn join_cluster(node: Node, seeds: Vec<String>) {
+/// Runs until this node is a member of `kind` (a voter also satisfies a learner), or a member
+/// refuses it for good (its id was retired or is taken by other addresses), which is logged as
+/// an error.
+pub async fn join_cluster(node: Node, seeds: Vec<String>, kind: MemberKind) {
     let member = node.config().member.clone();
     let mut pause = RETRY_PAUSE_MIN;
-    while !is_voter(&node) {
+    while !has_joined(&node, kind) {
         let endpoints = endpoints(&node, &seeds).await;
         let client = CairnClient::new(
             endpoints.clone(),
@@ -31,7 +32,7 @@ pub async fn join_cluster(node: Node, seeds: Vec<String>) {
         // retry would spend its whole time on it before gossip could offer a member's HTTP one.
         let mut failures = Vec::new();
         for (index, endpoint) in endpoints.iter().enumerate() {
-            match client.add_member(Route::Only(index), node.id(), &member.peer, &member.http).await {
+            match client.add_member(Route::Only(index), node.id(), &member, kind).await {
                 Ok(_) => {
                     tracing::info!(id = node.id(), via = %endpoint, "joined the cluster");
                     failures.clear();
@@ -69,8 +70,13 @@ async fn endpoints(node: &Node, seeds: &[String]) -> Vec<String> {
     endpoints
 }
 
-fn is_voter(node: &Node) -> bool {
+fn has_joined(node: &Node, kind: MemberKind) -> bool {
     let id = node.id();
-    matches!(node.status().role, Role::Leader | Role::Follower | Role::Candidate)
-        && node.members().iter().any(|member| member.id == id && member.voter)
+    let Some(me) = node.members().into_iter().find(|member| member.id == id) else { return false };
+    match kind {
+        MemberKind::Voter => me.voter && matches!(node.status().role, Role::Leader | Role::Follower | Role::Candidate),
+        MemberKind::Learner => {
+            matches!(node.status().role, Role::Learner | Role::Leader | Role::Follower | Role::Candidate)
+        }
+    }
 }

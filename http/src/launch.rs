@@ -43,15 +43,15 @@ pub async fn launch(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched,
     };
     let peer_listener = bind("peer", config.member.peer.clone()).await?;
     let http_listener = bind("http", config.member.http.clone()).await?;
-    let seeds = match &config.bootstrap {
-        Bootstrap::Join(seeds) => Some(seeds.clone()),
+    let joining = match &config.bootstrap {
+        Bootstrap::Join { seeds, kind } => Some((seeds.clone(), *kind)),
         _ => None,
     };
     let node = Node::start(config, disk, peer_listener).await?;
     let (http_shutdown, http_stop) = watch::channel(false);
     rt::spawn(serve(http_listener, router(node.clone()), http_stop));
-    if let Some(seeds) = seeds {
-        rt::spawn(join::join_cluster(node.clone(), seeds));
+    if let Some((seeds, kind)) = joining {
+        rt::spawn(join::join_cluster(node.clone(), seeds, kind));
     }
     Ok(Launched { node, http_shutdown })
 }

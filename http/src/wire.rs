@@ -200,6 +200,9 @@ pub struct AddMemberBody {
     pub id: u64,
     pub peer: String,
     pub http: String,
+    /// Add as a non-voting learner (default false: a voter).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learner: bool,
 }
 
 /// An error answer's body.

@@ -49,6 +49,17 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+/// What an added member becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberKind {
+    /// A voter: added as a learner and promoted once it has caught up.
+    Voter,
+    /// A learner (etcd's `member add --learner`): it replicates and serves stale reads but does
+    /// not vote. Adding it again as a voter promotes it; so does autopilot after
+    /// `--stabilization`.
+    Learner,
+}
+
 /// One member as the cluster API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
@@ -69,6 +80,11 @@ pub struct Status {
     pub commit_index: u64,
     pub applied_index: u64,
     pub revision: u64,
+    /// The last log index the newest snapshot covers (0: no snapshot yet).
+    pub snapshot_index: u64,
+    /// The last log index purged from the log (0: none); a member further behind than this
+    /// catches up from a snapshot.
+    pub purged_index: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +145,7 @@ pub enum Forward {
     Write(Request),
     Read { key: Key, consistency: Consistency },
     List { query: ListQuery, consistency: Consistency },
-    AddMember { id: NodeId, member: Member },
+    AddMember { id: NodeId, member: Member, kind: MemberKind },
     RemoveMember { id: NodeId },
 }
 

@@ -20,10 +20,15 @@ pub struct InjectedBugs {
     /// Leave out some events from watch streams.
     #[cfg(any(madsim, debug_assertions))]
     pub drop_watch_events: bool,
+    /// Count any accepted AppendEntries as leader contact when it arrives, as the staleness
+    /// figures did first: from a deposed leader, or before the commits it carries are applied.
+    #[cfg(any(madsim, debug_assertions))]
+    pub unproven_leader_contact: bool,
 }
 
 impl InjectedBugs {
-    /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`.
+    /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`,
+    /// `any-contact`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -33,6 +38,7 @@ impl InjectedBugs {
                 "early-ack" => bugs.ack_before_fsync = true,
                 "skip-dedup" => bugs.skip_dedup = true,
                 "drop-watch-events" => bugs.drop_watch_events = true,
+                "any-contact" => bugs.unproven_leader_contact = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -56,6 +62,13 @@ impl InjectedBugs {
     pub fn skip_dedup(&self) -> bool {
         #[cfg(any(madsim, debug_assertions))]
         return self.skip_dedup;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn unproven_leader_contact(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.unproven_leader_contact;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
     }

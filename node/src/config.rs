@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::api::MemberKind;
 use crate::bugs::InjectedBugs;
 use crate::command::NodeId;
 use crate::gossip::GossipConfig;
@@ -19,8 +20,9 @@ use crate::store::events::HistoryLimits;
 pub enum Bootstrap {
     /// Start a new single-node cluster.
     Single,
-    /// Ask a member (any of these HTTP addresses) to add this node; done by the HTTP layer.
-    Join(Vec<String>),
+    /// Ask a member (any of these HTTP addresses) to add this node as `kind`; done by the HTTP
+    /// layer.
+    Join { seeds: Vec<String>, kind: MemberKind },
     /// Every listed node starts with the same list and the cluster forms without joins.
     InitialCluster(BTreeMap<NodeId, Member>),
 }

@@ -3,6 +3,7 @@
 
 use cairn_chaos::nemesis::Cluster;
 use cairn_http::client::{ClientOptions, Route};
+use cairn_node::api::MemberKind;
 use cairn_node::command::NodeId;
 use cairn_node::config::Bootstrap;
 use cairn_node::rt::Duration;
@@ -114,12 +115,17 @@ impl SimCluster {
     }
 
     /// Puts a fresh node (new id, empty disk) in `slot`, which joins through the other slots
-    /// with `--join` semantics (`POST /v1/cluster/members`). Returns the new id.
+    /// with `--join` semantics (`POST /v1/cluster/members`) as a voter. Returns the new id.
     pub fn join_fresh(&self, slot: usize) -> NodeId {
+        self.join_fresh_as(slot, MemberKind::Voter)
+    }
+
+    /// [`SimCluster::join_fresh`], joining as `kind` (`--join --learner` for a learner).
+    pub fn join_fresh_as(&self, slot: usize, kind: MemberKind) -> NodeId {
         let id = self.fresh_id();
         let seeds: Vec<String> =
             self.http_endpoints().into_iter().enumerate().filter(|(s, _)| *s != slot).map(|(_, e)| e).collect();
-        let config = self.config(id, slot, Bootstrap::Join(seeds));
+        let config = self.config(id, slot, Bootstrap::Join { seeds, kind });
         self.kill(slot);
         *self.slots[slot].incarnation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Incarnation { config, disk: std::sync::Arc::new(fresh_disk()) };

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_node::api::MemberKind;
 use cairn_node::config::{Bootstrap, Limits, NodeConfig, RaftTimings};
 use cairn_node::gossip::{GossipConfig, derived_address};
 use cairn_node::node::AutopilotConfig;
@@ -36,6 +37,10 @@ pub struct ServeArgs {
     /// Ignored when the data directory already holds this node's state.
     #[arg(long, env = "CAIRN_JOIN", value_delimiter = ',', conflicts_with = "initial_cluster")]
     join: Vec<String>,
+    /// With --join: join as a learner, which replicates and serves stale reads but does not
+    /// vote, until promoted (`cairn member add` without --learner, or autopilot).
+    #[arg(long, requires = "join")]
+    learner: bool,
     /// Static bootstrap, etcd style: `1=PEER@HTTP,2=PEER@HTTP,3=PEER@HTTP`, the same on every
     /// listed node; the cluster forms without joins.
     #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
@@ -74,13 +79,17 @@ pub struct ServeArgs {
     #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
     /// Deliberate bugs for testing the test harness (debug builds only), comma-separated:
-    /// local-reads, early-ack, skip-dedup, drop-watch-events.
+    /// local-reads, early-ack, skip-dedup, drop-watch-events, any-contact.
     #[cfg(debug_assertions)]
     #[arg(long, env = "CAIRN_INJECT_BUGS", hide = true)]
     inject_bugs: Option<String>,
 }
 
 impl ServeArgs {
+    fn join_kind(&self) -> MemberKind {
+        if self.learner { MemberKind::Learner } else { MemberKind::Voter }
+    }
+
     fn config(&self) -> Result<NodeConfig, String> {
         let member = Member { peer: self.peer.clone(), http: self.http.clone() };
         for (name, address) in [("--http", &self.http), ("--peer", &self.peer)] {
@@ -91,7 +100,7 @@ impl ServeArgs {
         let mut config = NodeConfig::new(self.id, member, self.data.clone());
         config.bootstrap = match (&self.initial_cluster, self.join.is_empty()) {
             (Some(list), _) => Bootstrap::InitialCluster(parse_initial_cluster(list)?),
-            (None, false) => Bootstrap::Join(self.join.clone()),
+            (None, false) => Bootstrap::Join { seeds: self.join.clone(), kind: self.join_kind() },
             (None, true) => Bootstrap::Single,
         };
         config.timings = RaftTimings {

@@ -9,9 +9,15 @@
 //!    successive stale reads never decreases: a node's state machine only moves forward, and a
 //!    client reading from it never goes back.
 //!
-//! Each property is one pass over [`StaleRead`]s. Bounded staleness (requests carrying
-//! `max_stale_ms`/`max_lag`, responses carrying `last_contact_ms`/`lag`) fits as a third pass
-//! once the history format carries those fields: add them to [`StaleRead`] and compare per read.
+//! 3. **Within its bounds.** An answered read that asked for `max_lag = N` reports a lag of at
+//!    most N. One that asked for `max_stale = D` reports a last contact of at most D, and was
+//!    served at a revision at least that of every write, compare-and-set or delete acknowledged
+//!    more than D before the read was invoked: "last contact D ago" promises that the node's state
+//!    holds every write acknowledged before then, whichever leader acknowledged it. (The lag is
+//!    checked as reported: it counts from the newest revision the node heard of, which only the
+//!    node knows.)
+//!
+//! Each property is one pass over [`StaleRead`]s.
 
 use std::collections::BTreeMap;
 
@@ -57,8 +63,21 @@ pub fn check(history: &History) -> (Verdict, String) {
     let (monotonic, unplaced) = check_monotonic(&reads);
     found += monotonic.len();
     violations.extend(monotonic.into_iter().take(REPORTED_MAX));
-    let summary =
-        format!("{} stale reads, {unplaced} without node or revision (not ordered), {found} violations", reads.len());
+    let acknowledged = Acknowledged::new(history);
+    let mut bounded = 0;
+    for read in &reads {
+        bounded += usize::from(read.op.max_stale_ms.is_some() || read.op.max_lag.is_some());
+        if let Some(violation) = check_bounds(read, &acknowledged) {
+            found += 1;
+            if violations.len() < REPORTED_MAX * 3 {
+                violations.push(violation);
+            }
+        }
+    }
+    let summary = format!(
+        "{} stale reads ({bounded} bounded), {unplaced} without node or revision (not ordered), {found} violations",
+        reads.len()
+    );
     let verdict = if violations.is_empty() { Verdict::Valid } else { Verdict::Violation(violations) };
     (verdict, summary)
 }
@@ -108,6 +127,89 @@ fn check_value(read: &StaleRead, writers: &BTreeMap<(&str, &str), Vec<&Operation
         ),
         Some(writer),
     )
+}
+
+/// Acknowledged mutations in completion-time order, with the highest revision up to each.
+struct Acknowledged<'h> {
+    /// (end time, the op with the highest revision among those ending at or before it).
+    by_end: Vec<(u64, &'h Operation)>,
+}
+
+impl<'h> Acknowledged<'h> {
+    fn new(history: &'h History) -> Acknowledged<'h> {
+        let mut acked: Vec<&Operation> = history
+            .operations
+            .iter()
+            .filter(|op| op.is_mutation() && op.outcome == Outcome::Ok && op.revision.is_some())
+            .collect();
+        acked.sort_by_key(|op| op.end_time);
+        let mut by_end: Vec<(u64, &Operation)> = Vec::with_capacity(acked.len());
+        for op in acked {
+            let end = op.end_time.expect("ok operations have an end");
+            let highest = match by_end.last() {
+                Some(&(_, best)) if best.revision >= op.revision => best,
+                _ => op,
+            };
+            by_end.push((end, highest));
+        }
+        Acknowledged { by_end }
+    }
+
+    /// The acknowledged mutation with the highest revision among those that ended before `time`.
+    fn highest_before(&self, time: u64) -> Option<&'h Operation> {
+        let count = self.by_end.partition_point(|&(end, _)| end < time);
+        count.checked_sub(1).map(|last| self.by_end[last].1)
+    }
+}
+
+/// Property 3 for one read.
+fn check_bounds(read: &StaleRead, acknowledged: &Acknowledged) -> Option<Violation> {
+    let op = read.op;
+    let line = op.complete_line.unwrap_or(op.invoke_line);
+    let violation = |summary: String, writer: Option<&Operation>| Violation {
+        key: Some(op.key.clone()),
+        summary,
+        window: writer.into_iter().chain([op]).cloned().collect(),
+        culprits: vec![op.id],
+        prefix_end: None,
+        watch_window: Vec::new(),
+        watch_culprits: Vec::new(),
+    };
+    if let Some(max_lag) = op.max_lag
+        && op.lag.is_none_or(|lag| lag > max_lag)
+    {
+        let lag = op.lag.map_or_else(|| "no lag".to_string(), |lag| format!("a lag of {lag}"));
+        return Some(violation(
+            format!("stale read on line {line} asked max_lag {max_lag} and was answered with {lag}"),
+            None,
+        ));
+    }
+    let max_stale_ms = op.max_stale_ms?;
+    let Some(contact_ms) = op.last_contact_ms.filter(|contact| *contact <= max_stale_ms) else {
+        let contact = op.last_contact_ms.map_or_else(|| "no contact".to_string(), |ms| format!("contact {ms} ms ago"));
+        return Some(violation(
+            format!("stale read on line {line} asked max_stale {max_stale_ms} ms and was answered with {contact}"),
+            None,
+        ));
+    };
+    let served = op.revision?;
+    let cutoff = op.start_time.saturating_sub(max_stale_ms.saturating_mul(1_000_000));
+    let writer = acknowledged.highest_before(cutoff)?;
+    let written = writer.revision?;
+    if served >= written {
+        return None;
+    }
+    let before_ms = (op.start_time - writer.end_time.unwrap_or(0)) as f64 / 1e6;
+    Some(violation(
+        format!(
+            "stale read on line {line} asked max_stale {max_stale_ms} ms and was answered at revision {served} \
+             (contact {contact_ms} ms ago), but the {} on line {} at revision {written} was acknowledged {before_ms:.1} ms \
+             before the read began",
+            format!("{:?}", writer.f).to_lowercase(),
+            writer.complete_line.unwrap_or(writer.invoke_line),
+        ),
+        Some(writer),
+    ))
 }
 
 /// Property 2: per (process, node), in completion order. Returns the violations and how many
@@ -205,6 +307,46 @@ mod tests {
     fn mod_revision_must_match_the_write() {
         let reads = "p1 invoke read x cons=stale\np1 ok read x a rev=2 mod=2 node=1";
         assert!(matches!(verdict(reads), Verdict::Violation(v) if v[0].summary.contains("mod_revision")));
+    }
+
+    /// Goal: a bounded read within its bounds is fine, however old its value.
+    #[test]
+    fn a_read_within_its_bounds_is_allowed() {
+        let reads = "p1 invoke read x cons=stale max_stale=1 max_lag=0
+            p1 ok read x b rev=2 mod=2 node=1 contact=1 lag=0
+            p1 invoke read x cons=stale max_stale=1000
+            p1 ok read x a rev=1 mod=1 node=2 contact=900";
+        assert_eq!(verdict(reads), Verdict::Valid);
+    }
+
+    /// Goal: "last contact D ago" must hold every write acknowledged more than D before the read.
+    #[test]
+    fn missing_a_write_acknowledged_before_max_stale_is_a_violation() {
+        // Lines are 1 ms apart: the write of b ended 1 ms before this read began.
+        let reads = "p1 invoke read x cons=stale max_stale=0
+            p1 ok read x a rev=1 mod=1 node=2 contact=0";
+        let verdict = verdict(reads);
+        assert!(
+            matches!(&verdict, Verdict::Violation(v) if v[0].summary.contains("at revision 2 was acknowledged")),
+            "{verdict:?}"
+        );
+    }
+
+    /// Goal: the reported figures must be within the bounds asked for, and present.
+    #[test]
+    fn reported_staleness_beyond_the_bounds_is_a_violation() {
+        for (read, expected) in [
+            ("p1 ok read x b rev=2 mod=2 node=1 contact=5 lag=0", "contact 5 ms ago"),
+            ("p1 ok read x b rev=2 mod=2 node=1 lag=0", "no contact"),
+            ("p1 ok read x b rev=2 mod=2 node=1 contact=1 lag=1", "a lag of 1"),
+            ("p1 ok read x b rev=2 mod=2 node=1 contact=1", "no lag"),
+        ] {
+            let verdict = verdict(&format!("p1 invoke read x cons=stale max_stale=1 max_lag=0\n{read}"));
+            assert!(
+                matches!(&verdict, Verdict::Violation(v) if v[0].summary.contains(expected)),
+                "{read}: {verdict:?}"
+            );
+        }
     }
 
     /// Goal: per process and node, revisions never decrease; another node may be further behind.

@@ -51,6 +51,10 @@ struct RawEvent {
     is_final: Option<bool>,
     fault: Option<String>,
     after: Option<u64>,
+    max_stale_ms: Option<u64>,
+    max_lag: Option<u64>,
+    last_contact_ms: Option<u64>,
+    lag: Option<u64>,
     action: Option<String>,
     prefix: Option<String>,
 }
@@ -195,6 +199,10 @@ fn parse_client(raw: &RawEvent, process: u64, event_type: EventType) -> Result<C
         error: raw.error.clone(),
         is_final: raw.is_final.unwrap_or(false),
         after: raw.after,
+        max_stale_ms: raw.max_stale_ms,
+        max_lag: raw.max_lag,
+        last_contact_ms: raw.last_contact_ms,
+        lag: raw.lag,
     })
 }
 

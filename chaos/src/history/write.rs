@@ -80,6 +80,14 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     after: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_stale_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_lag: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_contact_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     consistency: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     node: Option<u64>,
@@ -107,6 +115,10 @@ pub fn write_event<W: Write>(sink: &mut W, event: &Event) -> io::Result<()> {
             revision: client.revision,
             mod_revision: client.mod_revision,
             after: client.after,
+            max_stale_ms: client.max_stale_ms,
+            max_lag: client.max_lag,
+            last_contact_ms: client.last_contact_ms,
+            lag: client.lag,
             consistency: client.consistency.map(super::consistency_name),
             node: client.node,
             prefix: None,
@@ -129,6 +141,10 @@ pub fn write_event<W: Write>(sink: &mut W, event: &Event) -> io::Result<()> {
             revision: None,
             mod_revision: None,
             after: None,
+            max_stale_ms: None,
+            max_lag: None,
+            last_contact_ms: None,
+            lag: None,
             consistency: None,
             node: None,
             prefix: None,
@@ -168,6 +184,10 @@ fn watch_line<'a>(event: &Event, watch: &'a WatchEvent) -> Line<'a> {
         revision: Some(watch.revision),
         mod_revision: None,
         after: None,
+        max_stale_ms: None,
+        max_lag: None,
+        last_contact_ms: None,
+        lag: None,
         consistency: None,
         node: watch.node,
         prefix,

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use cairn_node::api::{ClusterView, Role};
+use cairn_node::api::{ClusterView, MemberKind, Role};
 use cairn_node::raft::Member;
 use serde_json::json;
 
@@ -32,8 +32,9 @@ pub(super) async fn add_member(
     body: Bytes,
 ) -> Result<Json<MembersBody>, ApiError> {
     Query::parse(uri.query(), &[])?;
-    let request: AddMemberBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {{\"id\",\"peer\",\"http\"}}: {e}")))?;
+    let request: AddMemberBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("expected {{\"id\",\"peer\",\"http\"[,\"learner\"]}}: {e}"))
+    })?;
     if request.id == 0 {
         return Err(ApiError::bad_request("invalid_member", "node id 0 is reserved"));
     }
@@ -46,7 +47,8 @@ pub(super) async fn add_member(
         }
     }
     let member = Member { peer: request.peer, http: request.http };
-    let members = state.node.add_member(request.id, member).await?;
+    let kind = if request.learner { MemberKind::Learner } else { MemberKind::Voter };
+    let members = state.node.add_member(request.id, member, kind).await?;
     Ok(Json(MembersBody { members }))
 }
 

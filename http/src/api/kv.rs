@@ -43,9 +43,10 @@ pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Respo
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
     }
+    let contact = state.node.leader_contact();
     let result = state.node.read(key.clone(), consistency).await?;
     let revision = HeaderValue::from(result.revision);
-    let stale_headers = match staleness::headers_for(&state.node, consistency, result.revision, bounds).await {
+    let stale_headers = match staleness::headers_for(&state.node, consistency, contact, result.revision, bounds).await {
         Ok(headers) => headers,
         Err(too_stale) => return Ok(too_stale),
     };

@@ -39,9 +39,10 @@ pub(super) async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Resp
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
     }
+    let contact = state.node.leader_contact();
     let listed = state.node.list(ListQuery { filter, after, limit }, consistency).await?;
     let revision = HeaderValue::from(listed.revision);
-    let stale_headers = match staleness::headers_for(&state.node, consistency, listed.revision, bounds).await {
+    let stale_headers = match staleness::headers_for(&state.node, consistency, contact, listed.revision, bounds).await {
         Ok(headers) => headers,
         Err(too_stale) => return Ok(too_stale),
     };

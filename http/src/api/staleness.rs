@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use cairn_node::Node;
 use cairn_node::api::{Consistency, Staleness};
+use cairn_node::rt::Instant;
 
 use super::error::ApiError;
 use super::query::{Query, invalid, parse_duration};
@@ -43,10 +44,16 @@ impl Bounds {
     }
 }
 
-/// The staleness of an answer at `revision`, as headers, or `too_stale` (with the same headers)
-/// if it is beyond `bounds`. A node that never heard from a leader fails any `max_stale`.
-pub async fn check(node: &Node, revision: u64, bounds: Bounds) -> Result<HeaderMap, (ApiError, HeaderMap)> {
-    let staleness = node.staleness(revision).await;
+/// The staleness of an answer at `revision`, read after `contact` was taken, as headers, or
+/// `too_stale` (with the same headers) if it is beyond `bounds`. A node that never heard from a
+/// leader fails any `max_stale`.
+pub async fn check(
+    node: &Node,
+    contact: Option<Instant>,
+    revision: u64,
+    bounds: Bounds,
+) -> Result<HeaderMap, (ApiError, HeaderMap)> {
+    let staleness = node.staleness(revision, contact).await;
     let headers = headers(&staleness);
     if let Some(max) = bounds.max_stale
         && staleness.last_contact.is_none_or(|contact| contact > max)
@@ -64,18 +71,20 @@ pub async fn check(node: &Node, revision: u64, bounds: Bounds) -> Result<HeaderM
     Ok(headers)
 }
 
-/// For a stale read answered at `revision`: its staleness headers, or the complete `too_stale`
-/// response when it is beyond `bounds`. Other consistencies get no headers.
+/// For a stale read answered at `revision`, read after `contact` ([`Node::leader_contact`]) was
+/// taken: its staleness headers, or the complete `too_stale` response when it is beyond
+/// `bounds`. Other consistencies get no headers.
 pub async fn headers_for(
     node: &Node,
     consistency: Consistency,
+    contact: Option<Instant>,
     revision: u64,
     bounds: Bounds,
 ) -> Result<HeaderMap, Response> {
     if consistency != Consistency::Stale {
         return Ok(HeaderMap::new());
     }
-    check(node, revision, bounds).await.map_err(|(error, headers)| {
+    check(node, contact, revision, bounds).await.map_err(|(error, headers)| {
         let mut response = error.into_response();
         response.headers_mut().extend(headers);
         response.headers_mut().insert(REVISION_HEADER, HeaderValue::from(revision));

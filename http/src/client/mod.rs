@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use cairn_node::api::{ClusterView, Consistency, MemberView, Status};
+use cairn_node::api::{ClusterView, Consistency, MemberKind, MemberView, Status};
+use cairn_node::raft::Member;
 use cairn_node::rt::{self, Duration, Instant};
 use hyper::StatusCode;
 use hyper::header::{HeaderName, HeaderValue};
@@ -22,8 +23,8 @@ pub use transport::{ExchangeError, Exchanger, Outgoing, Reply, Stream};
 pub use watch::{WatchError, WatchItem, WatchStream};
 
 use crate::wire::{
-    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LEADER_HEADER, ListBody, MembersBody, NODE_HEADER, PutBody,
-    REVISION_HEADER, RecordBody, SERIAL_HEADER,
+    AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LAG_HEADER, LAST_CONTACT_HEADER, LEADER_HEADER, ListBody,
+    MembersBody, NODE_HEADER, PutBody, REVISION_HEADER, RecordBody, SERIAL_HEADER,
 };
 
 /// How long one attempt and a whole call may take.
@@ -104,6 +105,34 @@ pub struct Answer<T> {
     pub node: Option<u64>,
     /// The leader the answering node knew of (`X-Cairn-Leader`).
     pub leader: Option<u64>,
+    /// For a stale read, how stale it may be (`X-Cairn-Last-Contact`, `X-Cairn-Lag`).
+    pub staleness: Staleness,
+}
+
+/// How stale a `stale` read's answer may be, as the answering node reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Staleness {
+    /// Milliseconds since the node's state was known to hold every acknowledged write; `None`
+    /// if it never was since it started.
+    pub last_contact_ms: Option<u64>,
+    /// Revisions behind the newest the node has heard of.
+    pub lag: Option<u64>,
+}
+
+impl Staleness {
+    fn of(reply: &Reply) -> Staleness {
+        Staleness {
+            last_contact_ms: reply.header(LAST_CONTACT_HEADER).and_then(|value| value.parse().ok()),
+            lag: reply.header(LAG_HEADER).and_then(|value| value.parse().ok()),
+        }
+    }
+}
+
+/// Bounds on a `stale` read (`max_stale`, `max_lag`); beyond them the node answers `too_stale`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StaleBounds {
+    pub max_stale: Option<Duration>,
+    pub max_lag: Option<u64>,
 }
 
 /// A cairn client over a list of node HTTP addresses (`host:port`).
@@ -210,7 +239,25 @@ impl CairnClient {
         key: &str,
         consistency: Consistency,
     ) -> Result<Answer<Option<RecordBody>>, ClientError> {
-        let path = kv_path(key, &[("consistency", Some(level(consistency).to_string()))]);
+        self.get_path(route, kv_path(key, &[("consistency", Some(level(consistency).to_string()))])).await
+    }
+
+    /// A `stale` read that the node refuses (`too_stale`) beyond `bounds`.
+    pub async fn get_stale(
+        &self,
+        route: Route,
+        key: &str,
+        bounds: StaleBounds,
+    ) -> Result<Answer<Option<RecordBody>>, ClientError> {
+        let params = [
+            ("consistency", Some(level(Consistency::Stale).to_string())),
+            ("max_stale", bounds.max_stale.map(|bound| format!("{}ms", bound.as_millis()))),
+            ("max_lag", bounds.max_lag.map(|bound| bound.to_string())),
+        ];
+        self.get_path(route, kv_path(key, &params)).await
+    }
+
+    async fn get_path(&self, route: Route, path: String) -> Result<Answer<Option<RecordBody>>, ClientError> {
         let (reply, endpoint) = self.call(route, Kind::Read, Method::GET, &path, Bytes::new(), Vec::new()).await?;
         if let Some(absent) = absent(&reply, endpoint) {
             return Ok(absent);
@@ -221,6 +268,7 @@ impl CairnClient {
             endpoint: answer.endpoint,
             node: answer.node,
             leader: answer.leader,
+            staleness: answer.staleness,
         })
     }
 
@@ -254,6 +302,7 @@ impl CairnClient {
                 endpoint: answer.endpoint,
                 node: answer.node,
                 leader: answer.leader,
+                staleness: answer.staleness,
             })
         })
     }
@@ -284,10 +333,11 @@ impl CairnClient {
         &self,
         route: Route,
         id: u64,
-        peer: &str,
-        http: &str,
+        member: &Member,
+        kind: MemberKind,
     ) -> Result<Vec<MemberView>, ClientError> {
-        let body = AddMemberBody { id, peer: peer.to_string(), http: http.to_string() };
+        let learner = kind == MemberKind::Learner;
+        let body = AddMemberBody { id, peer: member.peer.clone(), http: member.http.clone(), learner };
         let body = Bytes::from(serde_json::to_vec(&body).expect("a member serializes"));
         let reply =
             self.call(route, Kind::IdempotentWrite, Method::POST, "/v1/cluster/members", body, Vec::new()).await?;
@@ -486,7 +536,7 @@ fn decode<T: DeserializeOwned>((reply, endpoint): (Reply, usize)) -> Result<Answ
     let node = reply.header(NODE_HEADER).and_then(|value| value.parse().ok());
     if reply.status.is_success() {
         let value = serde_json::from_slice(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        return Ok(Answer { value, revision, endpoint, node, leader });
+        return Ok(Answer { value, revision, endpoint, node, leader, staleness: Staleness::of(&reply) });
     }
     let error: ErrorBody = serde_json::from_slice(&reply.body)
         .map_err(|_| ClientError::Protocol(format!("{} with a body that is not an error", reply.status)))?;
@@ -508,6 +558,7 @@ fn absent(reply: &Reply, endpoint: usize) -> Option<Answer<Option<RecordBody>>> 
         endpoint,
         node: reply.header(NODE_HEADER).and_then(|value| value.parse().ok()),
         leader: reply.header(LEADER_HEADER).and_then(|value| value.parse().ok()),
+        staleness: Staleness::of(reply),
     })
 }
 

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 
-use foca::{AccumulatingRuntime, Foca, OwnedNotification, PeriodicParams, State, Timer};
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PeriodicParams, State, Timer, TimerToken};
 use rand::rngs::SmallRng;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -123,6 +123,8 @@ struct Actor {
     timers: BinaryHeap<Reverse<Scheduled>>,
     /// The next timer's sequence number.
     timer_sequence: u64,
+    /// The token of the newest timer foca scheduled: the one its timers must carry now.
+    timer_token: Option<TimerToken>,
     socket: Arc<UdpSocket>,
     envelope: Envelope,
     timings: GossipTimings,
@@ -154,6 +156,7 @@ impl Actor {
             facts,
             timers: BinaryHeap::new(),
             timer_sequence: 0,
+            timer_token: None,
             socket,
             envelope: super::codec::Envelope::new(&config.cluster_name, config.secret.as_deref()),
             timings: config.timings,
@@ -228,12 +231,30 @@ impl Actor {
             let Some(Reverse(scheduled)) = self.timers.pop() else { break };
             match scheduled.due {
                 Due::Foca(timer) => {
+                    let timer = self.restore_suspicion(timer);
                     if let Err(error) = self.foca.handle_timer(timer, &mut self.effects) {
                         tracing::debug!(%error, "foca timer");
                     }
                 }
                 Due::Tick => self.tick(),
             }
+        }
+    }
+
+    /// foca drops its pending timers whenever it bumps its timer token (this node declared down,
+    /// then rejoining under a new identity) but keeps its suspects. With no timer left and the
+    /// suspect never told, such a suspicion outlives the partition that raised it: in
+    /// `membership_converges_after_a_partition_heals` (seed 1) a node showed a live peer
+    /// suspect for good after the heal. A suspicion timer with an old token is handed over with
+    /// the current one, so it resolves as foca meant it to: down, unless the member refuted in
+    /// time (foca checks the incarnation). A down member that is alive rejoins at once.
+    fn restore_suspicion(&mut self, timer: Timer<GossipIdentity>) -> Timer<GossipIdentity> {
+        match (timer, self.timer_token) {
+            (Timer::ChangeSuspectToDown { member_id, incarnation, token }, Some(current)) if token != current => {
+                self.counters.suspicions_restored += 1;
+                Timer::ChangeSuspectToDown { member_id, incarnation, token: current }
+            }
+            (timer, _) => timer,
         }
     }
 
@@ -261,6 +282,9 @@ impl Actor {
             }
         }
         while let Some((after, timer)) = self.effects.to_schedule() {
+            if let Some(token) = token_of(&timer) {
+                self.timer_token = Some(token);
+            }
             self.schedule(after, Due::Foca(timer));
         }
         while let Some(notification) = self.effects.to_notify() {
@@ -393,6 +417,18 @@ fn report(notification: OwnedNotification<GossipIdentity>) {
         OwnedNotification::Rejoin(identity) => tracing::info!(renewal = identity.renewal, "gossip: rejoined"),
         OwnedNotification::Defunct => tracing::warn!("gossip: this node was declared down"),
         other => tracing::debug!(?other, "gossip notification"),
+    }
+}
+
+fn token_of(timer: &Timer<GossipIdentity>) -> Option<TimerToken> {
+    match timer {
+        Timer::ProbeRandomMember(token)
+        | Timer::PeriodicAnnounce(token)
+        | Timer::PeriodicAnnounceDown(token)
+        | Timer::PeriodicGossip(token)
+        | Timer::SendIndirectProbe { token, .. }
+        | Timer::ChangeSuspectToDown { token, .. } => Some(*token),
+        Timer::RemoveDown(_) => None,
     }
 }
 

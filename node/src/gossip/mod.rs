@@ -158,6 +158,9 @@ pub struct GossipCounters {
     /// foca's spurious "you are down" courtesy messages to members that refuted a suspicion,
     /// not sent (see the driver).
     pub turn_undead_suppressed: u64,
+    /// Suspicion timers foca had dropped when it changed its timer token, handed back to it
+    /// (see the driver).
+    pub suspicions_restored: u64,
 }
 
 /// The actor's answer to a view query.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use openraft::ServerState;
 
+use crate::api::MemberKind;
 use crate::command::NodeId;
 use crate::gossip::PeerState;
 use crate::rt::{self, Duration, Instant};
@@ -172,7 +173,7 @@ impl Node {
             Decision::Promote(id) => {
                 let Some(member) = self.member(id) else { return };
                 tracing::info!(id, "autopilot: promoting a stable learner");
-                if let Err(error) = self.add_member(id, member).await {
+                if let Err(error) = self.add_member(id, member, MemberKind::Voter).await {
                     tracing::warn!(id, %error, "autopilot: the promotion failed");
                 }
             }

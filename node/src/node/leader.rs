@@ -77,7 +77,9 @@ impl Node {
             Forward::List { query, consistency } => {
                 self.list_on_leader(query, consistency).await.map(ForwardReply::Listed)
             }
-            Forward::AddMember { id, member } => self.add_member_on_leader(id, member).await.map(ForwardReply::Members),
+            Forward::AddMember { id, member, kind } => {
+                self.add_member_on_leader(id, member, kind).await.map(ForwardReply::Members)
+            }
             Forward::RemoveMember { id } => self.remove_member_on_leader(id).await.map(ForwardReply::Members),
         }
     }

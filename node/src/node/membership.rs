@@ -9,7 +9,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 
 use super::Node;
 use super::leader::Attempt;
-use crate::api::{Forward, ForwardReply, MemberView, NodeError};
+use crate::api::{Forward, ForwardReply, MemberKind, MemberView, NodeError};
 use crate::command::{Command, NodeId, Request};
 use crate::raft::{Member, TypeConfig};
 use crate::rt::{self, Duration};
@@ -18,11 +18,11 @@ use crate::rt::{self, Duration};
 const JOINT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Node {
-    /// Adds node `id` at `member`'s addresses, or confirms it is already a voter there.
-    /// Idempotent by id; a retired id or an id in use elsewhere is refused.
-    pub async fn add_member(&self, id: NodeId, member: Member) -> Result<Vec<MemberView>, NodeError> {
+    /// Adds node `id` at `member`'s addresses as `kind`, or confirms it is already that (or a
+    /// voter) there. Idempotent by id; a retired id or an id in use elsewhere is refused.
+    pub async fn add_member(&self, id: NodeId, member: Member, kind: MemberKind) -> Result<Vec<MemberView>, NodeError> {
         self.ensure_serving()?;
-        members_of(self.run_on_leader(Forward::AddMember { id, member }).await?)
+        members_of(self.run_on_leader(Forward::AddMember { id, member, kind }).await?)
     }
 
     /// Removes node `id` from the cluster for good.
@@ -31,7 +31,12 @@ impl Node {
         members_of(self.run_on_leader(Forward::RemoveMember { id }).await?)
     }
 
-    pub(super) async fn add_member_on_leader(&self, id: NodeId, member: Member) -> Result<Vec<MemberView>, Attempt> {
+    pub(super) async fn add_member_on_leader(
+        &self,
+        id: NodeId,
+        member: Member,
+        kind: MemberKind,
+    ) -> Result<Vec<MemberView>, Attempt> {
         if self.inner.store.is_retired(id).await.map_err(|_| Attempt::Retry)? {
             return Err(Attempt::Failed(NodeError::MemberRetired { id }));
         }
@@ -43,8 +48,11 @@ impl Node {
             None => {
                 let added = self.inner.raft.add_learner(id, member, true).await;
                 added.map_err(management_failure)?;
-                tracing::info!(id, "added a learner; promoting it to voter");
+                tracing::info!(id, ?kind, "added a learner");
             }
+        }
+        if kind == MemberKind::Learner {
+            return Ok(self.members());
         }
         let promoted = self.inner.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await;
         promoted.map_err(management_failure)?;

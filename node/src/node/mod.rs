@@ -16,7 +16,7 @@ mod write;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
@@ -27,6 +27,7 @@ use crate::api::{MemberView, NodeError, Role, Status};
 use crate::command::{ClientTag, NodeId};
 use crate::config::{Bootstrap, ConfigError, NodeConfig};
 use crate::gossip::{self, GossipConfig, GossipHandle, GossipIdentity, next_generation};
+use crate::raft::contact::{ContactClock, LeaseWitness};
 use crate::raft::log_store::{CommitDurability, LogStore};
 use crate::raft::network::{Network, Peers};
 use crate::raft::state_machine::StateMachine;
@@ -61,8 +62,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// The gossip actor, set once right after start when gossip is configured.
     gossip: OnceLock<GossipHandle>,
-    /// When an AppendEntries (a heartbeat included) from a leader last reached this node.
-    leader_contact: Mutex<Option<rt::Instant>>,
+    /// Proven contact with a leader, for the staleness of stale reads.
+    contact: ContactClock,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -117,12 +118,14 @@ impl Node {
         let snapshots = Arc::new(SnapshotFiles::open(disk, config.data_dir.join("snapshots")).map_err(storage_error)?);
         let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
         let peers = Arc::new(Peers::new(config.id));
-        let network = Network::new(peers.clone(), snapshots.clone());
+        let witness = Arc::new(LeaseWitness::new(config.timings.election_timeout_min / 2));
+        let network = Network::new(peers.clone(), snapshots.clone(), witness.clone());
         let state_machine = StateMachine::new(store.clone(), snapshots.clone());
         let raft_config = Arc::new(raft_config(&config)?);
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        witness.attach(raft.metrics(), store.clone());
         let (shutdown, shutdown_signal) = watch::channel(false);
         let node = Node {
             inner: Arc::new(Inner {
@@ -134,7 +137,7 @@ impl Node {
                 removed: AtomicBool::new(false),
                 shutdown,
                 gossip: OnceLock::new(),
-                leader_contact: Mutex::new(None),
+                contact: ContactClock::default(),
             }),
         };
         if let Some((gossip_config, identity, socket)) = gossip {
@@ -164,7 +167,7 @@ impl Node {
         let members = match &self.inner.config.bootstrap {
             Bootstrap::Single => [(self.id(), self.inner.config.member.clone())].into_iter().collect(),
             Bootstrap::InitialCluster(members) => members.clone(),
-            Bootstrap::Join(_) => return Ok(()),
+            Bootstrap::Join { .. } => return Ok(()),
         };
         match raft.initialize(members).await {
             Ok(()) => Ok(()),
@@ -247,6 +250,8 @@ impl Node {
             commit_index: metrics.local_committed.as_ref().map_or(0, |id| id.index),
             applied_index: progress.applied_index,
             revision: progress.revision,
+            snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
+            purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
         }
     }
 

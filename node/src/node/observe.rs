@@ -4,30 +4,28 @@
 use std::collections::BTreeMap;
 
 use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::api::{ClusterNode, ClusterView, GossipPart, RaftPart, Staleness};
 use crate::command::NodeId;
 use crate::gossip::{GossipView, LocalState};
-use crate::rt::{self, Duration};
+use crate::raft::contact;
+use crate::rt;
 
 use super::Node;
 
 impl Node {
-    /// Records that a leader's AppendEntries (or heartbeat) just reached this node.
-    pub(super) fn touch_leader_contact(&self) {
-        let mut contact = self.inner.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *contact = Some(rt::Instant::now());
-    }
-
-    /// Since this node last heard from a leader: for a leader, since a quorum last acknowledged
-    /// it; for others, since the last AppendEntries from a leader. None if never since start.
-    pub fn leader_contact(&self) -> Option<Duration> {
-        let metrics = self.metrics();
+    /// Since when this node's state holds every write acknowledged by any leader (see
+    /// [`crate::raft::contact`]): for a leader, since a quorum last acknowledged it; for others,
+    /// the latest proven contact they have applied. None if there is none since start.
+    ///
+    /// Take it before reading: a read served afterwards holds at least this state.
+    pub fn leader_contact(&self) -> Option<rt::Instant> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
         if metrics.state == ServerState::Leader {
-            return metrics.last_quorum_acked.map(|acked| std::time::Instant::now().saturating_duration_since(*acked));
+            return contact::leader_contact(&metrics);
         }
-        let contact = *self.inner.leader_contact.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        contact.map(|at| rt::Instant::now().saturating_duration_since(at))
+        self.inner.contact.fresh(self.inner.store.progress().applied_index)
     }
 
     /// What the gossip actor announces about this node.
@@ -39,7 +37,7 @@ impl Node {
             term: metrics.current_term,
             leader: metrics.current_leader,
             revision: self.revision(),
-            leader_contact: self.leader_contact(),
+            leader_contact: self.leader_contact().map(|at| at.elapsed()),
             raft_peers: membership.nodes().map(|(_, member)| member.peer.clone()).collect(),
         }
     }
@@ -49,15 +47,16 @@ impl Node {
         self.inner.gossip.get()?.view().await
     }
 
-    /// How stale an answer at `revision` from this node is.
-    pub async fn staleness(&self, revision: u64) -> Staleness {
+    /// How stale an answer at `revision` from this node is, given `contact`, the
+    /// [`Node::leader_contact`] taken before the read.
+    pub async fn staleness(&self, revision: u64, contact: Option<rt::Instant>) -> Staleness {
         let gossip = self.gossip_view().await;
         let heard = gossip.as_ref().map_or(0, |view| view.newest_revision);
         let newest = heard.max(self.revision());
         let gossip_leader = gossip.and_then(|view| view.change.map(|notice| notice.leader));
         Staleness {
             known_leader: self.leader().or(gossip_leader),
-            last_contact: self.leader_contact(),
+            last_contact: contact.map(|at| at.elapsed()),
             lag: newest.saturating_sub(revision),
         }
     }

@@ -24,12 +24,18 @@ impl PeerHandler for NodePeerHandler {
     async fn handle(&self, from: NodeId, request: PeerRequest) -> PeerResponse {
         let raft = &self.node.inner.raft;
         match request {
-            PeerRequest::Append(rpc) => {
+            PeerRequest::Append { rpc, lease } => {
                 let answer = raft.append_entries(rpc).await;
+                let contact = &self.node.inner.contact;
                 if answer.as_ref().is_ok_and(|response| !matches!(response, AppendEntriesResponse::HigherVote(_))) {
-                    self.node.touch_leader_contact();
+                    if self.node.inner.config.bugs.unproven_leader_contact() {
+                        contact.heard_unproven();
+                    } else if let Some(proof) = lease {
+                        contact.proven(proof);
+                    }
                 }
-                answer.map_or_else(PeerResponse::refused, PeerResponse::Append)
+                let stamp = contact.stamp();
+                answer.map_or_else(PeerResponse::refused, |response| PeerResponse::Append { response, stamp })
             }
             PeerRequest::Vote(rpc) => raft.vote(rpc).await.map_or_else(PeerResponse::refused, PeerResponse::Vote),
             PeerRequest::PreVote(rpc) => {

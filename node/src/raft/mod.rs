@@ -1,5 +1,6 @@
 //! The raft actor: openraft configured with cairn's types, runtime, storage and network.
 
+pub mod contact;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

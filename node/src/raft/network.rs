@@ -10,6 +10,7 @@ use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 
 use crate::command::NodeId;
+use crate::raft::contact::{ContactStamp, LeaseWitness};
 use crate::raft::state_machine::RaftSnapshot;
 use crate::raft::{Member, TypeConfig, Vote};
 use crate::rt::{self, Duration};
@@ -51,11 +52,12 @@ impl Peers {
 pub struct Network {
     peers: Arc<Peers>,
     snapshots: Arc<SnapshotFiles>,
+    witness: Arc<LeaseWitness>,
 }
 
 impl Network {
-    pub fn new(peers: Arc<Peers>, snapshots: Arc<SnapshotFiles>) -> Network {
-        Network { peers, snapshots }
+    pub fn new(peers: Arc<Peers>, snapshots: Arc<SnapshotFiles>, witness: Arc<LeaseWitness>) -> Network {
+        Network { peers, snapshots, witness }
     }
 }
 
@@ -68,6 +70,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: self.peers.client(target, &node.peer),
             snapshots: self.snapshots.clone(),
+            witness: self.witness.clone(),
+            echo: None,
         }
     }
 }
@@ -78,6 +82,11 @@ pub struct PeerLink {
     target: NodeId,
     client: Arc<PeerClient>,
     snapshots: Arc<SnapshotFiles>,
+    witness: Arc<LeaseWitness>,
+    /// The peer's stamp from its latest answer on this link. Per link, not per peer: openraft
+    /// builds a link's next request only after the previous answer, so the request's state is
+    /// newer than the stamp; another link's answer could be newer than a request already built.
+    echo: Option<ContactStamp>,
 }
 
 impl PeerLink {
@@ -147,8 +156,12 @@ impl RaftNetworkV2<TypeConfig> for PeerLink {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let timeout = option.soft_ttl();
-        match self.client.call(PeerRequest::Append(rpc), timeout).await {
-            Ok(PeerResponse::Append(response)) => Ok(response),
+        let lease = self.witness.proof(&rpc.vote, self.echo);
+        match self.client.call(PeerRequest::Append { rpc, lease }, timeout).await {
+            Ok(PeerResponse::Append { response, stamp }) => {
+                self.echo = Some(stamp);
+                Ok(response)
+            }
             other => Err(self.failure(RPCTypes::AppendEntries, timeout, other)),
         }
     }

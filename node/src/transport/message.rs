@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Forward, ForwardReply, NodeError};
 use crate::command::NodeId;
+use crate::raft::contact::{ContactStamp, LeaseProof};
 use crate::raft::{SnapshotMeta, TypeConfig, Vote};
 
 /// A request and the id its response will carry.
@@ -23,11 +24,15 @@ pub(super) struct Hello {
 }
 
 /// Bumped on any incompatible change to the messages below.
-pub(super) const PROTOCOL: u32 = 1;
+pub(super) const PROTOCOL: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
-    Append(AppendEntriesRequest<TypeConfig>),
+    /// With a proof of leader contact when the sender holds its lease (see `raft::contact`).
+    Append {
+        rpc: AppendEntriesRequest<TypeConfig>,
+        lease: Option<LeaseProof>,
+    },
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
     Snapshot(SnapshotChunk),
@@ -36,7 +41,11 @@ pub enum PeerRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerResponse {
-    Append(AppendEntriesResponse<TypeConfig>),
+    /// With the answering node's stamp, for the leader to prove contact with later.
+    Append {
+        response: AppendEntriesResponse<TypeConfig>,
+        stamp: ContactStamp,
+    },
     Vote(VoteResponse<TypeConfig>),
     /// `Some` once the last chunk is installed; `None` acknowledges an intermediate chunk.
     Snapshot(Option<SnapshotResponse<TypeConfig>>),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_http::client::{ClientError, Route, WatchItem};
-use cairn_node::api::Consistency;
+use cairn_node::api::{Consistency, MemberKind};
+use cairn_node::raft::Member;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::output;
@@ -97,13 +98,17 @@ pub struct WatchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
-    /// Add node ID with its peer and HTTP addresses (idempotent).
+    /// Add node ID with its peer and HTTP addresses (idempotent); adding a learner again
+    /// without --learner promotes it.
     Add {
         id: u64,
         #[arg(long)]
         peer: String,
         #[arg(long)]
         http: String,
+        /// Add it as a learner: it replicates and serves stale reads but does not vote.
+        #[arg(long)]
+        learner: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -254,8 +259,9 @@ pub async fn status(args: ClientArgs) -> Outcome {
 
 pub async fn member(command: MemberCommand) -> Outcome {
     let (changed, json) = match command {
-        MemberCommand::Add { id, peer, http, client } => {
-            (connect(&client).await.add_member(Route::Any, id, &peer, &http).await, client.json)
+        MemberCommand::Add { id, peer, http, learner, client } => {
+            let kind = if learner { MemberKind::Learner } else { MemberKind::Voter };
+            (connect(&client).await.add_member(Route::Any, id, &Member { peer, http }, kind).await, client.json)
         }
         MemberCommand::Remove { id, client } => {
             (connect(&client).await.remove_member(Route::Any, id).await, client.json)

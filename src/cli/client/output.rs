@@ -141,5 +141,6 @@ pub fn status(status: &Status, as_json: bool) -> Outcome {
     let leader = status.leader.map_or_else(|| "none".to_string(), |leader| leader.to_string());
     println!("node {} is {:?} in term {}; leader {leader}", status.id, status.role, status.term);
     println!("committed {} applied {} revision {}", status.commit_index, status.applied_index, status.revision);
+    println!("snapshot at {} purged through {}", status.snapshot_index, status.purged_index);
     Outcome::Done
 }
