@@ -176,6 +176,21 @@ fn no_live_node_is_declared_down_under_ten_percent_packet_loss() {
 /// Autopilot's removal deadline in the simulation; a dead voter goes within detection + this.
 const DEAD_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `nodes` nodes with gossip and `autopilot`, once every node sees every other alive; returns the
+/// cluster and its leader's slot.
+async fn start_with_autopilot(nodes: usize, autopilot: AutopilotConfig) -> (SimCluster, usize) {
+    let options = ClusterOptions {
+        nodes,
+        gossip: Some(GossipTimings::default()),
+        autopilot: Some(autopilot),
+        ..ClusterOptions::default()
+    };
+    let cluster = SimCluster::start(options).await;
+    let leader = cluster.await_leader(Duration::from_secs(60)).await.expect("a leader");
+    measure("first convergence", CONVERGED_WITHIN, || all_alive(&cluster)).await;
+    (cluster, leader)
+}
+
 /// Whether `observer`'s raft membership still lists node `id` as a voter.
 async fn is_voter(cluster: &SimCluster, observer: usize, id: u64) -> Option<bool> {
     let view = view(cluster, observer).await?;
@@ -187,15 +202,7 @@ async fn is_voter(cluster: &SimCluster, observer: usize, id: u64) -> Option<bool
 async fn autopilot_removes_dead_voters_down_to_min_voters() -> Vec<Duration> {
     let autopilot =
         AutopilotConfig { dead_node_timeout: DEAD_NODE_TIMEOUT, min_voters: 3, stabilization: Duration::from_secs(2) };
-    let options = ClusterOptions {
-        nodes: 5,
-        gossip: Some(GossipTimings::default()),
-        autopilot: Some(autopilot),
-        ..ClusterOptions::default()
-    };
-    let cluster = SimCluster::start(options).await;
-    cluster.await_leader(Duration::from_secs(60)).await.expect("a leader");
-    measure("first convergence", CONVERGED_WITHIN, || all_alive(&cluster)).await;
+    let (cluster, _) = start_with_autopilot(5, autopilot).await;
     let mut removals = Vec::new();
     for slot in [4, 3] {
         cluster.kill(slot);
@@ -235,14 +242,7 @@ fn autopilot_removes_dead_voters_but_not_below_min_voters() {
 async fn autopilot_refuses_a_removal_that_would_break_quorum() -> Duration {
     let autopilot =
         AutopilotConfig { dead_node_timeout: DEAD_NODE_TIMEOUT, min_voters: 1, stabilization: Duration::from_secs(2) };
-    let cluster_options = ClusterOptions {
-        gossip: Some(GossipTimings::default()),
-        autopilot: Some(autopilot),
-        ..ClusterOptions::default()
-    };
-    let cluster = SimCluster::start(cluster_options).await;
-    let leader = cluster.await_leader(Duration::from_secs(60)).await.expect("a leader");
-    measure("first convergence", CONVERGED_WITHIN, || all_alive(&cluster)).await;
+    let (cluster, leader) = start_with_autopilot(3, autopilot).await;
     let mut followers = (0..cluster.len()).filter(|slot| *slot != leader);
     let (first, second) = (followers.next().expect("two followers"), followers.next().expect("two followers"));
     cluster.kill(first);
@@ -288,14 +288,7 @@ const STABILIZATION: Duration = Duration::from_secs(3);
 async fn autopilot_promotes_a_learner_after_stabilization() -> Duration {
     let autopilot =
         AutopilotConfig { dead_node_timeout: Duration::from_secs(60), min_voters: 1, stabilization: STABILIZATION };
-    let cluster_options = ClusterOptions {
-        gossip: Some(GossipTimings::default()),
-        autopilot: Some(autopilot),
-        ..ClusterOptions::default()
-    };
-    let cluster = SimCluster::start(cluster_options).await;
-    let leader = cluster.await_leader(Duration::from_secs(60)).await.expect("a leader");
-    measure("first convergence", CONVERGED_WITHIN, || all_alive(&cluster)).await;
+    let (cluster, leader) = start_with_autopilot(3, autopilot).await;
     let slot = (leader + 1) % cluster.len();
     cluster.remove_member(slot).await.expect("the follower is removed");
     let joined = Instant::now();
