@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use openraft::ServerState;
-use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::api::{ClusterNode, ClusterView, GossipPart, RaftPart, Staleness};
 use crate::command::NodeId;
@@ -21,7 +20,7 @@ impl Node {
     ///
     /// Take it before reading: a read served afterwards holds at least this state.
     pub fn leader_contact(&self) -> Option<rt::Instant> {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let metrics = self.metrics();
         if metrics.state == ServerState::Leader {
             return contact::leader_contact(&metrics);
         }
