@@ -1,6 +1,6 @@
-//! `--join`: ask any member to add this node, until it is a voter (a learner with `--learner`). The request goes to whichever
-//! member answers; that member hands it to the leader, which adds this node as a learner and
-//! promotes it once it has caught up. Joining is idempotent by id, so a restarted node that is
+//! `--join`: ask any member to add this node, until it is a voter (a learner with `--learner`).
+//! The request goes to whichever member answers; that member hands it to the leader, which adds
+//! this node as a learner and, unless it joins as one, promotes it once it has caught up. Joining is idempotent by id, so a restarted node that is
 //! still a learner simply asks again, and a voter never asks.
 //!
 //! A join address may also be a member's gossip address: it is announced to as a gossip seed

@@ -202,9 +202,9 @@ fn check_bounds(read: &StaleRead, acknowledged: &Acknowledged) -> Option<Violati
     let before_ms = (op.start_time - writer.end_time.unwrap_or(0)) as f64 / 1e6;
     Some(violation(
         format!(
-            "stale read on line {line} asked max_stale {max_stale_ms} ms and was answered at revision {served} \
-             (contact {contact_ms} ms ago), but the {} on line {} at revision {written} was acknowledged {before_ms:.1} ms \
-             before the read began",
+            "stale read on line {line} asked max_stale {max_stale_ms} ms and was answered at revision \
+             {served} (contact {contact_ms} ms ago), but the {} on line {} at revision {written} was \
+             acknowledged {before_ms:.1} ms before the read began",
             format!("{:?}", writer.f).to_lowercase(),
             writer.complete_line.unwrap_or(writer.invoke_line),
         ),

@@ -83,9 +83,9 @@ pub struct PeerLink {
     client: Arc<PeerClient>,
     snapshots: Arc<SnapshotFiles>,
     witness: Arc<LeaseWitness>,
-    /// The peer's stamp from its latest answer on this link. Per link, not per peer: openraft
-    /// builds a link's next request only after the previous answer, so the request's state is
-    /// newer than the stamp; another link's answer could be newer than a request already built.
+    /// The peer's stamp from its latest answer on this link, echoed in the next request's lease
+    /// proof. The proof's applied index is read when that request is sent, after the stamp
+    /// arrived, so it covers every write acknowledged before the stamp.
     echo: Option<ContactStamp>,
 }
 
