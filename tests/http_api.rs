@@ -164,3 +164,17 @@ async fn status_members_and_health_describe_the_node() {
     assert_eq!(members["members"][0]["leader"], true);
     assert_eq!(api.send(Method::GET, "/healthz", Bytes::new()).await.status, 200);
 }
+
+/// Goal: a single node, the only voter, needs no quorum to vouch for its state, so an idle one
+/// still answers stale reads within a tight `max_stale`. Method: one write, two idle seconds, a
+/// stale read bounded at 500 ms.
+#[tokio::test]
+async fn an_idle_single_node_answers_stale_reads_within_max_stale() {
+    let (_root, _node, api) = single_node().await;
+    assert_eq!(api.send(Method::PUT, "/v1/kv/idle", "v").await.status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let read = api.send(Method::GET, "/v1/kv/idle?consistency=stale&max_stale=500ms", Bytes::new()).await;
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    let contact: u64 = read.header("x-cairn-last-contact").expect("a last contact").parse().expect("milliseconds");
+    assert!(contact <= 500, "last contact {contact} ms ago");
+}

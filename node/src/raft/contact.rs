@@ -80,11 +80,9 @@ impl LeaseWitness {
         if metrics.state != ServerState::Leader || metrics.vote != *vote || !applied_own_term(&metrics) {
             return None;
         }
-        if !is_only_voter(&metrics) {
-            let acked = metrics.last_quorum_acked?;
-            if std::time::Instant::now().saturating_duration_since(*acked) >= self.lease {
-                return None;
-            }
+        let acked = metrics.last_quorum_acked?;
+        if std::time::Instant::now().saturating_duration_since(*acked) >= self.lease {
+            return None;
         }
         Some(LeaseProof { echo, applied_index: sources.store.progress().applied_index })
     }
@@ -96,7 +94,8 @@ fn applied_own_term(metrics: &RaftMetrics) -> bool {
     metrics.last_applied.as_ref().is_some_and(|applied| applied.committed_leader_id().term == metrics.current_term)
 }
 
-/// Whether this node is the only voter: then no other leader can exist, lease or not.
+/// Whether this node is the only voter: then no other leader can exist, lease or not. (openraft
+/// refreshes an only voter's quorum acknowledgement only while it has followers or learners.)
 fn is_only_voter(metrics: &RaftMetrics) -> bool {
     let mut voters = metrics.membership_config.membership().voter_ids();
     voters.next() == Some(metrics.id) && voters.next().is_none()
