@@ -134,6 +134,9 @@ pub enum NodeError {
     /// The membership change is not allowed (for example, it would remove the last voter).
     #[error("membership change refused: {reason}")]
     MembershipRefused { reason: String },
+    /// The request breaks the node's rules (see [`crate::validate`]); nothing was proposed.
+    #[error("invalid request: {0}")]
+    Invalid(#[from] crate::validate::Invalid),
     /// A bug or a storage failure; the node stops serving writes.
     #[error("internal error: {message}")]
     Internal { message: String },

@@ -133,6 +133,10 @@ pub enum Response {
     Superseded {
         revision: u64,
     },
+    /// The client tag was last used for a different request; this one was not applied.
+    TagReused {
+        revision: u64,
+    },
 }
 
 impl Response {
@@ -147,7 +151,8 @@ impl Response {
             | Response::KieExists { revision, .. }
             | Response::KieNotFound { revision }
             | Response::KieDeleted { revision, .. }
-            | Response::Superseded { revision } => *revision,
+            | Response::Superseded { revision }
+            | Response::TagReused { revision } => *revision,
             Response::Retired { .. } => 0,
         }
     }

@@ -45,6 +45,12 @@ impl Default for RaftTimings {
     }
 }
 
+/// The largest `value_bytes_max` a node accepts: one entry must always fit one AppendEntries
+/// batch (`raft::network::APPEND_ENTRY_BYTES_MAX`), or a follower could never catch up.
+pub const VALUE_BYTES_MAX_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest `key_bytes_max` a node accepts (etcd allows 1.5 MiB requests in all).
+pub const KEY_BYTES_MAX_LIMIT: usize = 64 * 1024;
+
 /// Request size limits; the HTTP layer enforces them, the node re-checks what it stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -81,6 +87,9 @@ pub struct NodeConfig {
     pub gossip: Option<GossipConfig>,
     /// Dead-voter removal and learner promotion by the leader; off when none. Needs gossip.
     pub autopilot: Option<AutopilotConfig>,
+    /// The secret peers prove knowledge of in the peer handshake. Without one, anyone who
+    /// reaches the peer port is taken for the node it claims to be.
+    pub cluster_secret: Option<Vec<u8>>,
     pub bugs: InjectedBugs,
 }
 
@@ -100,6 +109,7 @@ impl NodeConfig {
             history: HistoryLimits::default(),
             gossip: None,
             autopilot: None,
+            cluster_secret: None,
             bugs: InjectedBugs::default(),
         }
     }
@@ -123,6 +133,9 @@ impl NodeConfig {
         }
         if self.limits.key_bytes_max == 0 || self.limits.value_bytes_max == 0 {
             return Err(ConfigError::Zero("key and value limits"));
+        }
+        if self.limits.value_bytes_max > VALUE_BYTES_MAX_LIMIT || self.limits.key_bytes_max > KEY_BYTES_MAX_LIMIT {
+            return Err(ConfigError::Limits);
         }
         if let Some(autopilot) = &self.autopilot {
             if self.gossip.is_none() {
@@ -156,6 +169,8 @@ pub enum ConfigError {
     InitialCluster(&'static str),
     #[error("autopilot: {0}")]
     Autopilot(&'static str),
+    #[error("the value limit may be at most {VALUE_BYTES_MAX_LIMIT} bytes and the key limit at most {KEY_BYTES_MAX_LIMIT}")]
+    Limits,
 }
 
 #[cfg(test)]

@@ -23,5 +23,6 @@ pub mod rt;
 pub mod storage;
 pub mod store;
 pub mod transport;
+pub mod validate;
 
 pub use node::Node;

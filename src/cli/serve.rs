@@ -113,6 +113,7 @@ impl ServeArgs {
         config.snapshot_every = self.snapshot_every;
         config.history = HistoryLimits { events_max: self.history_events, bytes_max: self.history_bytes };
         config.gossip = Some(self.gossip_config()?);
+        config.cluster_secret = self.cluster.cluster_secret.as_ref().map(|secret| secret.as_bytes().to_vec());
         let cluster = &self.cluster;
         config.autopilot = cluster.autopilot.then_some(AutopilotConfig {
             dead_node_timeout: cluster.dead_node_timeout,
@@ -141,8 +142,11 @@ struct ClusterArgs {
     /// Gossip packets carry an id derived from this name; other clusters' packets are dropped.
     #[arg(long, env = "CAIRN_CLUSTER_NAME", default_value = "cairn")]
     cluster_name: String,
-    /// Authenticates every gossip packet with HMAC-SHA256 under this secret; packets without the
-    /// right tag are dropped and counted (see `GET /v1/cluster`).
+    /// The cluster's shared secret, the same on every node. Peers prove they know it in the peer
+    /// handshake (a challenge-response over fresh nonces) before anything else is read, and every
+    /// gossip packet carries an HMAC-SHA256 tag under it (packets without the right tag are
+    /// dropped and counted, see `GET /v1/cluster`). Without it peers and gossip are
+    /// unauthenticated.
     #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
     /// Let the leader remove voters gossip has seen down for `--dead-node-timeout` (while a

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_node::api::NodeError;
+use cairn_node::validate::{Invalid, Rule};
 use serde_json::{Value, json};
 
 /// An error response.
@@ -24,6 +25,40 @@ impl ApiError {
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A request the node's rules refuse, with the code the HTTP routes use for the same rule.
+    pub fn invalid(invalid: Invalid) -> ApiError {
+        let (status, code) = match invalid.rule {
+            Rule::Key => (StatusCode::BAD_REQUEST, "invalid_key"),
+            Rule::Reserved => (StatusCode::BAD_REQUEST, "reserved_key"),
+            Rule::Value => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
+            Rule::Label => (StatusCode::BAD_REQUEST, "invalid_label"),
+            Rule::Project => (StatusCode::BAD_REQUEST, "invalid_project"),
+            Rule::KieId => (StatusCode::BAD_REQUEST, "invalid_id"),
+            Rule::KieField => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Rule::Member => (StatusCode::BAD_REQUEST, "invalid_member"),
+        };
+        ApiError::new(status, code, invalid.message)
+    }
+
+    /// The error for a store answer that refused a tagged request without applying it; `None`
+    /// for every other answer.
+    pub fn refusal(response: &cairn_node::command::Response) -> Option<ApiError> {
+        use cairn_node::command::Response;
+        match response {
+            Response::Superseded { .. } => Some(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_superseded",
+                "this client has completed a newer request; this retry was not applied",
+            )),
+            Response::TagReused { .. } => Some(ApiError::new(
+                StatusCode::CONFLICT,
+                "client_tag_reused",
+                "this client id and serial were already used for a different request; nothing was applied",
+            )),
+            _ => None,
+        }
     }
 
     pub fn with_detail(mut self, name: &'static str, value: Value) -> ApiError {
@@ -60,6 +95,7 @@ impl From<NodeError> for ApiError {
             NodeError::MemberConflict { .. } => (StatusCode::CONFLICT, "member_conflict"),
             NodeError::MemberNotFound { .. } => (StatusCode::NOT_FOUND, "member_not_found"),
             NodeError::MembershipRefused { .. } => (StatusCode::CONFLICT, "membership_change_refused"),
+            NodeError::Invalid(invalid) => return ApiError::invalid(invalid),
             NodeError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)

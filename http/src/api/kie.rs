@@ -21,6 +21,7 @@ use cairn_node::command::{Command, Response as StoreResponse};
 use cairn_node::record::{KIE_PREFIX, Record, kie_key};
 use cairn_node::rt;
 use cairn_node::store::filter::Filter;
+use cairn_node::validate::{self, KIE_STATUSES, KIE_VALUE_TYPES};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -31,11 +32,7 @@ use super::longpoll::{Waited, wait_for_change};
 use super::query::{Accepts, Query, invalid};
 use crate::wire::{KIE_REVISION_HEADER, KieCreateBody, KieDeleteBody, KieKvBody, KieListBody, KieUpdateBody};
 
-const VALUE_TYPES: [&str; 6] = ["text", "json", "yaml", "properties", "ini", "xml"];
-const STATUSES: [&str; 2] = ["enabled", "disabled"];
 const LIMIT_MAX: usize = 1_000;
-/// Project names that would collide with native routes under `/v1/`.
-const RESERVED_PROJECTS: [&str; 4] = ["kv", "cluster", "status", "watch"];
 
 pub(super) async fn create(
     State(state): State<ApiState>,
@@ -58,8 +55,8 @@ pub(super) async fn create(
         key: body.key.into(),
         labels: body.labels,
         value: Bytes::from(body.value),
-        value_type: one_of("value_type", body.value_type, &VALUE_TYPES)?,
-        status: one_of("status", body.status, &STATUSES)?,
+        value_type: one_of("value_type", body.value_type, &KIE_VALUE_TYPES)?,
+        status: one_of("status", body.status, &KIE_STATUSES)?,
     };
     kv_answer(state.node.write(command, None).await?)
 }
@@ -76,7 +73,7 @@ pub(super) async fn update(
     if let Some(value) = &body.value {
         check_value(value, state.node.config().limits.value_bytes_max)?;
     }
-    let status = body.status.map(|status| one_of("status", Some(status), &STATUSES)).transpose()?;
+    let status = body.status.map(|status| one_of("status", Some(status), &KIE_STATUSES)).transpose()?;
     let command =
         Command::KieUpdate { project: project.into(), id: id.into(), value: body.value.map(Bytes::from), status };
     match state.node.write(command, None).await? {
@@ -93,8 +90,8 @@ pub(super) async fn get(
     Query::parse(uri.query(), &[])?;
     let (project, id) = (project_name(&project)?, kv_id(&id)?);
     let read = state.node.read(kie_key(project, id), Consistency::Linearizable).await?;
-    match read.record {
-        Some(record) => Ok(with_revision(Json(kv_body(&record)).into_response(), read.revision)),
+    match read.record.as_ref().and_then(kv_body) {
+        Some(body) => Ok(with_revision(Json(body).into_response(), read.revision)),
         None => Err(missing(&state.node, project, id).await),
     }
 }
@@ -129,7 +126,7 @@ pub(super) async fn delete_many(
         StoreResponse::KieDeleted { revision, .. } => {
             Ok(with_revision(StatusCode::NO_CONTENT.into_response(), revision))
         }
-        other => Err(unexpected(other)),
+        other => Err(ApiError::refusal(&other).unwrap_or_else(|| unexpected(other))),
     }
 }
 
@@ -170,14 +167,15 @@ pub(super) async fn list(
     }
     let listed =
         state.node.list(ListQuery { filter, after: None, limit: offset + limit }, Consistency::Linearizable).await?;
-    let data = listed.records.iter().skip(offset).map(kv_body).collect();
+    let data = listed.records.iter().skip(offset).filter_map(kv_body).collect();
     Ok(with_revision(Json(KieListBody { total: listed.total, data }).into_response(), listed.revision))
 }
 
-/// kie's view of a record made by these routes.
-fn kv_body(record: &Record) -> KieKvBody {
-    let kie = record.kie.as_ref().expect("records under the kie prefix are kie kvs");
-    KieKvBody {
+/// kie's view of a record made by these routes; `None` for a record under the kie prefix that
+/// no kie route made (native writes there are refused now, but older logs may hold some).
+fn kv_body(record: &Record) -> Option<KieKvBody> {
+    let kie = record.kie.as_ref()?;
+    Some(KieKvBody {
         id: kie.id.to_string(),
         key: kie.key.to_string(),
         value: String::from_utf8_lossy(&record.value).into_owned(),
@@ -188,21 +186,22 @@ fn kv_body(record: &Record) -> KieKvBody {
         create_time: record.create_time_ms / 1_000,
         update_time: record.update_time_ms / 1_000,
         labels: record.labels.clone(),
-    }
+    })
 }
 
 fn kv_answer(answer: StoreResponse) -> Result<Response, ApiError> {
     match answer {
-        StoreResponse::KieWritten { record, revision } => {
-            Ok(with_revision(Json(kv_body(&record)).into_response(), revision))
-        }
+        StoreResponse::KieWritten { record, revision } => match kv_body(&record) {
+            Some(body) => Ok(with_revision(Json(body).into_response(), revision)),
+            None => Err(unexpected(StoreResponse::KieWritten { record, revision })),
+        },
         StoreResponse::KieExists { id, .. } => Err(ApiError::new(
             StatusCode::CONFLICT,
             "kv_exists",
             format!("the project already has kv {id} with this key and labels; update it instead"),
         )
         .with_detail("id", json!(id.to_string()))),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::refusal(&other).unwrap_or_else(|| unexpected(other))),
     }
 }
 
@@ -236,22 +235,12 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn project_name(project: &str) -> Result<&str, ApiError> {
-    let valid = !project.is_empty()
-        && project.len() <= 64
-        && project.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && !RESERVED_PROJECTS.contains(&project);
-    if !valid {
-        let message =
-            format!("project {project:?} must be 1 to 64 of A-Z a-z 0-9 _ . - and not one of {RESERVED_PROJECTS:?}");
-        return Err(ApiError::bad_request("invalid_project", message));
-    }
+    validate::kie_project(project).map_err(ApiError::invalid)?;
     Ok(project)
 }
 
 fn kv_id(id: &str) -> Result<&str, ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(ApiError::bad_request("invalid_id", format!("{id:?} is not a kv id")));
-    }
+    validate::kie_id(id).map_err(ApiError::invalid)?;
     Ok(id)
 }
 
@@ -303,8 +292,8 @@ mod tests {
 
     #[test]
     fn value_types_and_statuses_default_and_are_checked() {
-        assert_eq!(one_of("value_type", None, &VALUE_TYPES).unwrap(), "text");
-        assert_eq!(one_of("status", Some("disabled".into()), &STATUSES).unwrap(), "disabled");
-        assert_eq!(one_of("status", Some("paused".into()), &STATUSES).unwrap_err().code, "invalid_json");
+        assert_eq!(one_of("value_type", None, &KIE_VALUE_TYPES).unwrap(), "text");
+        assert_eq!(one_of("status", Some("disabled".into()), &KIE_STATUSES).unwrap(), "disabled");
+        assert_eq!(one_of("status", Some("paused".into()), &KIE_STATUSES).unwrap_err().code, "invalid_json");
     }
 }

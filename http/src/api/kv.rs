@@ -9,7 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cairn_node::api::Consistency;
 use cairn_node::command::{ClientTag, Command, Precondition, Response as StoreResponse};
-use cairn_node::record::{KIE_PREFIX, Key, Labels};
+use cairn_node::record::{Key, Labels};
+use cairn_node::validate;
 use cairn_node::store::filter::Filter;
 
 use super::ApiState;
@@ -146,24 +147,10 @@ fn answer(response: StoreResponse) -> Result<Response, ApiError> {
             return Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "revision_mismatch", message)
                 .with_detail("current", serde_json::to_value(body).expect("records serialize")));
         }
-        StoreResponse::Superseded { .. } => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "request_superseded",
-                "this client has completed a newer request; this retry was not applied",
-            ));
-        }
-        StoreResponse::Retired { .. }
-        | StoreResponse::Noop { .. }
-        | StoreResponse::KieWritten { .. }
-        | StoreResponse::KieExists { .. }
-        | StoreResponse::KieNotFound { .. }
-        | StoreResponse::KieDeleted { .. } => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "unexpected answer to a key write",
-            ));
+        other => {
+            return Err(ApiError::refusal(&other).unwrap_or_else(|| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer to a key write")
+            }));
         }
     };
     http.headers_mut().insert(REVISION_HEADER, revision);
@@ -176,26 +163,14 @@ fn key_of(uri: &Uri, state: &ApiState) -> Result<Key, ApiError> {
     let key = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("invalid_key", "the key is not valid UTF-8"))?;
-    if key.is_empty() {
-        return Err(ApiError::bad_request("invalid_key", "the key is empty"));
-    }
-    let max = state.node.config().limits.key_bytes_max;
-    if key.len() > max {
-        return Err(ApiError::bad_request(
-            "invalid_key",
-            format!("the key is {} bytes; the limit is {max}", key.len()),
-        ));
-    }
+    validate::key(&key, &state.node.config().limits).map_err(ApiError::invalid)?;
     Ok(Key::from(key.as_ref()))
 }
 
 /// A key native writes may change: the kie routes own everything under `.kie/`.
 fn writable_key_of(uri: &Uri, state: &ApiState) -> Result<Key, ApiError> {
     let key = key_of(uri, state)?;
-    if key.starts_with(KIE_PREFIX) {
-        let message = format!("keys under {KIE_PREFIX} belong to the kie routes; write them there");
-        return Err(ApiError::bad_request("reserved_key", message));
-    }
+    validate::native_key(&key, &state.node.config().limits).map_err(ApiError::invalid)?;
     Ok(key)
 }
 

@@ -1,31 +1,18 @@
-//! Label syntax: names of 1 to 63 characters from `A-Z a-z 0-9 . _ - /`, values of at most 255
-//! characters without control characters, at most 32 labels on a record.
+//! Label syntax, as the node's contract states it (`cairn_node::validate`): names of 1 to 63
+//! characters from `A-Z a-z 0-9 . _ - /`, values of at most 255 characters without control
+//! characters, at most 32 labels on a record.
 
 use cairn_node::record::Labels;
+use cairn_node::validate::{self, LABELS_MAX};
 
 use super::error::ApiError;
-
-pub const LABELS_MAX: usize = 32;
-const NAME_BYTES_MAX: usize = 63;
-const VALUE_CHARS_MAX: usize = 255;
 
 /// Checks every label; the first offence is the error.
 pub fn validate_labels<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ApiError> {
     let mut count = 0;
     for (name, value) in labels {
         count += 1;
-        let name_ok = !name.is_empty()
-            && name.len() <= NAME_BYTES_MAX
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
-        if !name_ok {
-            let message = format!("label name {name:?} must be 1 to {NAME_BYTES_MAX} of A-Z a-z 0-9 . _ - /");
-            return Err(ApiError::bad_request("invalid_label", message));
-        }
-        if value.chars().count() > VALUE_CHARS_MAX || value.chars().any(char::is_control) {
-            let message =
-                format!("label {name:?} has a value longer than {VALUE_CHARS_MAX} or with control characters");
-            return Err(ApiError::bad_request("invalid_label", message));
-        }
+        validate::label(name, value).map_err(ApiError::invalid)?;
     }
     if count > LABELS_MAX {
         return Err(ApiError::bad_request("invalid_label", format!("at most {LABELS_MAX} labels")));

@@ -20,7 +20,7 @@
 mod codec;
 mod driver;
 mod facts;
-mod hmac;
+pub(crate) mod hmac;
 mod identity;
 
 use std::net::SocketAddr;

@@ -4,6 +4,7 @@
 use super::Node;
 use crate::api::{Forward, ForwardReply, NodeError};
 use crate::command::NodeId;
+use crate::validate;
 use crate::rt::{self, Duration, Instant};
 use crate::transport::{PeerRequest, PeerResponse, RpcError};
 
@@ -88,6 +89,9 @@ impl Node {
     /// attempt only: the follower retries, towards whichever node leads by then.
     pub(super) async fn answer_forward(&self, request: Forward) -> Result<ForwardReply, NodeError> {
         self.ensure_serving()?;
+        if let Forward::Write(write) = &request {
+            validate::client_command(&write.command, &self.inner.config.limits)?;
+        }
         if self.leader() != Some(self.id()) {
             return Err(NodeError::NoLeader);
         }

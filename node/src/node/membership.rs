@@ -13,9 +13,12 @@ use crate::api::{Forward, ForwardReply, MemberKind, MemberView, NodeError};
 use crate::command::{Command, NodeId, Request};
 use crate::raft::{Member, TypeConfig};
 use crate::rt::{self, Duration};
+use crate::validate;
 
 /// How often the leader checks for a joint configuration to finish.
 const JOINT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a promotion re-checks a learner's progress (it also wakes on every metrics change).
+const CATCH_UP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Node {
     /// Adds node `id` at `member`'s addresses as `kind`, or confirms it is already that (or a
@@ -41,12 +44,14 @@ impl Node {
             return Err(Attempt::Failed(NodeError::MemberRetired { id }));
         }
         let (voters, nodes) = self.membership();
+        validate::new_member(id, &member, nodes.iter().map(|(id, member)| (*id, member)))
+            .map_err(|invalid| Attempt::Failed(invalid.into()))?;
         match nodes.get(&id) {
             Some(existing) if *existing != member => return Err(Attempt::Failed(NodeError::MemberConflict { id })),
             Some(_) if voters.contains(&id) => return Ok(self.members()),
             Some(_) => {}
             None => {
-                let added = self.inner.raft.add_learner(id, member, true).await;
+                let added = self.inner.raft.add_learner(id, member, false).await;
                 added.map_err(management_failure)?;
                 tracing::info!(id, ?kind, "added a learner");
             }
@@ -54,6 +59,10 @@ impl Node {
         if kind == MemberKind::Learner {
             return Ok(self.members());
         }
+        self.wait_caught_up(id).await?;
+        let mut new_voters = voters.clone();
+        new_voters.insert(id);
+        self.ensure_quorum_after(&voters, &new_voters)?;
         let promoted = self.inner.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await;
         promoted.map_err(management_failure)?;
         tracing::info!(id, "node is now a voter");
@@ -74,6 +83,11 @@ impl Node {
             let reason = "removing the last voter would leave the cluster without a quorum".to_string();
             return Err(Attempt::Failed(NodeError::MembershipRefused { reason }));
         }
+        if is_voter {
+            let mut new_voters = voters.clone();
+            new_voters.remove(&id);
+            self.ensure_quorum_after(&voters, &new_voters)?;
+        }
         let retire =
             Request { tag: None, proposed_at_ms: super::write::unix_time_ms(), command: Command::RetireNode { id } };
         self.propose(retire).await?;
@@ -85,6 +99,61 @@ impl Node {
         self.inner.raft.change_membership(change, false).await.map_err(management_failure)?;
         tracing::info!(id, "removed a node from the cluster");
         Ok(self.members())
+    }
+
+    /// Waits until learner `id` holds every entry the leader had when the wait began: a voter that
+    /// cannot keep up (or does not exist at its address) would count towards the quorum without
+    /// helping it. Refuses after half the request timeout; the learner stays a learner, and the
+    /// caller may ask again.
+    async fn wait_caught_up(&self, id: NodeId) -> Result<(), Attempt> {
+        let target = self.metrics().last_log_index.unwrap_or(0);
+        let deadline = rt::Instant::now() + self.inner.config.request_timeout / 2;
+        loop {
+            let metrics = self.metrics();
+            if metrics.current_leader != Some(self.id()) {
+                return Err(Attempt::Retry);
+            }
+            let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index);
+            if matched.is_some_and(|matched| matched >= target) {
+                return Ok(());
+            }
+            let remaining = deadline.saturating_duration_since(rt::Instant::now());
+            if remaining.is_zero() {
+                let matched = matched.map_or_else(|| "nothing".to_string(), |index| format!("entry {index}"));
+                let reason = format!(
+                    "node {id} has not caught up (it holds {matched} of {target}); it stays a learner until it does: retry"
+                );
+                return Err(Attempt::Failed(NodeError::MembershipRefused { reason }));
+            }
+            self.wait_for_change(remaining.min(CATCH_UP_POLL_INTERVAL)).await;
+        }
+    }
+
+    /// Refuses a change of voters from `old` to `new` unless a majority of each answered this
+    /// leader recently: a joint configuration needs both majorities to commit, and one that
+    /// cannot would block every write until the missing voters return.
+    fn ensure_quorum_after(&self, old: &BTreeSet<NodeId>, new: &BTreeSet<NodeId>) -> Result<(), Attempt> {
+        let metrics = self.metrics();
+        let recent = self.inner.config.timings.election_timeout_max * 2;
+        // openraft's clock is std's (virtual under the simulator too, see `rt::openraft_runtime`).
+        let now = std::time::Instant::now();
+        let answered = |id: &NodeId| {
+            *id == self.id()
+                || metrics.heartbeat.as_ref().and_then(|h| h.get(id).cloned().flatten()).is_some_and(|at| {
+                    now.saturating_duration_since(*at) <= recent
+                })
+        };
+        for voters in [old, new] {
+            let reachable: BTreeSet<NodeId> = voters.iter().copied().filter(answered).collect();
+            if reachable.len() * 2 <= voters.len() {
+                let reason = format!(
+                    "the change would leave the cluster unable to commit: of voters {voters:?} only {reachable:?} \
+                     answered the leader in the last {recent:?}"
+                );
+                return Err(Attempt::Failed(NodeError::MembershipRefused { reason }));
+            }
+        }
+        Ok(())
     }
 
     /// Finishes a joint configuration left behind by a membership change whose caller went away

@@ -36,7 +36,7 @@ use crate::rt::{self, Duration, watch};
 use crate::storage::Disk;
 use crate::store::snapshot::SnapshotFiles;
 use crate::store::{StoreHandle, StoreProgress};
-use crate::transport;
+use crate::transport::{self, PeerAuth};
 
 use self::peer_handler::NodePeerHandler;
 use self::snapshot_receiver::SnapshotReceiver;
@@ -44,6 +44,9 @@ use self::snapshot_receiver::SnapshotReceiver;
 pub use self::autopilot::AutopilotConfig;
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// How often a removed node re-checks whether the configuration without it has reached it.
+const REMOVAL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A cairn node. Cheap to clone; all clones drive the same node.
 #[derive(Clone)]
@@ -117,7 +120,14 @@ impl Node {
         let durability = log_store.durability();
         let snapshots = Arc::new(SnapshotFiles::open(disk, config.data_dir.join("snapshots")).map_err(storage_error)?);
         let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
-        let peers = Arc::new(Peers::new(config.id));
+        let auth = Arc::new(PeerAuth::new(config.id, config.cluster_secret.as_deref()));
+        if config.cluster_secret.is_none() {
+            tracing::warn!(
+                "no --cluster-secret: the peer port and gossip are unauthenticated; anyone who reaches them \
+                 can act as a member (write, change membership, vote). Set a secret on every node."
+            );
+        }
+        let peers = Arc::new(Peers::new(auth.clone()));
         let witness = Arc::new(LeaseWitness::new(config.timings.election_timeout_min / 2));
         let network = Network::new(peers.clone(), snapshots.clone(), witness.clone());
         let state_machine = StateMachine::new(store.clone(), snapshots.clone());
@@ -150,7 +160,7 @@ impl Node {
             rt::spawn(node.clone().run_autopilot(autopilot));
         }
         let handler = Arc::new(NodePeerHandler::new(node.clone(), SnapshotReceiver::new(snapshots)));
-        rt::spawn(transport::serve(peer_listener, handler, shutdown_signal));
+        rt::spawn(transport::serve(peer_listener, auth, handler, shutdown_signal));
         node.bootstrap().await?;
         rt::spawn(node.clone().watch_removal());
         rt::spawn(node.clone().finish_joint_configurations());
@@ -179,7 +189,12 @@ impl Node {
         }
     }
 
-    /// Watches for this node's retirement; a removed node stops raft and refuses requests.
+    /// Watches for this node's retirement. A removed node refuses client requests at once, but
+    /// its raft keeps running until the configuration without it is in its log: until then it
+    /// may be a voter of the joint configuration the change passes through, whose quorum needs
+    /// it (a two-voter cluster removing either node would otherwise hang for good, restarts
+    /// included). Should that configuration never reach it, raft idles: the others no longer
+    /// count it and refuse its votes.
     async fn watch_removal(self) {
         let mut progress = self.inner.store.watch_progress();
         if progress.wait_for(|p| p.self_retired).await.is_err() {
@@ -187,6 +202,15 @@ impl Node {
         }
         self.inner.removed.store(true, Ordering::Release);
         tracing::error!(id = self.id(), "this node was removed from the cluster; it no longer serves");
+        let mut shutdown = self.inner.shutdown.subscribe();
+        while self.member(self.id()).is_some() {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                () = self.wait_for_change(REMOVAL_CHECK_INTERVAL) => {}
+            }
+        }
+        tracing::info!(id = self.id(), "the configuration without this node reached it; stopping raft");
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "stopping raft after removal");
         }

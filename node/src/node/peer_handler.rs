@@ -1,9 +1,10 @@
 //! Answers what peers send: raft RPCs go to raft, snapshot chunks to the receiver, forwarded
 //! client requests to this node as leader.
 
-use openraft::raft::AppendEntriesResponse;
+use openraft::raft::{AppendEntriesResponse, VoteRequest};
 
 use crate::command::NodeId;
+use crate::raft::TypeConfig;
 use crate::transport::{PeerHandler, PeerRequest, PeerResponse};
 
 use super::Node;
@@ -21,7 +22,15 @@ impl NodePeerHandler {
 }
 
 impl PeerHandler for NodePeerHandler {
+    fn is_member(&self, id: NodeId) -> bool {
+        self.node.member(id).is_some()
+    }
+
     async fn handle(&self, from: NodeId, request: PeerRequest) -> PeerResponse {
+        if let Err(refusal) = self.admit(from, &request).await {
+            tracing::warn!(from, %refusal, "refused a peer request");
+            return PeerResponse::refused(refusal);
+        }
         let raft = &self.node.inner.raft;
         match request {
             PeerRequest::Append { rpc, lease } => {
@@ -37,12 +46,42 @@ impl PeerHandler for NodePeerHandler {
                 let stamp = contact.stamp();
                 answer.map_or_else(PeerResponse::refused, |response| PeerResponse::Append { response, stamp })
             }
-            PeerRequest::Vote(rpc) => raft.vote(rpc).await.map_or_else(PeerResponse::refused, PeerResponse::Vote),
+            PeerRequest::Vote(rpc) => {
+                raft.vote(ordinary(rpc)).await.map_or_else(PeerResponse::refused, PeerResponse::Vote)
+            }
             PeerRequest::PreVote(rpc) => {
-                raft.pre_vote(rpc).await.map_or_else(PeerResponse::refused, PeerResponse::Vote)
+                raft.pre_vote(ordinary(rpc)).await.map_or_else(PeerResponse::refused, PeerResponse::Vote)
             }
             PeerRequest::Snapshot(chunk) => self.snapshots.receive(from, chunk, raft).await,
             PeerRequest::Forward(request) => PeerResponse::Forward(self.node.answer_forward(request).await),
         }
     }
+}
+
+impl NodePeerHandler {
+    /// Who may ask what. The handshake proved `from` knows the cluster secret; this keeps
+    /// removed nodes and strangers to the configuration out of elections and client requests.
+    /// Appends and snapshots are not limited to known members: a follower that missed the entry
+    /// adding a new leader must still accept that leader's log to catch up; raft's own term and
+    /// log checks decide them, and a retired id is refused.
+    async fn admit(&self, from: NodeId, request: &PeerRequest) -> Result<(), String> {
+        if self.is_member(from) {
+            return Ok(());
+        }
+        if matches!(request, PeerRequest::Vote(_) | PeerRequest::PreVote(_) | PeerRequest::Forward(_)) {
+            return Err(format!("node {from} is not a member of this node's configuration"));
+        }
+        match self.node.inner.store.is_retired(from).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(format!("node {from} was removed from the cluster")),
+            Err(_) => Err("the store is stopping".to_string()),
+        }
+    }
+}
+
+/// cairn never transfers leadership, so a vote claiming to be part of a transfer (which voters
+/// grant despite a live leader's lease) is taken as an ordinary vote.
+fn ordinary(mut rpc: VoteRequest<TypeConfig>) -> VoteRequest<TypeConfig> {
+    rpc.leadership_transfer = false;
+    rpc
 }

@@ -7,6 +7,7 @@ use super::Node;
 use super::leader::Attempt;
 use crate::api::{Forward, ForwardReply, NodeError};
 use crate::command::{ClientTag, Command, Request, Response};
+use crate::validate;
 
 impl Node {
     /// Applies `command` through raft under `tag` (a fresh one if `None`) and returns the store's
@@ -14,6 +15,7 @@ impl Node {
     /// proposed; every other error means the command was not applied.
     pub async fn write(&self, command: Command, tag: Option<ClientTag>) -> Result<Response, NodeError> {
         self.ensure_serving()?;
+        validate::client_command(&command, &self.inner.config.limits)?;
         let tag = Some(tag.unwrap_or_else(Node::fresh_tag));
         let request = Request { tag, proposed_at_ms: unix_time_ms(), command };
         match self.run_on_leader(Forward::Write(request)).await? {

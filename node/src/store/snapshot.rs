@@ -19,7 +19,8 @@ use crate::storage::Disk;
 use crate::store::state::KvState;
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
-const FORMAT: u32 = 1;
+/// 2: sessions carry request fingerprints. Format 1 files are refused, naming the version.
+const FORMAT: u32 = 2;
 const HEADER_BYTES: u64 = 8 + 4 + 4 + 8;
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
 const FINAL_SUFFIX: &str = ".snap";
@@ -259,7 +260,10 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     }
     let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if format != FORMAT {
-        return Err(invalid("unknown snapshot format"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot format {format}, this build reads format {FORMAT}: wipe the data directory and rejoin"),
+        ));
     }
     let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
     let body_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));

@@ -13,7 +13,7 @@ use crate::command::{Command, NodeId, Precondition, Request, Response};
 use crate::record::{Key, KieFields, Labels, Record, kie_key};
 use crate::store::events::{Action, Compacted, Event, EventLog, HistoryLimits};
 use crate::store::filter::Filter;
-use crate::store::sessions::{Outcome, Sessions, Verdict};
+use crate::store::sessions::{Fingerprint, Outcome, Sessions, Verdict};
 
 /// kie identifies a kv by its project, its key and its labels.
 type KieIdentity = (Arc<str>, Arc<str>, Labels);
@@ -116,20 +116,26 @@ impl KvState {
     }
 
     /// Applies the request committed at log `index`.
+    ///
+    /// Total: whatever a committed entry holds, every replica returns the same response and
+    /// nothing panics. Validation happens before proposing (`Node::write`), but entries already
+    /// in a log, and entries from older or hostile proposers, must still apply.
     pub fn apply(&mut self, index: u64, request: &Request, bugs: InjectedBugs) -> Response {
         let Some(tag) = request.tag else {
             return self.execute(request);
         };
+        let fingerprint = Fingerprint::of(&request.command);
         if !bugs.skip_dedup() {
-            match self.sessions.judge(tag) {
+            match self.sessions.judge(tag, fingerprint) {
                 Verdict::Fresh => {}
                 Verdict::Duplicate(outcome) => return self.replay(request, outcome),
+                Verdict::TagReused => return Response::TagReused { revision: self.revision },
                 Verdict::Superseded => return Response::Superseded { revision: self.revision },
             }
         }
         let response = self.execute(request);
         if let Some(outcome) = outcome_of(&response) {
-            self.sessions.remember(tag, outcome, index);
+            self.sessions.remember(tag, fingerprint, outcome, index);
         }
         response
     }
@@ -270,10 +276,14 @@ impl KvState {
         now_ms: u64,
     ) -> Response {
         let key = kie_key(project, id);
-        let Some(current) = self.records.get(&key) else {
+        // A record under the kie prefix without kie fields was not made by a kie route (an
+        // older or hostile proposer wrote it natively): it is no kie kv.
+        let Some((current, current_fields)) =
+            self.records.get(&key).and_then(|current| Some((current, current.kie.as_ref()?)))
+        else {
             return Response::KieNotFound { revision: self.revision };
         };
-        let mut fields = (**current.kie.as_ref().expect("records under the kie prefix are kie kvs")).clone();
+        let mut fields = (**current_fields).clone();
         if let Some(status) = status {
             fields.status = status.clone();
         }
@@ -289,7 +299,9 @@ impl KvState {
     }
 
     /// Rebuilds the response of an already applied request from its remembered outcome and the
-    /// retry itself (which carries the same key and value as the original).
+    /// retry itself (which carries the same key and value as the original: the fingerprints
+    /// matched). An outcome that does not fit the command can only come from a fingerprint
+    /// collision; it is answered as a reused tag, never with a made-up record.
     fn replay(&self, request: &Request, outcome: Outcome) -> Response {
         match (outcome, &request.command) {
             (
@@ -325,12 +337,10 @@ impl KvState {
                 Some(record) => Response::KieWritten { record: record.clone(), revision },
                 None => Response::KieNotFound { revision },
             },
-            (Outcome::KieExists { id, revision }, _) => Response::KieExists { id, revision },
-            (Outcome::KieNotFound { revision }, _) => Response::KieNotFound { revision },
-            (Outcome::KieDeleted { ids, revision }, _) => Response::KieDeleted { ids, revision },
-            (outcome, command) => {
-                panic!("session outcome {outcome:?} does not match its retried command {command:?}")
-            }
+            (Outcome::KieExists { id, revision }, Command::KieCreate { .. }) => Response::KieExists { id, revision },
+            (Outcome::KieNotFound { revision }, Command::KieUpdate { .. }) => Response::KieNotFound { revision },
+            (Outcome::KieDeleted { ids, revision }, Command::KieDelete { .. }) => Response::KieDeleted { ids, revision },
+            _ => Response::TagReused { revision: self.revision },
         }
     }
 }
@@ -358,7 +368,10 @@ fn outcome_of(response: &Response) -> Option<Outcome> {
         Response::KieExists { id, revision } => Some(Outcome::KieExists { id: id.clone(), revision: *revision }),
         Response::KieNotFound { revision } => Some(Outcome::KieNotFound { revision: *revision }),
         Response::KieDeleted { ids, revision } => Some(Outcome::KieDeleted { ids: ids.clone(), revision: *revision }),
-        Response::Retired { .. } | Response::Noop { .. } | Response::Superseded { .. } => None,
+        Response::Retired { .. }
+        | Response::Noop { .. }
+        | Response::Superseded { .. }
+        | Response::TagReused { .. } => None,
     }
 }
 

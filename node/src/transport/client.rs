@@ -15,8 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{self, read_frame, write_frames};
-use super::message::{Envelope, Hello, PROTOCOL, PeerRequest, PeerResponse};
-use crate::command::NodeId;
+use super::handshake::{Challenge, PeerAuth};
+use super::message::{Envelope, PeerRequest, PeerResponse};
+use super::server::read_handshake_frame;
 use crate::rt::{self, Duration, Instant};
 
 /// Why a call failed, and so whether the request may have reached the peer.
@@ -43,7 +44,7 @@ type Reply = oneshot::Sender<Result<PeerResponse, RpcError>>;
 
 /// A client for one peer. Cheap to share behind an `Arc`; calls run concurrently.
 pub struct PeerClient {
-    from: NodeId,
+    auth: Arc<PeerAuth>,
     address: String,
     link: tokio::sync::Mutex<Link>,
     next_id: AtomicU64,
@@ -91,9 +92,9 @@ impl Connection {
 }
 
 impl PeerClient {
-    pub fn new(from: NodeId, address: String) -> PeerClient {
+    pub fn new(auth: Arc<PeerAuth>, address: String) -> PeerClient {
         PeerClient {
-            from,
+            auth,
             address,
             link: tokio::sync::Mutex::new(Link { connection: None, failures: 0, retry_after: None }),
             next_id: AtomicU64::new(1),
@@ -175,9 +176,15 @@ impl PeerClient {
     async fn connect(&self) -> io::Result<Arc<Connection>> {
         let stream = TcpStream::connect(self.address.as_str()).await?;
         stream.set_nodelay(true)?;
-        let (reader, mut writer) = tokio::io::split(stream);
-        let hello = frame::encode(&Hello { protocol: PROTOCOL, from: self.from })?;
-        write_frames(&mut writer, &[hello]).await?;
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let hello = self.auth.hello();
+        write_frames(&mut writer, &[frame::encode(&hello)?]).await?;
+        let challenge: Challenge = read_handshake_frame(&mut reader).await?;
+        let Some(proof) = self.auth.prove(&hello, &challenge) else {
+            let message = format!("peer {} does not know the cluster secret (or it has another one)", self.address);
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
+        };
+        write_frames(&mut writer, &[frame::encode(&proof)?]).await?;
         let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES_MAX);
         let (closed, closed_for_writer) = rt::watch::channel(false);
         let closed_for_reader = closed.subscribe();

@@ -36,6 +36,12 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
 
 /// Reads one frame body; `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Vec<u8>>> {
+    read_frame_limited(reader, FRAME_BYTES_MAX).await
+}
+
+/// Reads one frame body of at most `limit` bytes; a larger length prefix is an error before
+/// anything is allocated.
+pub async fn read_frame_limited<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> io::Result<Option<Vec<u8>>> {
     let mut prefix = [0u8; 4];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -43,7 +49,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Opti
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes(prefix) as usize;
-    if len > FRAME_BYTES_MAX {
+    if len > limit {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "incoming frame too large"));
     }
     let mut body = vec![0u8; len];

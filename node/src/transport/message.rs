@@ -5,7 +5,6 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotRespon
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Forward, ForwardReply, NodeError};
-use crate::command::NodeId;
 use crate::raft::contact::{ContactStamp, LeaseProof};
 use crate::raft::{SnapshotMeta, TypeConfig, Vote};
 
@@ -16,15 +15,9 @@ pub(super) struct Envelope<T> {
     pub body: T,
 }
 
-/// The first frame on every connection: who is calling, and which protocol it speaks.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Hello {
-    pub protocol: u32,
-    pub from: NodeId,
-}
-
-/// Bumped on any incompatible change to the messages below.
-pub(super) const PROTOCOL: u32 = 2;
+/// Bumped on any incompatible change to the messages below or the handshake. 3: the
+/// authenticated handshake; sessions remember request fingerprints (`Response::TagReused`).
+pub(super) const PROTOCOL: u32 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {

@@ -1,13 +1,17 @@
 //! The peer transport: length-prefixed bincode frames over one persistent TCP connection per
 //! peer, with request ids so that many RPCs share a connection, a deadline on every call, and
 //! reconnection with backoff. It carries raft's RPCs and client requests forwarded to the leader.
+//! Every connection starts with a handshake in which both sides prove they know the cluster
+//! secret (`handshake`).
 
 mod client;
 mod frame;
+mod handshake;
 mod message;
 mod server;
 
 pub use client::{PeerClient, RpcError};
 pub use frame::FRAME_BYTES_MAX;
+pub use handshake::PeerAuth;
 pub use message::{PeerRequest, PeerResponse, SnapshotChunk};
 pub use server::{PeerHandler, serve};

@@ -1,61 +1,210 @@
-//! The answering side: an accept loop and, per connection, a reader that hands each request to
-//! its own task (so a slow forwarded write never delays a heartbeat) and a writer that batches
-//! the answers.
+//! The answering side: an accept loop, the handshake, and per authenticated connection a reader
+//! that hands each request to its own task (so a slow forwarded write never delays a heartbeat)
+//! and a writer that batches the answers.
+//!
+//! Memory and connections are bounded before a caller has proven itself: at most
+//! [`HANDSHAKES_MAX`] connections in their handshake, each reading frames of at most
+//! [`HANDSHAKE_FRAME_BYTES_MAX`] bytes for at most [`HANDSHAKE_TIMEOUT`]. A proven connection
+//! leaves that pool, so callers stuck in handshakes can never keep members out; proven
+//! connections are bounded per node id (a newer one closes the oldest) and in total, where a
+//! member is always admitted by closing a non-member's connection.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::frame::{self, read_frame, write_frames};
-use super::message::{Envelope, Hello, PROTOCOL, PeerRequest, PeerResponse};
+use super::frame::{self, read_frame, read_frame_limited, write_frames};
+use super::handshake::{HANDSHAKE_FRAME_BYTES_MAX, Hello, PeerAuth, Proof};
+use super::message::{Envelope, PROTOCOL, PeerRequest, PeerResponse};
 use crate::command::NodeId;
 use crate::rt::{self, Duration};
 
 /// Handles requests arriving from peers.
 pub trait PeerHandler: Send + Sync + 'static {
     fn handle(&self, from: NodeId, request: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
+
+    /// Whether `id` is a member of this node's current configuration.
+    fn is_member(&self, id: NodeId) -> bool;
 }
 
-/// Peer connections served at once; a peer opens one, so this only bounds misbehaving clients.
+/// Connections in their handshake at once; more are closed as they arrive.
+const HANDSHAKES_MAX: usize = 64;
+/// The whole handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Proven connections per node id; a peer opens one, and a reconnect briefly two.
+const CONNECTIONS_PER_PEER_MAX: usize = 4;
+/// Proven connections in all.
 const CONNECTIONS_MAX: usize = 256;
 /// Requests in flight per connection before the reader stops reading (TCP backpressure).
 const IN_FLIGHT_PER_CONNECTION_MAX: usize = 4096;
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts peer connections until `shutdown` turns true.
-pub async fn serve<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, shutdown: rt::watch::Receiver<bool>) {
-    rt::accept_connections(listener, CONNECTIONS_MAX, "peer", shutdown, |stream, address, shutdown| {
-        let handler = handler.clone();
+pub async fn serve<H: PeerHandler>(
+    listener: TcpListener,
+    auth: Arc<PeerAuth>,
+    handler: Arc<H>,
+    shutdown: rt::watch::Receiver<bool>,
+) {
+    let registry = Arc::new(Registry::default());
+    rt::accept_connections(listener, HANDSHAKES_MAX, "peer", shutdown, |stream, address, shutdown| {
+        let (auth, handler, registry) = (auth.clone(), handler.clone(), registry.clone());
         async move {
-            if let Err(error) = serve_connection(stream, handler, shutdown).await {
-                tracing::debug!(%address, %error, "peer connection closed");
-            }
+            let proven = match rt::timeout(HANDSHAKE_TIMEOUT, answer_handshake(stream, &auth)).await {
+                Ok(Ok(proven)) => proven,
+                Ok(Err(error)) => return tracing::warn!(%address, %error, "refused a peer connection"),
+                Err(_) => return tracing::warn!(%address, "refused a peer connection: no handshake in time"),
+            };
+            let from = proven.from;
+            let Some(admission) = registry.admit(from, handler.is_member(from)) else {
+                return tracing::warn!(%address, from, "refused a peer connection: too many connections");
+            };
+            rt::spawn(async move {
+                if let Err(error) = serve_connection(proven, handler, admission.closed.clone(), shutdown).await {
+                    tracing::debug!(%address, %error, "peer connection closed");
+                }
+                registry.release(from, admission.serial);
+            });
         }
     })
     .await;
 }
 
-async fn serve_connection<H: PeerHandler>(
-    stream: TcpStream,
-    handler: Arc<H>,
-    mut shutdown: rt::watch::Receiver<bool>,
-) -> std::io::Result<()> {
+/// A connection whose caller proved itself as `from`.
+struct Proven {
+    from: NodeId,
+    reader: tokio::io::ReadHalf<TcpStream>,
+    writer: tokio::io::WriteHalf<TcpStream>,
+}
+
+/// Runs the answerer's side of the handshake (see `handshake`).
+async fn answer_handshake(stream: TcpStream, auth: &PeerAuth) -> io::Result<Proven> {
     stream.set_nodelay(true)?;
-    let (mut reader, writer) = tokio::io::split(stream);
-    let hello: Hello = match rt::timeout(HELLO_TIMEOUT, read_frame(&mut reader)).await {
-        Ok(Ok(Some(body))) => frame::decode(&body)?,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(error)) => return Err(error),
-        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello")),
-    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let hello: Hello = read_handshake_frame(&mut reader).await?;
     if hello.protocol != PROTOCOL {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("peer {} speaks protocol {}, we speak {PROTOCOL}", hello.from, hello.protocol),
-        ));
+        return Err(invalid(format!("peer {} speaks protocol {}, we speak {PROTOCOL}", hello.from, hello.protocol)));
     }
+    let challenge = auth.challenge(&hello);
+    write_frames(&mut writer, &[frame::encode(&challenge)?]).await?;
+    let proof: Proof = read_handshake_frame(&mut reader).await?;
+    if !auth.verify(&hello, &challenge, &proof) {
+        return Err(invalid(format!("a caller claiming node id {} does not know the cluster secret", hello.from)));
+    }
+    Ok(Proven { from: hello.from, reader, writer })
+}
+
+/// Reads and decodes one small frame of the handshake.
+pub(super) async fn read_handshake_frame<T, R>(reader: &mut R) -> io::Result<T>
+where
+    T: serde::de::DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    match read_frame_limited(reader, HANDSHAKE_FRAME_BYTES_MAX).await? {
+        Some(body) => frame::decode(&body),
+        None => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// The proven connections, per node id in order of arrival.
+#[derive(Default)]
+struct Registry {
+    /// A std mutex: every critical section is a map operation.
+    connections: Mutex<RegistryState>,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    by_peer: BTreeMap<NodeId, VecDeque<Admission>>,
+    next_serial: u64,
+    total: usize,
+}
+
+/// One admitted connection: its serial, and the switch that closes it when it is evicted.
+#[derive(Clone)]
+struct Admission {
+    serial: u64,
+    member: bool,
+    closed: rt::watch::Sender<bool>,
+}
+
+impl Registry {
+    /// Admits a connection from `from`, closing the oldest of its own beyond the per-peer
+    /// bound, or, when all slots are taken and `from` is a member, a non-member's. `None` when
+    /// there is no room for it.
+    fn admit(&self, from: NodeId, member: bool) -> Option<Admission> {
+        let mut state = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaces_own = state.by_peer.get(&from).is_some_and(|own| own.len() >= CONNECTIONS_PER_PEER_MAX);
+        if !replaces_own && state.total >= CONNECTIONS_MAX && !state.evict_a_non_member(member) {
+            return None;
+        }
+        state.next_serial += 1;
+        let admission = Admission { serial: state.next_serial, member, closed: rt::watch::channel(false).0 };
+        let own = state.by_peer.entry(from).or_default();
+        own.push_back(admission.clone());
+        let evicted = if own.len() > CONNECTIONS_PER_PEER_MAX { own.pop_front() } else { None };
+        match evicted {
+            Some(oldest) => close(&oldest),
+            None => state.total += 1,
+        }
+        debug_assert!(state.total <= CONNECTIONS_MAX);
+        Some(admission)
+    }
+
+    /// Forgets a connection that ended (or was evicted: then it is no longer listed).
+    fn release(&self, from: NodeId, serial: u64) {
+        let mut state = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(own) = state.by_peer.get_mut(&from) else { return };
+        let before = own.len();
+        own.retain(|admission| admission.serial != serial);
+        let released = before - own.len();
+        if own.is_empty() {
+            state.by_peer.remove(&from);
+        }
+        state.total -= released;
+    }
+}
+
+impl RegistryState {
+    /// Makes room for a member by closing a non-member's oldest connection.
+    fn evict_a_non_member(&mut self, for_member: bool) -> bool {
+        if !for_member {
+            return false;
+        }
+        let victim = self.by_peer.iter().find(|(_, own)| own.front().is_some_and(|a| !a.member)).map(|(id, _)| *id);
+        let Some(victim) = victim else { return false };
+        let own = self.by_peer.get_mut(&victim).expect("the victim was just found");
+        if let Some(oldest) = own.pop_front() {
+            close(&oldest);
+            self.total -= 1;
+        }
+        if own.is_empty() {
+            self.by_peer.remove(&victim);
+        }
+        true
+    }
+}
+
+fn close(admission: &Admission) {
+    admission.closed.send_if_modified(|closed| !std::mem::replace(closed, true));
+}
+
+async fn serve_connection<H: PeerHandler>(
+    proven: Proven,
+    handler: Arc<H>,
+    evicted: rt::watch::Sender<bool>,
+    mut shutdown: rt::watch::Receiver<bool>,
+) -> io::Result<()> {
+    let Proven { from, mut reader, writer } = proven;
+    let mut evicted = evicted.subscribe();
     let (outbox, inbox) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
     rt::spawn(write_answers(writer, inbox));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX));
@@ -63,6 +212,7 @@ async fn serve_connection<H: PeerHandler>(
         let body = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = evicted.wait_for(|evicted| *evicted) => return Err(invalid(format!("a newer connection from {from} replaced this one"))),
             body = read_frame(&mut reader) => body?,
         };
         let Some(body) = body else { return Ok(()) };
@@ -71,7 +221,7 @@ async fn serve_connection<H: PeerHandler>(
         let handler = handler.clone();
         let outbox = outbox.clone();
         rt::spawn(async move {
-            let body = handler.handle(hello.from, envelope.body).await;
+            let body = handler.handle(from, envelope.body).await;
             match frame::encode(&Envelope { id: envelope.id, body }) {
                 Ok(frame) => {
                     let _ = outbox.send(frame).await;
@@ -83,7 +233,7 @@ async fn serve_connection<H: PeerHandler>(
     }
 }
 
-async fn write_answers<W: tokio::io::AsyncWrite + Unpin>(mut writer: W, mut inbox: mpsc::Receiver<Vec<u8>>) {
+async fn write_answers<W: AsyncWrite + Unpin>(mut writer: W, mut inbox: mpsc::Receiver<Vec<u8>>) {
     let mut batch = Vec::new();
     while let Some(frame) = inbox.recv().await {
         batch.push(frame);

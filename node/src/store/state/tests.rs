@@ -104,6 +104,49 @@ fn a_retry_older_than_the_clients_last_request_is_superseded() {
     assert_eq!(stale, Response::Superseded { revision: 1 });
 }
 
+/// Goal: the probe's poison pill. A put and a delete of one key under one tag once panicked
+/// every replica's `apply`, for good. The delete must be refused and change nothing, and a retry
+/// of the put must still get the put's answer.
+#[test]
+fn a_tag_reused_for_a_different_request_is_refused_and_changes_nothing() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let first_put = tagged(put("a", "1", Precondition::Always), 42, 1);
+    let first = state.apply(1, &first_put, bugs);
+    let before = state.clone();
+    for (index, reuse) in [
+        tagged(delete("a"), 42, 1),
+        tagged(put("b", "1", Precondition::Always), 42, 1),
+        tagged(put("a", "2", Precondition::Always), 42, 1),
+        tagged(put("a", "1", Precondition::ModRevision(1)), 42, 1),
+        tagged(kie_create("id-1", "timeout", &[]), 42, 1),
+    ]
+    .iter()
+    .zip(2..)
+    .map(|(request, index)| (index, request))
+    {
+        assert_eq!(state.apply(index, reuse, bugs), Response::TagReused { revision: 1 }, "{reuse}");
+        assert_eq!(state, before, "a refused request changes nothing: {reuse}");
+    }
+    assert_eq!(state.get("b"), None, "no record is made up for a key never written");
+    assert_eq!(state.apply(9, &first_put, bugs), first, "a true retry still gets the first answer");
+}
+
+/// Goal: a record under the kie prefix without kie fields (a native write, possible from an
+/// older or hostile proposer) once made every later kie update panic. It is no kie kv.
+#[test]
+fn a_kie_update_of_a_record_without_kie_fields_finds_no_kv() {
+    let mut state = KvState::new(16, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    state.apply(1, &put(".kie/default/id-1", "raw", Precondition::Always), bugs);
+    let update = Request {
+        tag: None,
+        proposed_at_ms: 1_000,
+        command: Command::KieUpdate { project: "default".into(), id: "id-1".into(), value: None, status: None },
+    };
+    assert_eq!(state.apply(2, &update, bugs), Response::KieNotFound { revision: 1 });
+}
+
 fn labelled(key: &str, value: &str, labels: &[(&str, &str)]) -> Request {
     let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Request {
@@ -212,4 +255,97 @@ fn a_kie_update_keeps_identity_and_a_batch_delete_counts_each_kv() {
     assert_eq!(deleted, Response::KieDeleted { ids: vec!["id-1".into(), "id-2".into()], revision: 5 });
     let recreated = state.apply(5, &kie_create("id-9", "timeout", &[("app", "default")]), bugs);
     assert!(matches!(recreated, Response::KieWritten { .. }), "a deleted identity is free again");
+}
+
+mod properties {
+    //! Random command sequences, with tags drawn from a few clients and serials so that reuse,
+    //! retries and supersession are common, and with malformed fields a hostile proposer could
+    //! commit. `apply` must never panic and the store's invariants must hold after every step.
+    //! Longer run: `PROPTEST_CASES=20000 cargo test -p cairn-node --lib properties`.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key() -> impl Strategy<Value = Key> {
+        prop_oneof![
+            prop::sample::select(vec!["a", "b", "", ".kie/p/1", ".kie/p/x/y"]).prop_map(Key::from),
+            "[a-c.]{0,3}".prop_map(|key| Key::from(key.as_str())),
+        ]
+    }
+
+    fn labels() -> impl Strategy<Value = Labels> {
+        prop::collection::btree_map("[a-b ]{0,2}", "[x\\n]{0,2}", 0..3)
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        let text = || "[a-z\\-/.]{0,3}".prop_map(|text| Arc::<str>::from(text.as_str()));
+        let value = || prop::collection::vec(any::<u8>(), 0..4).prop_map(Bytes::from);
+        let expect = prop_oneof![Just(Precondition::Always), (0u64..6).prop_map(Precondition::ModRevision)];
+        prop_oneof![
+            (key(), value(), prop::option::of(labels()), expect.clone())
+                .prop_map(|(key, value, labels, expect)| Command::Put { key, value, labels, expect }),
+            (key(), expect).prop_map(|(key, expect)| Command::Delete { key, expect }),
+            (0u64..4).prop_map(|id| Command::RetireNode { id }),
+            (text(), text(), text(), labels(), value(), "[a-z]{0,4}", "[a-z]{0,4}").prop_map(
+                |(project, id, key, labels, value, value_type, status)| Command::KieCreate {
+                    project,
+                    id,
+                    key,
+                    labels,
+                    value,
+                    value_type,
+                    status
+                }
+            ),
+            (text(), text(), prop::option::of(value()), prop::option::of("[a-z]{0,4}"))
+                .prop_map(|(project, id, value, status)| Command::KieUpdate { project, id, value, status }),
+            (text(), prop::collection::vec(text(), 0..3)).prop_map(|(project, ids)| Command::KieDelete { project, ids }),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let tag = prop::option::of((0u128..3, 0u64..4).prop_map(|(client, serial)| ClientTag { client, serial }));
+        (tag, any::<u64>(), command()).prop_map(|(tag, proposed_at_ms, command)| Request { tag, proposed_at_ms, command })
+    }
+
+    /// The store's invariants, checked from outside: the revision never decreases, a refused
+    /// request changes nothing, every record is at or below the revision, every mutation is an
+    /// event and the history ends at the revision.
+    fn check_step(before: &KvState, after: &KvState, response: &Response) {
+        assert!(after.revision() >= before.revision());
+        assert!(after.revision() <= before.revision() + 1 || matches!(response, Response::KieDeleted { .. }));
+        if matches!(response, Response::TagReused { .. } | Response::Superseded { .. } | Response::Mismatch { .. }) {
+            assert_eq!(after.records, before.records);
+            assert_eq!(after.revision(), before.revision());
+        }
+        for record in after.records.values() {
+            assert!(record.mod_revision <= after.revision());
+            assert!(record.create_revision <= record.mod_revision);
+            assert!(record.version >= 1);
+        }
+        if after.revision() > before.revision() {
+            let events = after.events_since(before.revision() + 1, &Filter::default(), usize::MAX).unwrap_or_default();
+            let revisions: Vec<u64> = events.iter().map(|event| event.revision).collect();
+            let expected: Vec<u64> = (before.revision() + 1..=after.revision()).collect();
+            assert_eq!(revisions, expected, "one event per revision, none missing");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_sequence_of_commands_applies_without_panicking_and_keeps_the_invariants(
+            requests in prop::collection::vec(request(), 1..60),
+        ) {
+            let mut state = KvState::new(4, HistoryLimits::default());
+            let mut replica = KvState::new(4, HistoryLimits::default());
+            for (index, request) in (1..).zip(&requests) {
+                let before = state.clone();
+                let response = state.apply(index, request, InjectedBugs::default());
+                check_step(&before, &state, &response);
+                prop_assert_eq!(replica.apply(index, request, InjectedBugs::default()), response);
+            }
+            prop_assert_eq!(state, replica, "every replica applies to the same state");
+        }
+    }
 }
