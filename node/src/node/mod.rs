@@ -190,11 +190,12 @@ impl Node {
     }
 
     /// Watches for this node's retirement. A removed node refuses client requests at once, but
-    /// its raft keeps running until the configuration without it is in its log: until then it
-    /// may be a voter of the joint configuration the change passes through, whose quorum needs
-    /// it (a two-voter cluster removing either node would otherwise hang for good, restarts
-    /// included). Should that configuration never reach it, raft idles: the others no longer
-    /// count it and refuse its votes.
+    /// its raft keeps running until it knows the configuration without it is committed: until
+    /// then its acknowledgement may be needed to commit the joint configuration the change
+    /// passes through, or (as the leader removing itself) to replicate the final one (a
+    /// two-voter cluster removing either node would otherwise hang for good, restarts
+    /// included). Should that commit never reach it, raft idles: the others no longer count it
+    /// and refuse its votes.
     async fn watch_removal(self) {
         let mut progress = self.inner.store.watch_progress();
         if progress.wait_for(|p| p.self_retired).await.is_err() {
@@ -203,14 +204,14 @@ impl Node {
         self.inner.removed.store(true, Ordering::Release);
         tracing::error!(id = self.id(), "this node was removed from the cluster; it no longer serves");
         let mut shutdown = self.inner.shutdown.subscribe();
-        while self.member(self.id()).is_some() {
+        while self.is_in_committed_membership() {
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 () = self.wait_for_change(REMOVAL_CHECK_INTERVAL) => {}
             }
         }
-        tracing::info!(id = self.id(), "the configuration without this node reached it; stopping raft");
+        tracing::info!(id = self.id(), "the configuration without this node is committed; stopping raft");
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "stopping raft after removal");
         }
@@ -247,6 +248,12 @@ impl Node {
         let metrics = self.inner.raft.metrics();
         let metrics = metrics.borrow_watched();
         metrics.membership_config.membership().get_node(&id).cloned()
+    }
+
+    fn is_in_committed_membership(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.committed_membership_config.membership().get_node(&self.id()).is_some()
     }
 
     pub fn is_removed(&self) -> bool {

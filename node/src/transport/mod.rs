@@ -9,6 +9,8 @@ mod frame;
 mod handshake;
 mod message;
 mod server;
+#[cfg(all(test, not(madsim)))]
+mod tests;
 
 pub use client::{PeerClient, RpcError};
 pub use frame::FRAME_BYTES_MAX;

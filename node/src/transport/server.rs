@@ -3,11 +3,11 @@
 //! and a writer that batches the answers.
 //!
 //! Memory and connections are bounded before a caller has proven itself: at most
-//! [`HANDSHAKES_MAX`] connections in their handshake, each reading frames of at most
-//! [`HANDSHAKE_FRAME_BYTES_MAX`] bytes for at most [`HANDSHAKE_TIMEOUT`]. A proven connection
-//! leaves that pool, so callers stuck in handshakes can never keep members out; proven
-//! connections are bounded per node id (a newer one closes the oldest) and in total, where a
-//! member is always admitted by closing a non-member's connection.
+//! [`HANDSHAKES_MAX`] connections in their handshake (a newcomer closes the oldest, see
+//! [`Pending`]), each reading frames of at most [`HANDSHAKE_FRAME_BYTES_MAX`] bytes for at most
+//! [`HANDSHAKE_TIMEOUT`]. A proven connection leaves that pool; proven connections are bounded
+//! per node id (a newer one closes the oldest) and in total, where a member is always admitted
+//! by closing a non-member's connection.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -48,30 +48,82 @@ pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
     auth: Arc<PeerAuth>,
     handler: Arc<H>,
-    shutdown: rt::watch::Receiver<bool>,
+    mut shutdown: rt::watch::Receiver<bool>,
 ) {
+    let pending = Arc::new(Mutex::new(Pending::default()));
     let registry = Arc::new(Registry::default());
-    rt::accept_connections(listener, HANDSHAKES_MAX, "peer", shutdown, |stream, address, shutdown| {
-        let (auth, handler, registry) = (auth.clone(), handler.clone(), registry.clone());
-        async move {
-            let proven = match rt::timeout(HANDSHAKE_TIMEOUT, answer_handshake(stream, &auth)).await {
-                Ok(Ok(proven)) => proven,
-                Ok(Err(error)) => return tracing::warn!(%address, %error, "refused a peer connection"),
-                Err(_) => return tracing::warn!(%address, "refused a peer connection: no handshake in time"),
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, address) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a peer connection failed");
+                rt::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let (serial, mut evicted) = lock(&pending).start();
+        let (auth, handler, registry, pending) = (auth.clone(), handler.clone(), registry.clone(), pending.clone());
+        let shutdown = shutdown.clone();
+        rt::spawn(async move {
+            let handshake = tokio::select! {
+                biased;
+                _ = evicted.wait_for(|evicted| *evicted) => Err(invalid("newer connections took its place while it had not proven itself".into())),
+                handshake = rt::timeout(HANDSHAKE_TIMEOUT, answer_handshake(stream, &auth)) => {
+                    handshake.unwrap_or_else(|_| Err(invalid("no handshake in time".into())))
+                }
+            };
+            lock(&pending).finish(serial);
+            let proven = match handshake {
+                Ok(proven) => proven,
+                Err(error) => return tracing::warn!(%address, %error, "refused a peer connection"),
             };
             let from = proven.from;
             let Some(admission) = registry.admit(from, handler.is_member(from)) else {
                 return tracing::warn!(%address, from, "refused a peer connection: too many connections");
             };
-            rt::spawn(async move {
-                if let Err(error) = serve_connection(proven, handler, admission.closed.clone(), shutdown).await {
-                    tracing::debug!(%address, %error, "peer connection closed");
-                }
-                registry.release(from, admission.serial);
-            });
+            if let Err(error) = serve_connection(proven, handler, admission.closed.clone(), shutdown).await {
+                tracing::debug!(%address, %error, "peer connection closed");
+            }
+            registry.release(from, admission.serial);
+        });
+    }
+}
+
+/// Connections still in their handshake, oldest first. When there are too many, the oldest is
+/// closed rather than the newcomer refused: a member proves itself within a round trip, so only
+/// a flood that opens [`HANDSHAKES_MAX`] connections within one round trip can keep it out,
+/// while refusing newcomers would let a few idle connections lock every member out.
+#[derive(Default)]
+struct Pending {
+    by_serial: BTreeMap<u64, rt::watch::Sender<bool>>,
+    next_serial: u64,
+}
+
+impl Pending {
+    fn start(&mut self) -> (u64, rt::watch::Receiver<bool>) {
+        self.next_serial += 1;
+        let (evict, evicted) = rt::watch::channel(false);
+        self.by_serial.insert(self.next_serial, evict);
+        while self.by_serial.len() > HANDSHAKES_MAX {
+            if let Some((_, oldest)) = self.by_serial.pop_first() {
+                oldest.send_if_modified(|evicted| !std::mem::replace(evicted, true));
+            }
         }
-    })
-    .await;
+        (self.next_serial, evicted)
+    }
+
+    fn finish(&mut self, serial: u64) {
+        self.by_serial.remove(&serial);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A connection whose caller proved itself as `from`.
@@ -141,7 +193,7 @@ impl Registry {
     /// bound, or, when all slots are taken and `from` is a member, a non-member's. `None` when
     /// there is no room for it.
     fn admit(&self, from: NodeId, member: bool) -> Option<Admission> {
-        let mut state = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.connections);
         let replaces_own = state.by_peer.get(&from).is_some_and(|own| own.len() >= CONNECTIONS_PER_PEER_MAX);
         if !replaces_own && state.total >= CONNECTIONS_MAX && !state.evict_a_non_member(member) {
             return None;
@@ -161,7 +213,7 @@ impl Registry {
 
     /// Forgets a connection that ended (or was evicted: then it is no longer listed).
     fn release(&self, from: NodeId, serial: u64) {
-        let mut state = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.connections);
         let Some(own) = state.by_peer.get_mut(&from) else { return };
         let before = own.len();
         own.retain(|admission| admission.serial != serial);

@@ -1,0 +1,118 @@
+//! The peer port against callers that do not play by the rules, over real loopback TCP: a
+//! wrong secret, a claimed id without a proof, oversized frames before the handshake, and
+//! connections held open to crowd members out.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::frame::{self, FRAME_BYTES_MAX};
+use super::handshake::{Challenge, PeerAuth, Proof};
+use super::message::Envelope;
+use super::*;
+use crate::api::Forward;
+use crate::command::NodeId;
+use crate::rt::{self, Duration};
+
+/// Answers every request with the id the caller proved.
+struct Echo;
+
+impl PeerHandler for Echo {
+    fn is_member(&self, _id: NodeId) -> bool {
+        true
+    }
+
+    async fn handle(&self, from: NodeId, _request: PeerRequest) -> PeerResponse {
+        PeerResponse::refused(format!("heard {from}"))
+    }
+}
+
+/// A peer server on a free loopback port with `secret`; it stops when the sender drops.
+async fn server(secret: &[u8]) -> (String, rt::watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = rt::watch::channel(false);
+    let auth = Arc::new(PeerAuth::new(100, Some(secret)));
+    rt::spawn(serve(listener, auth, Arc::new(Echo), stopped));
+    (address, stop)
+}
+
+fn request() -> PeerRequest {
+    PeerRequest::Forward(Forward::RemoveMember { id: 2 })
+}
+
+async fn call_as(id: NodeId, secret: &[u8], address: &str) -> Result<PeerResponse, RpcError> {
+    let client = PeerClient::new(Arc::new(PeerAuth::new(id, Some(secret))), address.to_string());
+    client.call(request(), Duration::from_secs(2)).await
+}
+
+/// Reads until the server closes the connection; fails if it answers anything or stays open.
+async fn assert_closed_without_answer(stream: &mut TcpStream) {
+    let mut buffer = [0u8; 64];
+    let read = rt::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "expected the server to close the connection, got {read:?}");
+}
+
+/// Goal: callers that know the secret are served under the id they proved; one with another
+/// secret never gets a request through.
+#[tokio::test]
+async fn members_with_the_secret_are_served_and_a_caller_without_it_is_refused() {
+    let (address, _stop) = server(b"s3cret").await;
+    let answer = call_as(1, b"s3cret", &address).await.unwrap();
+    assert!(matches!(answer, PeerResponse::Refused(text) if text == "heard 1"));
+    let outsider = call_as(1, b"guess", &address).await;
+    assert!(matches!(outsider, Err(RpcError::Unreachable(_))), "{outsider:?}");
+}
+
+/// Goal: the probe's attack. A raw client sends a Hello claiming a member's id, cannot prove it,
+/// and sends a request anyway: the connection is closed and nothing is answered.
+#[tokio::test]
+async fn a_caller_that_claims_an_id_without_proving_it_is_closed_unanswered() {
+    let (address, _stop) = server(b"s3cret").await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let hello = PeerAuth::new(1, Some(b"guess")).hello();
+    stream.write_all(&frame::encode(&hello).unwrap()).await.unwrap();
+    let body = frame::read_frame(&mut stream).await.unwrap().expect("a challenge");
+    let _challenge: Challenge = frame::decode(&body).unwrap();
+    let forged = Proof { proof: [0; 32] };
+    stream.write_all(&frame::encode(&forged).unwrap()).await.unwrap();
+    let _ = stream.write_all(&frame::encode(&Envelope { id: 1, body: request() }).unwrap()).await;
+    assert_closed_without_answer(&mut stream).await;
+}
+
+/// Goal: before the handshake nothing larger than a handshake frame is read: a 64 MiB length
+/// prefix closes the connection at once instead of reserving 64 MiB.
+#[tokio::test]
+async fn an_unproven_caller_cannot_declare_a_large_frame() {
+    let (address, _stop) = server(b"s3cret").await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(&(FRAME_BYTES_MAX as u32).to_be_bytes()).await.unwrap();
+    stream.write_all(&[0u8; 4096]).await.unwrap();
+    assert_closed_without_answer(&mut stream).await;
+}
+
+/// Goal: connections that never finish a handshake (the probe held 256, which kept a killed
+/// leader's followers from electing anyone) cannot keep a member from connecting.
+#[tokio::test]
+async fn idle_connections_cannot_keep_a_member_out() {
+    let (address, _stop) = server(b"s3cret").await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(&[0, 0, 0, 200, 1, 2, 3]).await.unwrap();
+        idle.push(stream);
+    }
+    let answer = call_as(1, b"s3cret", &address).await.unwrap();
+    assert!(matches!(answer, PeerResponse::Refused(text) if text == "heard 1"));
+}
+
+/// Goal: without a cluster secret the handshake still runs (and checks the protocol), so nodes
+/// without one talk to each other; a node with a secret refuses them.
+#[tokio::test]
+async fn nodes_without_a_secret_talk_only_to_each_other() {
+    let (address, _stop) = server(b"").await;
+    let open = PeerClient::new(Arc::new(PeerAuth::new(1, None)), address.clone());
+    assert!(open.call(request(), Duration::from_secs(2)).await.is_ok());
+    assert!(call_as(1, b"s3cret", &address).await.is_err());
+}
