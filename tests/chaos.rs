@@ -51,9 +51,10 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     skip_dedup: false,
     drop_watch_events: false,
     unproven_leader_contact: false,
+    ignore_tag_reuse: false,
 };
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -132,6 +133,14 @@ const SCENARIOS: [Scenario; 9] = [
         history: FULL_HISTORY,
         seed_base: 9_000,
     },
+    Scenario {
+        name: "bug_ignore_tag_reuse",
+        nodes: 3,
+        faults: &[FaultKind::Partition, FaultKind::KillLeader],
+        bugs: InjectedBugs { ignore_tag_reuse: true, ..NO_BUGS },
+        history: FULL_HISTORY,
+        seed_base: 10_000,
+    },
 ];
 
 fn scenario(name: &str) -> &'static Scenario {
@@ -146,6 +155,9 @@ fn run_options(scenario: &Scenario, seed: u64) -> RunOptions {
         nemesis: NemesisOptions { kinds: scenario.faults.to_vec(), ..NemesisOptions::default() },
         recovery_bound: Duration::from_secs(30),
         client: ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(4) },
+        // Every other seed of the scenarios without deliberate bugs also fights a hostile client,
+        // and so does every seed of the bug it exists to catch.
+        hostile: (seed % 2 == 0 && scenario.bugs == NO_BUGS) || scenario.bugs.ignore_tag_reuse,
     }
 }
 
@@ -181,7 +193,9 @@ struct SeedResult {
 
 impl SeedResult {
     fn failed(&self) -> bool {
-        self.report.overall() != Overall::Valid || self.outcome.recovery.is_err()
+        self.report.overall() != Overall::Valid
+            || self.outcome.recovery.is_err()
+            || !self.outcome.hostile.broken.is_empty()
     }
 
     /// Keeps the history and the HTML report for a look, and returns where.
@@ -238,8 +252,16 @@ fn progress(scenario: &Scenario, result: &SeedResult) {
         Ok(time) => format!("recovered in {:.1}s", time.as_secs_f64()),
         Err(error) => format!("DID NOT RECOVER: {error}"),
     };
+    let hostile = &result.outcome.hostile;
+    let hostile = match hostile.sent {
+        0 => String::new(),
+        sent => format!(
+            "; hostile client: {sent} sent, {} refused, {} inconclusive, broken: {:?}",
+            hostile.refused, hostile.inconclusive, hostile.broken
+        ),
+    };
     eprintln!(
-        "[{}] seed {}: {:?} — {} ops ({} ok, {} fail, {} info), {} faults, {recovery}; {:.0} virtual s in {:.1} s ({:.0}x)",
+        "[{}] seed {}: {:?} — {} ops ({} ok, {} fail, {} info), {} faults, {recovery}{hostile}; {:.0} virtual s in {:.1} s ({:.0}x)",
         scenario.name,
         result.seed,
         result.report.overall(),
@@ -341,6 +363,22 @@ fn bug_local_linearizable_reads() {
 #[test]
 fn bug_ack_before_fsync() {
     expect_caught("bug_ack_before_fsync", &[Checker::Durability, Checker::Revisions, Checker::Linearizable], 20);
+}
+
+/// A client tag reused for another write, answered with the first write's outcome, must be
+/// caught by the hostile client (a refused write acknowledged is as bad as a lost one).
+#[test]
+fn bug_ignore_tag_reuse() {
+    let scenario = scenario("bug_ignore_tag_reuse");
+    for seed in seeds(scenario.seed_base..scenario.seed_base + 5) {
+        let result = run_and_check(scenario, seed);
+        progress(scenario, &result);
+        if let Some(broken) = result.outcome.hostile.broken.first() {
+            eprintln!("[{}] caught by the hostile client at seed {seed}: {broken}", scenario.name);
+            return;
+        }
+    }
+    panic!("the ignore-tag-reuse bug went unnoticed by the hostile client for 5 seeds");
 }
 
 /// Retried requests applied twice must be caught.

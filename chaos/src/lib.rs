@@ -29,6 +29,7 @@ compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `carg
 pub mod check;
 pub mod generate;
 pub mod history;
+pub mod hostile;
 pub mod nemesis;
 pub mod recorder;
 pub mod report;

@@ -8,6 +8,7 @@ use cairn_node::rt::{self, Duration, Instant, watch};
 
 use crate::generate::Rng;
 use crate::history::{ClientEvent, Consistency, EventType, Function, Value};
+use crate::hostile::{HostileCounts, run_hostile};
 use crate::nemesis::{Cluster, NemesisOptions, run_nemesis};
 use crate::recorder::{Counts, Recorder};
 use crate::watcher::run_watcher;
@@ -29,6 +30,8 @@ pub struct RunOptions {
     /// The clients' timeouts: longer than the servers' request timeout, so that the server's own
     /// `outcome_unknown` arrives first.
     pub client: ClientOptions,
+    /// Runs a hostile client beside the workload (see [`crate::hostile`]).
+    pub hostile: bool,
 }
 
 /// What a run produced.
@@ -41,6 +44,8 @@ pub struct RunOutcome {
     /// Time from healing until a write and a linearizable read both succeeded, or why the
     /// cluster did not recover within the bound.
     pub recovery: Result<Duration, String>,
+    /// How the hostile client's requests were answered (all zero without one).
+    pub hostile: HostileCounts,
 }
 
 /// Runs clients and nemesis on `cluster`, then checks recovery and reads every key.
@@ -66,6 +71,14 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
             run_watcher(index, client, recorder, seed, stopped).await;
         })));
     }
+    let (hostile_counts, hostile_answer) = tokio::sync::oneshot::channel();
+    if options.hostile {
+        let (endpoints, stopped, keys, seed) =
+            (endpoints.clone(), stopped.clone(), options.workload.keys, options.seed);
+        clients.push(cluster.spawn_client(Box::pin(async move {
+            let _ = hostile_counts.send(run_hostile(endpoints, keys, seed, stopped).await);
+        })));
+    }
     let mut rng = Rng::new(options.seed);
     run_nemesis(cluster, &recorder, &options.nemesis, &mut rng, Instant::now() + options.chaos).await;
     stop.send_if_modified(|stop| !std::mem::replace(stop, true));
@@ -76,7 +89,8 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
     if recovery.is_ok() {
         read_every_key(cluster, &recorder, options).await;
     }
-    RunOutcome { history: recorder.bytes(), counts: recorder.counts(), recovery }
+    let hostile = hostile_answer.await.unwrap_or_default();
+    RunOutcome { history: recorder.bytes(), counts: recorder.counts(), recovery, hostile }
 }
 
 /// Probes the healed cluster until a write and a linearizable read both succeed.

@@ -24,11 +24,15 @@ pub struct InjectedBugs {
     /// figures did first: from a deposed leader, or before the commits it carries are applied.
     #[cfg(any(madsim, debug_assertions))]
     pub unproven_leader_contact: bool,
+    /// Judge a retry by its client tag alone, as sessions did before they kept fingerprints: a
+    /// tag reused for another write is answered with the first write's outcome.
+    #[cfg(any(madsim, debug_assertions))]
+    pub ignore_tag_reuse: bool,
 }
 
 impl InjectedBugs {
     /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`,
-    /// `any-contact`.
+    /// `any-contact`, `ignore-tag-reuse`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -39,6 +43,7 @@ impl InjectedBugs {
                 "skip-dedup" => bugs.skip_dedup = true,
                 "drop-watch-events" => bugs.drop_watch_events = true,
                 "any-contact" => bugs.unproven_leader_contact = true,
+                "ignore-tag-reuse" => bugs.ignore_tag_reuse = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -62,6 +67,13 @@ impl InjectedBugs {
     pub fn skip_dedup(&self) -> bool {
         #[cfg(any(madsim, debug_assertions))]
         return self.skip_dedup;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn ignore_tag_reuse(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.ignore_tag_reuse;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
     }

@@ -169,7 +169,9 @@ pub enum ConfigError {
     InitialCluster(&'static str),
     #[error("autopilot: {0}")]
     Autopilot(&'static str),
-    #[error("the value limit may be at most {VALUE_BYTES_MAX_LIMIT} bytes and the key limit at most {KEY_BYTES_MAX_LIMIT}")]
+    #[error(
+        "the value limit may be at most {VALUE_BYTES_MAX_LIMIT} bytes and the key limit at most {KEY_BYTES_MAX_LIMIT}"
+    )]
     Limits,
 }
 

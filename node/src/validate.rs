@@ -98,7 +98,10 @@ pub fn key(key: &str, limits: &Limits) -> Result<(), Invalid> {
         return Err(invalid(Rule::Key, "the key is empty"));
     }
     if key.len() > limits.key_bytes_max {
-        return Err(invalid(Rule::Key, format!("the key is {} bytes; the limit is {}", key.len(), limits.key_bytes_max)));
+        return Err(invalid(
+            Rule::Key,
+            format!("the key is {} bytes; the limit is {}", key.len(), limits.key_bytes_max),
+        ));
     }
     Ok(())
 }
@@ -107,7 +110,10 @@ pub fn key(key: &str, limits: &Limits) -> Result<(), Invalid> {
 pub fn native_key(name: &str, limits: &Limits) -> Result<(), Invalid> {
     key(name, limits)?;
     if name.starts_with(KIE_PREFIX) {
-        return Err(invalid(Rule::Reserved, format!("keys under {KIE_PREFIX} belong to the kie routes; write them there")));
+        return Err(invalid(
+            Rule::Reserved,
+            format!("keys under {KIE_PREFIX} belong to the kie routes; write them there"),
+        ));
     }
     Ok(())
 }
@@ -197,9 +203,9 @@ pub fn new_member<'a>(
         if other_id == id {
             continue;
         }
-        let shared = [&member.peer, &member.http].into_iter().find(|address| {
-            [&other.peer, &other.http].into_iter().any(|taken| same_address(address, taken))
-        });
+        let shared = [&member.peer, &member.http]
+            .into_iter()
+            .find(|address| [&other.peer, &other.http].into_iter().any(|taken| same_address(address, taken)));
         if let Some(address) = shared {
             return Err(invalid(Rule::Member, format!("{address} is already an address of member {other_id}")));
         }
@@ -223,7 +229,12 @@ mod tests {
     use crate::command::Precondition;
 
     fn put(key: &str, value_len: usize) -> Command {
-        Command::Put { key: key.into(), value: Bytes::from(vec![0; value_len]), labels: None, expect: Precondition::Always }
+        Command::Put {
+            key: key.into(),
+            value: Bytes::from(vec![0; value_len]),
+            labels: None,
+            expect: Precondition::Always,
+        }
     }
 
     #[test]
@@ -280,7 +291,10 @@ mod tests {
         assert_eq!(new_member(2, &member("127.0.0.1:7721", "127.0.0.1:7720"), others), Ok(()));
         assert!(new_member(5, &member("127.0.0.1:7711", "127.0.0.1:7750"), others).is_err());
         assert!(new_member(6, &member("127.0.0.1:7761", "127.0.0.1:7710"), others).is_err());
-        assert!(new_member(6, &member("127.0.0.1:7710", "127.0.0.1:7760"), others).is_err(), "peer of one, http of other");
+        assert!(
+            new_member(6, &member("127.0.0.1:7710", "127.0.0.1:7760"), others).is_err(),
+            "peer of one, http of other"
+        );
         assert_eq!(new_member(1, &one, others), Ok(()), "a member re-added with its own addresses");
         assert!(new_member(0, &member("127.0.0.1:1", "127.0.0.1:2"), []).is_err());
         assert!(new_member(7, &member("nowhere", "127.0.0.1:2"), []).is_err());

@@ -79,7 +79,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
     /// Deliberate bugs for testing the test harness (debug builds only), comma-separated:
-    /// local-reads, early-ack, skip-dedup, drop-watch-events, any-contact.
+    /// local-reads, early-ack, skip-dedup, drop-watch-events, any-contact, ignore-tag-reuse.
     #[cfg(debug_assertions)]
     #[arg(long, env = "CAIRN_INJECT_BUGS", hide = true)]
     inject_bugs: Option<String>,

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use cairn_node::api::Consistency;
 use cairn_node::command::{ClientTag, Command, Precondition, Response as StoreResponse};
 use cairn_node::record::{Key, Labels};
-use cairn_node::validate;
 use cairn_node::store::filter::Filter;
+use cairn_node::validate;
 
 use super::ApiState;
 use super::error::ApiError;

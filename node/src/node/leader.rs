@@ -4,9 +4,9 @@
 use super::Node;
 use crate::api::{Forward, ForwardReply, NodeError};
 use crate::command::NodeId;
-use crate::validate;
 use crate::rt::{self, Duration, Instant};
 use crate::transport::{PeerRequest, PeerResponse, RpcError};
+use crate::validate;
 
 /// The first pause between attempts; it doubles up to [`RETRY_PAUSE_MAX`].
 const RETRY_PAUSE_MIN: Duration = Duration::from_millis(10);

@@ -139,9 +139,11 @@ impl Node {
         let now = std::time::Instant::now();
         let answered = |id: &NodeId| {
             *id == self.id()
-                || metrics.heartbeat.as_ref().and_then(|h| h.get(id).cloned().flatten()).is_some_and(|at| {
-                    now.saturating_duration_since(*at) <= recent
-                })
+                || metrics
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(id).cloned().flatten())
+                    .is_some_and(|at| now.saturating_duration_since(*at) <= recent)
         };
         for voters in [old, new] {
             let reachable: BTreeSet<NodeId> = voters.iter().copied().filter(answered).collect();

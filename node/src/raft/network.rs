@@ -253,8 +253,8 @@ mod tests {
     use openraft::entry::RaftEntry;
 
     use super::*;
-    use crate::raft::Entry;
     use crate::command::{Command, Precondition, Request};
+    use crate::raft::Entry;
 
     fn entry(index: u64, value_bytes: usize) -> Entry {
         let command = Command::Put {

@@ -57,7 +57,8 @@ pub struct Fingerprint(u128);
 
 impl Fingerprint {
     pub fn of(command: &Command) -> Fingerprint {
-        let mut hasher = HashingWriter(siphasher::sip128::SipHasher13::new_with_keys(FINGERPRINT_KEYS.0, FINGERPRINT_KEYS.1));
+        let mut hasher =
+            HashingWriter(siphasher::sip128::SipHasher13::new_with_keys(FINGERPRINT_KEYS.0, FINGERPRINT_KEYS.1));
         let encoded = bincode::serde::encode_into_writer(command, &mut hasher, bincode::config::standard());
         debug_assert!(encoded.is_ok(), "hashing never fails to write");
         Fingerprint(siphasher::sip128::Hasher128::finish128(&hasher.0).as_u128())
@@ -129,6 +130,12 @@ impl Sessions {
             Some(session) if session.serial > tag.serial => Verdict::Superseded,
             _ => Verdict::Fresh,
         }
+    }
+
+    /// Judges by the tag alone, ignoring what the request is: the `ignore-tag-reuse` bug.
+    pub fn judge_by_tag(&self, tag: ClientTag) -> Verdict {
+        let session = self.by_client.get(&tag.client);
+        self.judge(tag, session.map_or(Fingerprint(0), |session| session.fingerprint))
     }
 
     /// Remembers the outcome of the request `fingerprint` applied at log `index`.

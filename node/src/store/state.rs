@@ -126,7 +126,12 @@ impl KvState {
         };
         let fingerprint = Fingerprint::of(&request.command);
         if !bugs.skip_dedup() {
-            match self.sessions.judge(tag, fingerprint) {
+            let judged = if bugs.ignore_tag_reuse() {
+                self.sessions.judge_by_tag(tag)
+            } else {
+                self.sessions.judge(tag, fingerprint)
+            };
+            match judged {
                 Verdict::Fresh => {}
                 Verdict::Duplicate(outcome) => return self.replay(request, outcome),
                 Verdict::TagReused => return Response::TagReused { revision: self.revision },
@@ -339,7 +344,9 @@ impl KvState {
             },
             (Outcome::KieExists { id, revision }, Command::KieCreate { .. }) => Response::KieExists { id, revision },
             (Outcome::KieNotFound { revision }, Command::KieUpdate { .. }) => Response::KieNotFound { revision },
-            (Outcome::KieDeleted { ids, revision }, Command::KieDelete { .. }) => Response::KieDeleted { ids, revision },
+            (Outcome::KieDeleted { ids, revision }, Command::KieDelete { .. }) => {
+                Response::KieDeleted { ids, revision }
+            }
             _ => Response::TagReused { revision: self.revision },
         }
     }
@@ -368,10 +375,9 @@ fn outcome_of(response: &Response) -> Option<Outcome> {
         Response::KieExists { id, revision } => Some(Outcome::KieExists { id: id.clone(), revision: *revision }),
         Response::KieNotFound { revision } => Some(Outcome::KieNotFound { revision: *revision }),
         Response::KieDeleted { ids, revision } => Some(Outcome::KieDeleted { ids: ids.clone(), revision: *revision }),
-        Response::Retired { .. }
-        | Response::Noop { .. }
-        | Response::Superseded { .. }
-        | Response::TagReused { .. } => None,
+        Response::Retired { .. } | Response::Noop { .. } | Response::Superseded { .. } | Response::TagReused { .. } => {
+            None
+        }
     }
 }
 

@@ -81,9 +81,8 @@ impl PeerAuth {
     /// The caller's side: checks the answerer's proof over `hello`, and proves itself.
     pub(super) fn prove(&self, hello: &Hello, challenge: &Challenge) -> Option<Proof> {
         let expected = self.tag(b"answer", hello.from, &hello.nonce, &challenge.nonce);
-        hmac::tags_equal(&expected, &challenge.proof).then(|| Proof {
-            proof: self.tag(b"call", hello.from, &challenge.nonce, &hello.nonce),
-        })
+        hmac::tags_equal(&expected, &challenge.proof)
+            .then(|| Proof { proof: self.tag(b"call", hello.from, &challenge.nonce, &hello.nonce) })
     }
 
     /// The answerer's side: whether the caller's proof is right for this exchange.

@@ -170,6 +170,7 @@ impl Settings {
             nemesis: NemesisOptions { kinds, ..NemesisOptions::default() },
             recovery_bound: RECOVERY_BOUND,
             client: ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(4) },
+            hostile: false,
         }
     }
 }

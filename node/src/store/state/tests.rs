@@ -300,13 +300,18 @@ mod properties {
             ),
             (text(), text(), prop::option::of(value()), prop::option::of("[a-z]{0,4}"))
                 .prop_map(|(project, id, value, status)| Command::KieUpdate { project, id, value, status }),
-            (text(), prop::collection::vec(text(), 0..3)).prop_map(|(project, ids)| Command::KieDelete { project, ids }),
+            (text(), prop::collection::vec(text(), 0..3))
+                .prop_map(|(project, ids)| Command::KieDelete { project, ids }),
         ]
     }
 
     fn request() -> impl Strategy<Value = Request> {
         let tag = prop::option::of((0u128..3, 0u64..4).prop_map(|(client, serial)| ClientTag { client, serial }));
-        (tag, any::<u64>(), command()).prop_map(|(tag, proposed_at_ms, command)| Request { tag, proposed_at_ms, command })
+        (tag, any::<u64>(), command()).prop_map(|(tag, proposed_at_ms, command)| Request {
+            tag,
+            proposed_at_ms,
+            command,
+        })
     }
 
     /// The store's invariants, checked from outside: the revision never decreases, a refused
