@@ -3,8 +3,10 @@
 //!
 //! Its reused-tag writes aim at the workload's keys with values no recorded process wrote
 //! (`forged.N`) or delete them, so a node that applied one corrupts what the history checkers
-//! see (a read of an unwritten value, a lost acknowledged write). What it cannot leave in the
-//! history it counts: every answer that accepted what must be refused is a broken contract.
+//! see (a read of an unwritten value, a lost acknowledged write). The write of its own key
+//! that takes the tag first is recorded like any other (watchers see it). What it cannot leave
+//! in the history it counts: every answer that accepted what must be refused is a broken
+//! contract.
 
 use bytes::Bytes;
 use cairn_http::client::{Exchanger, Method, Outgoing, Reply};
@@ -12,6 +14,8 @@ use cairn_node::rt::{self, Duration, watch};
 use hyper::header::{HeaderName, HeaderValue};
 
 use crate::generate::Rng;
+use crate::history::{ClientEvent, EventType, Function, Value};
+use crate::recorder::Recorder;
 
 /// How the hostile client's requests were answered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,13 +42,26 @@ struct Probe {
     code: &'static str,
 }
 
+/// Who the hostile client is and where it sends.
+pub struct HostileOptions {
+    /// The nodes' HTTP addresses; each request goes to a random one.
+    pub endpoints: Vec<String>,
+    /// The workload's keys `k0` … `k{keys-1}`, which its reused tags aim at.
+    pub keys: u64,
+    /// Seeds its choices.
+    pub seed: u64,
+    /// Its recorded writes use processes from here up, one each (an unknown outcome retires a
+    /// process, as in Jepsen).
+    pub process_base: u64,
+}
+
 /// Runs until `stop`, then returns what it saw.
 pub async fn run_hostile(
-    endpoints: Vec<String>,
-    keys: u64,
-    seed: u64,
+    options: HostileOptions,
+    recorder: Recorder,
     mut stop: watch::Receiver<bool>,
 ) -> HostileCounts {
+    let HostileOptions { endpoints, keys, seed, process_base } = options;
     let mut rng = Rng::new(seed ^ 0x6e6f_7420_6672_6965);
     let exchanger = Exchanger::default();
     let mut counts = HostileCounts::default();
@@ -54,7 +71,7 @@ pub async fn run_hostile(
         let endpoint = &endpoints[rng.range(0, endpoints.len() as u64 - 1) as usize];
         let key = format!("k{}", rng.range(0, keys - 1));
         let probe = if rng.percent(60) {
-            reuse_a_tag(&exchanger, endpoint, &mut rng, &key, n).await
+            reuse_a_tag(&exchanger, endpoint, &mut rng, &key, n, (&recorder, process_base + n)).await
         } else {
             Some(malformed(&mut rng, &key, n))
         };
@@ -70,17 +87,41 @@ pub async fn run_hostile(
 
 /// Writes a key of its own under a fresh tag and, once that is acknowledged, returns a write of
 /// workload key `key` under the same tag: a reused tag that must change nothing.
-async fn reuse_a_tag(exchanger: &Exchanger, endpoint: &str, rng: &mut Rng, key: &str, n: u64) -> Option<Probe> {
+async fn reuse_a_tag(
+    exchanger: &Exchanger,
+    endpoint: &str,
+    rng: &mut Rng,
+    key: &str,
+    n: u64,
+    (recorder, process): (&Recorder, u64),
+) -> Option<Probe> {
     let client = format!("{:x}", rng.next_u64() | 1 << 63);
     let tag = vec![("X-Cairn-Client", client), ("X-Cairn-Serial", "1".to_string())];
+    let (own_key, value) = (format!("hostile-{n}"), format!("hostile.{n}"));
     let own = Probe {
         method: Method::PUT,
-        path: format!("/v1/kv/hostile-{n}"),
+        path: format!("/v1/kv/{own_key}"),
         headers: tag.clone(),
-        body: "mine".into(),
+        body: value.clone(),
         code: "",
     };
-    let applied = send(exchanger, endpoint, &own).await.is_ok_and(|reply| reply.status.is_success());
+    let record =
+        |event_type| ClientEvent::new(process, event_type, Function::Write, &own_key, Value::Str(value.clone()));
+    recorder.client(record(EventType::Invoke));
+    let reply = send(exchanger, endpoint, &own).await;
+    let completion = match &reply {
+        Ok(reply) if reply.status.is_success() => {
+            let mut done = record(EventType::Ok);
+            done.revision = serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .ok()
+                .and_then(|body| body["mod_revision"].as_u64());
+            done
+        }
+        Ok(reply) if reply.status.is_client_error() => record(EventType::Fail),
+        _ => record(EventType::Info),
+    };
+    let applied = completion.event_type == EventType::Ok;
+    recorder.client(completion);
     if !applied {
         return None;
     }

@@ -8,7 +8,7 @@ use cairn_node::rt::{self, Duration, Instant, watch};
 
 use crate::generate::Rng;
 use crate::history::{ClientEvent, Consistency, EventType, Function, Value};
-use crate::hostile::{HostileCounts, run_hostile};
+use crate::hostile::{HostileCounts, HostileOptions, run_hostile};
 use crate::nemesis::{Cluster, NemesisOptions, run_nemesis};
 use crate::recorder::{Counts, Recorder};
 use crate::watcher::run_watcher;
@@ -71,12 +71,19 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
             run_watcher(index, client, recorder, seed, stopped).await;
         })));
     }
-    let (hostile_counts, hostile_answer) = tokio::sync::oneshot::channel();
+    let mut hostile_answer = None;
     if options.hostile {
-        let (endpoints, stopped, keys, seed) =
-            (endpoints.clone(), stopped.clone(), options.workload.keys, options.seed);
+        let (hostile_counts, answer) = tokio::sync::oneshot::channel();
+        hostile_answer = Some(answer);
+        let hostile = HostileOptions {
+            endpoints: endpoints.clone(),
+            keys: options.workload.keys,
+            seed: options.seed,
+            process_base: options.workload.clients * 1_000_000 + 1,
+        };
+        let (recorder, stopped) = (recorder.clone(), stopped.clone());
         clients.push(cluster.spawn_client(Box::pin(async move {
-            let _ = hostile_counts.send(run_hostile(endpoints, keys, seed, stopped).await);
+            let _ = hostile_counts.send(run_hostile(hostile, recorder, stopped).await);
         })));
     }
     let mut rng = Rng::new(options.seed);
@@ -89,7 +96,10 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
     if recovery.is_ok() {
         read_every_key(cluster, &recorder, options).await;
     }
-    let hostile = hostile_answer.await.unwrap_or_default();
+    let hostile = match hostile_answer {
+        Some(answer) => answer.await.unwrap_or_default(),
+        None => HostileCounts::default(),
+    };
     RunOutcome { history: recorder.bytes(), counts: recorder.counts(), recovery, hostile }
 }
 

@@ -184,12 +184,15 @@ fn client_tag(headers: &HeaderMap) -> Result<Option<ClientTag>, ApiError> {
     match (text(CLIENT_HEADER), text(SERIAL_HEADER)) {
         (None, None) => Ok(None),
         (Some(client), Some(serial)) => {
-            let client = u128::from_str_radix(client, 16).map_err(|_| {
-                ApiError::bad_request("invalid_header", format!("{CLIENT_HEADER} must be up to 32 hex digits"))
+            // from_str_radix and parse accept a leading `+`; a tag is plain digits only.
+            let hex = !client.is_empty() && client.len() <= 32 && client.bytes().all(|b| b.is_ascii_hexdigit());
+            let client = u128::from_str_radix(client, 16).ok().filter(|_| hex).ok_or_else(|| {
+                ApiError::bad_request("invalid_header", format!("{CLIENT_HEADER} must be 1 to 32 hex digits"))
             })?;
-            let serial = serial
-                .parse()
-                .map_err(|_| ApiError::bad_request("invalid_header", format!("{SERIAL_HEADER} must be an integer")))?;
+            let decimal = !serial.is_empty() && serial.bytes().all(|b| b.is_ascii_digit());
+            let serial = serial.parse().ok().filter(|_| decimal).ok_or_else(|| {
+                ApiError::bad_request("invalid_header", format!("{SERIAL_HEADER} must be a decimal integer"))
+            })?;
             Ok(Some(ClientTag { client, serial }))
         }
         _ => Err(ApiError::bad_request("invalid_header", format!("{CLIENT_HEADER} and {SERIAL_HEADER} go together"))),
