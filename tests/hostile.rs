@@ -6,13 +6,16 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_http::client::{Exchanger, Method, Outgoing, Reply, Route};
 use cairn_node::api::{Consistency, MemberKind};
-use cairn_node::raft::Member;
+use cairn_node::raft::{Member, TypeConfig};
+use cairn_node::transport::{PeerAuth, PeerClient, PeerRequest};
 use hyper::header::{HeaderName, HeaderValue};
+use openraft::raft::VoteRequest;
 use serde_json::Value;
 use support::{Process, client, eventually, free_address, leader_index, start_static_cluster, wait_for_voters};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -179,7 +182,7 @@ async fn removing_the_leader_of_a_two_voter_cluster_completes() {
     let second = Process::start(root.path(), 2, &["--join".into(), first.http.clone()]);
     let both = client(vec![first.http.clone(), second.http.clone()]);
     wait_for_voters(&both, 2).await;
-    assert_eq!(leader_index(&[first.http.clone()]).await, 0);
+    assert_eq!(leader_index(std::slice::from_ref(&first.http)).await, 0);
     let removed = both.remove_member(Route::Only(0), 1).await;
     assert!(removed.is_ok(), "{removed:?}\n{}", first.log());
     let survivor = client(vec![second.http.clone()]);
@@ -218,4 +221,68 @@ async fn a_follower_behind_by_many_large_values_catches_up() {
     .await;
     let read = cluster.get(Route::Only(lagging), "large-79", Consistency::Stale).await.unwrap();
     assert_eq!(read.value.map(|record| record.value.len()), Some(1024 * 1024));
+}
+
+/// Goal: the probe's vote storm (`Vote` requests flagged as a leadership transfer, which voters
+/// grant despite a live leader's lease, drove the term from 1 to 5,098 in 20 s and failed
+/// writes). Method: without a cluster secret, a client claiming a member's id sends every node
+/// 100 such votes with ever higher terms and a longer log; the leader keeps its term and its
+/// leadership, and writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_claiming_a_leadership_transfer_do_not_unseat_a_live_leader() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_static_cluster(root.path(), &[]);
+    let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
+    let cluster = client(endpoints.clone());
+    wait_for_voters(&cluster, 3).await;
+    let leader = leader_index(&endpoints).await;
+    let term = cluster.status(Route::Only(leader)).await.unwrap().value.term;
+    let claimed = nodes[(leader + 1) % 3].id;
+    let attackers: Vec<PeerClient> =
+        nodes.iter().map(|node| PeerClient::new(Arc::new(PeerAuth::new(claimed, None)), node.peer.clone())).collect();
+    for round in 1..=100u64 {
+        for attacker in &attackers {
+            let leader_id = openraft::vote::leader_id_adv::CommittedLeaderId { term: term + round, node_id: claimed };
+            let vote = VoteRequest::<TypeConfig> {
+                vote: openraft::Vote::new(term + round, claimed),
+                last_log_id: Some(openraft::LogId::new(leader_id, 1_000_000)),
+                leadership_transfer: true,
+            };
+            let _ = attacker.call(PeerRequest::Vote(vote), Duration::from_secs(1)).await;
+        }
+    }
+    let status = cluster.status(Route::Only(leader)).await.unwrap().value;
+    assert_eq!((status.term, status.role), (term, cairn_node::api::Role::Leader), "the leader was unseated");
+    let written = cluster.put(Route::Any, "after-the-storm", Bytes::from("1"), None).await;
+    assert!(written.is_ok(), "{written:?}");
+}
+
+/// Goal: the probe held 256 connections per peer port (a Hello and a partial frame each), and
+/// a killed leader's followers could then elect no one for as long as they were held. Method:
+/// 300 connections that send a Hello and part of a proof are held to each follower's peer port, the
+/// leader is killed, and the followers must still elect a leader that commits writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_connections_do_not_keep_followers_from_electing_a_leader() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_static_cluster(root.path(), &[]);
+    let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
+    wait_for_voters(&client(endpoints.clone()), 3).await;
+    let leader = leader_index(&endpoints).await;
+    let followers: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
+    let mut held = Vec::new();
+    for &follower in &followers {
+        for _ in 0..300 {
+            let mut stream = TcpStream::connect(&nodes[follower].peer).await.unwrap();
+            let mut hello_and_part_of_a_proof = hello_frame(3, 9);
+            hello_and_part_of_a_proof.extend_from_slice(&[0, 0, 0, 32, 1, 2]);
+            let _ = stream.write_all(&hello_and_part_of_a_proof).await;
+            held.push(stream);
+        }
+    }
+    nodes[leader].kill();
+    let survivors: Vec<String> = followers.iter().map(|&index| endpoints[index].clone()).collect();
+    leader_index(&survivors).await;
+    let written = client(survivors).put(Route::Any, "after-the-flood", Bytes::from("1"), None).await;
+    assert!(written.is_ok(), "{written:?}");
+    drop(held);
 }

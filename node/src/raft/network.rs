@@ -227,7 +227,7 @@ fn fit_to_frame(mut rpc: AppendEntriesRequest<TypeConfig>) -> (AppendEntriesRequ
         return (rpc, None);
     }
     rpc.entries.truncate(keep);
-    let last_sent = rpc.entries.last().map(|entry| entry.log_id.clone());
+    let last_sent = rpc.entries.last().map(|entry| entry.log_id);
     debug_assert!(last_sent.is_some(), "a cut batch keeps at least one entry");
     (rpc, last_sent)
 }
