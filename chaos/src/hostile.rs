@@ -24,7 +24,8 @@ pub struct HostileCounts {
     pub sent: u64,
     /// Refused with the expected status and code.
     pub refused: u64,
-    /// No verdict: unreachable, no leader, outcome unknown (the cluster is under faults).
+    /// No verdict: unreachable, no leader, outcome unknown, a full disk, a removed node (the
+    /// cluster is under faults).
     pub inconclusive: u64,
     /// Accepted, or refused with the wrong status: what was accepted and how.
     pub broken: Vec<String>,
@@ -194,7 +195,7 @@ fn judge(counts: &mut HostileCounts, probe: &Probe, reply: Result<Reply, String>
         .unwrap_or_default();
     if code == probe.code {
         counts.refused += 1;
-    } else if matches!(status, 503 | 504) {
+    } else if matches!(status, 503 | 504 | 507) || code == "node_removed" {
         counts.inconclusive += 1;
     } else {
         let what = format!("{} {} answered {status} {code:?}, expected {:?}", probe.method, probe.path, probe.code);
