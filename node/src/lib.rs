@@ -12,6 +12,7 @@
 compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `cargo test --features sim`");
 
 pub mod api;
+pub mod bounded_decode;
 pub mod bugs;
 pub mod command;
 pub mod config;

@@ -17,7 +17,7 @@ use rand::rngs::SmallRng;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::codec::{BincodeCodec, ENVELOPE_BYTES, Envelope, Rejected, is_turn_undead};
+use super::codec::{BincodeCodec, DATAGRAM_BYTES_MAX, ENVELOPE_BYTES, Envelope, Rejected, is_turn_undead};
 use super::facts::{ChangeNotice, Fact, NodeMeta, SharedFacts};
 use super::{
     GossipConfig, GossipCounters, GossipHandle, GossipIdentity, GossipMember, GossipTimings, GossipView, INBOX_MAX,
@@ -26,8 +26,6 @@ use super::{
 use crate::api::Role;
 use crate::rt::{self, Duration, Instant, watch};
 
-/// The largest datagram sent or accepted, envelope included (fits a 1500-byte MTU).
-const DATAGRAM_MAX: usize = 1400;
 /// Datagrams the reader may queue before it stops reading (the OS then drops them).
 const DATAGRAMS_QUEUED_MAX: usize = 1024;
 /// This node's metadata is re-announced at least this often even when nothing changed, so the
@@ -99,7 +97,7 @@ pub fn spawn(
 
 /// The reader task: the only place that receives on the socket.
 async fn read_datagrams(socket: Arc<UdpSocket>, datagrams: mpsc::Sender<(Vec<u8>, SocketAddr)>) {
-    let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+    let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     loop {
         match socket.recv_from(&mut buffer).await {
             Ok((length, from)) => {
@@ -442,7 +440,7 @@ fn foca_config(timings: &GossipTimings) -> foca::Config {
     config.probe_rtt = timings.probe_rtt;
     config.suspect_to_down_after = timings.suspect_to_down_after;
     config.max_transmissions = NonZeroU8::new(TRANSMISSIONS_MAX).expect("not zero");
-    config.max_packet_size = NonZeroUsize::new(DATAGRAM_MAX - ENVELOPE_BYTES).expect("the envelope is small");
+    config.max_packet_size = NonZeroUsize::new(DATAGRAM_BYTES_MAX - ENVELOPE_BYTES).expect("the envelope is small");
     config.periodic_announce_to_down_members = Some(PeriodicParams {
         frequency: timings.announce_to_down,
         num_members: NonZeroUsize::new(2).expect("two is not zero"),
@@ -466,5 +464,52 @@ mod tests {
             order.push(next.sequence);
         }
         assert_eq!(order, [2, 1, 3, 0]);
+    }
+
+    /// An actor for node `id` on a loopback socket, never run: tests hand it datagrams directly.
+    async fn idle_actor(id: u64) -> Actor {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let identity = GossipIdentity {
+            id,
+            peer: format!("127.0.0.1:{}", 7000 + id),
+            http: format!("127.0.0.1:{}", 8000 + id),
+            gossip: address,
+            generation: 1,
+            renewal: 0,
+        };
+        let local: LocalStateFn = Arc::new(|| LocalState {
+            role: Role::Follower,
+            term: 1,
+            leader: None,
+            revision: 0,
+            leader_contact: None,
+            raft_peers: Vec::new(),
+        });
+        Actor::new(GossipConfig::new(address), identity, Arc::new(socket), local)
+    }
+
+    /// A sealed announce from `sender` to `target`, as it would arrive on the wire.
+    fn announce(sender: &mut Actor, target: &Actor) -> Vec<u8> {
+        sender.foca.announce(target.foca.identity().clone(), &mut sender.effects).unwrap();
+        let (_, packet) = sender.effects.to_send().unwrap();
+        packet.to_vec()
+    }
+
+    /// The probe's datagram: an announce whose sender's `peer` string declares 2^44 bytes
+    /// aborted the process (`memory allocation of 17592186044416 bytes failed`).
+    #[tokio::test]
+    async fn a_datagram_declaring_a_huge_length_is_refused() {
+        let (mut target, mut sender) = (idle_actor(1).await, idle_actor(2).await);
+        let packet = announce(&mut sender, &target);
+        // The header starts with the sender's id (one varint byte), then its peer address's length.
+        let mut lying = vec![packet[0], 0xFD];
+        lying.extend_from_slice(&(1u64 << 44).to_le_bytes());
+        lying.extend_from_slice(&packet[2..]);
+        let from = sender.foca.identity().gossip;
+        target.handle_datagram(&sender.envelope.seal(&lying), from);
+        assert_eq!(target.counters.refused, 1);
+        target.handle_datagram(&sender.envelope.seal(&packet), from);
+        assert_eq!(target.counters.refused, 1, "a valid announce is still accepted");
     }
 }

@@ -6,10 +6,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::bounded_decode;
+
 /// The largest frame either side sends or accepts: a full append batch of maximal values plus
 /// headroom. Snapshot chunks are far smaller.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Encoding needs no limit; decoding adds one (see [`decode`]).
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 /// Encodes `value` as one frame, length prefix included.
@@ -25,9 +28,22 @@ pub fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
+/// Decodes a frame body, bounding what its declared lengths may allocate by the body's own length
+/// (see [`crate::bounded_decode`]): a valid body always decodes, a lying one allocates at most a
+/// small multiple of what was actually received.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
-    let (value, read) =
-        bincode::serde::decode_from_slice(body, CONFIG).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    whole_body(body, bounded_decode::decode_slice(body))
+}
+
+/// Decodes a frame body with at most `LIMIT` bytes of in-memory claims, for frames known to be
+/// small (a handshake), so that an unauthenticated caller cannot make the decoder allocate more.
+#[cfg_attr(not(test), expect(dead_code, reason = "for the peer handshake, which is being rewritten to use it"))]
+pub fn decode_bounded<T: DeserializeOwned, const LIMIT: usize>(body: &[u8]) -> io::Result<T> {
+    whole_body(body, bounded_decode::decode_slice_within::<T, LIMIT>(body))
+}
+
+fn whole_body<T>(body: &[u8], decoded: Result<(T, usize), bincode::error::DecodeError>) -> io::Result<T> {
+    let (value, read) = decoded.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if read != body.len() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "trailing bytes after frame"));
     }
@@ -81,6 +97,27 @@ mod tests {
         let prefix = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes();
         let mut reader = &prefix[..];
         let error = read_frame(&mut reader).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// The probe's frame: a forwarded read whose key declares 2^44 bytes aborted the process
+    /// (`memory allocation of 17592186044416 bytes failed`).
+    #[test]
+    fn a_body_declaring_a_huge_string_is_refused_without_allocating_it() {
+        let mut body = vec![7, 4, 1, 0xFD];
+        body.extend_from_slice(&(1u64 << 44).to_le_bytes());
+        body.extend_from_slice(b"0123456789abcdef");
+        let error = decode::<super::super::message::Envelope<super::super::message::PeerRequest>>(&body).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_bounded_decode_refuses_a_body_over_its_limit_that_the_ladder_accepts() {
+        let frame = encode(&(1u64, "x".repeat(100))).unwrap();
+        let body = &frame[4..];
+        assert!(decode::<(u64, String)>(body).is_ok());
+        assert!(decode_bounded::<(u64, String), 4096>(body).is_ok());
+        let error = decode_bounded::<(u64, String), 64>(body).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
