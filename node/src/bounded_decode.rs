@@ -6,8 +6,10 @@
 //! in its configuration, bincode adds up the in-memory size of everything it decodes (a string's
 //! length, 8 bytes for a `u64` however short its varint, 4 for an enum tag) and refuses before
 //! allocating once the sum would pass the limit. Sequences and maps decoded through serde claim
-//! nothing, but serde preallocates at most 1 MiB for them (`size_hint::cautious`) and grows them
-//! only as elements are actually read, so they are bounded by the input.
+//! nothing: serde's own collections reserve at most 1 MiB whatever length is declared
+//! (`size_hint::cautious`) and grow only as elements are actually read, so they are bounded by
+//! the input. A collection whose `Deserialize` reserves the declared length in full (imbl's do)
+//! is not; such fields deserialize through `store::cautious`.
 //!
 //! # Choosing the limit
 //! No encoded byte makes bincode claim more than [`CLAIM_PER_ENCODED_BYTE_MAX`] bytes (a `u128`

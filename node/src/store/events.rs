@@ -54,6 +54,7 @@ pub struct Compacted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventLog {
     /// Persistent, so freezing the state for a snapshot does not copy the history.
+    #[serde(deserialize_with = "super::cautious::vector")]
     events: Vector<Arc<Event>>,
     bytes: usize,
     /// The highest revision evicted; events up to it are gone.

@@ -65,7 +65,9 @@ struct Session {
 /// evicts the same sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     by_client: OrdMap<u128, Session>,
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     by_last_index: OrdMap<u64, u128>,
     capacity: usize,
 }

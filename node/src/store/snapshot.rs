@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounded_decode;
 use crate::raft::SnapshotMeta;
 use crate::rt;
 use crate::storage::Disk;
@@ -263,10 +264,11 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     }
     let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
     let body_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-    if disk.len(path)? != HEADER_BYTES + body_len {
+    let end = HEADER_BYTES.checked_add(body_len);
+    let Some(end) = end.filter(|end| Some(*end) == disk.len(path).ok()) else {
         return Err(invalid("length does not match its header"));
-    }
-    let mut reader = DiskReader { disk, path, offset: HEADER_BYTES, end: HEADER_BYTES + body_len, crc: 0 };
+    };
+    let mut reader = DiskReader { disk, path, offset: HEADER_BYTES, end, crc: 0 };
     let mut sink = io::sink();
     io::copy(&mut reader, &mut sink)?;
     if reader.crc != crc {
@@ -274,10 +276,11 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     }
     // bincode reads field by field, often a byte at a time; unbuffered, each of those would be
     // one read through `Disk` (a pread), which made loading a million keys take ten seconds.
-    let reader = DiskReader { disk, path, offset: HEADER_BYTES, end: HEADER_BYTES + body_len, crc: 0 };
-    let mut buffered = io::BufReader::with_capacity(IO_CHUNK_BYTES, reader);
-    bincode::serde::decode_from_std_read(&mut buffered, bincode::config::standard())
-        .map_err(|e| invalid(&format!("cannot decode: {e}")))
+    let reader = DiskReader { disk, path, offset: HEADER_BYTES, end, crc: 0 };
+    let buffered = io::BufReader::with_capacity(IO_CHUNK_BYTES, reader);
+    // The checksum only proves the file is what its writer wrote; a hostile leader writes valid
+    // checksums too, so the decode is bounded by the body's length like any other input.
+    bounded_decode::decode_reader(buffered, body_len).map_err(|e| invalid(&format!("cannot decode: {e}")))
 }
 
 /// Reads a byte range of a file through [`Disk`], keeping a running CRC32C of what it read.
@@ -372,6 +375,55 @@ mod tests {
         assert!(files.load(&new).await.is_err(), "the checksum catches the flipped byte");
         let (current, _) = files.current().await.unwrap().expect("the old snapshot is still valid");
         assert_eq!(current, meta(5));
+    }
+
+    /// A snapshot file at `path` with `body`, its header and checksum correct: what a hostile
+    /// leader or a tampered disk could hand over.
+    fn write_raw(disk: &SimDisk, path: &Path, body: &[u8], declared_len: u64) {
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&FORMAT.to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        file.extend_from_slice(&declared_len.to_le_bytes());
+        file.extend_from_slice(body);
+        disk.write_at(path, 0, &file).unwrap();
+    }
+
+    /// Goal: no length inside a checksummed snapshot is trusted. Method: at every position of a
+    /// valid body, insert a length prefix declaring 2^44 bytes (the probe's gossip attack,
+    /// applied to a snapshot) and load the file; each load is an error naming the file, or a
+    /// state, never an abort.
+    #[test]
+    fn a_snapshot_declaring_a_huge_length_is_an_error_naming_the_file() {
+        let disk = SimDisk::new(4);
+        disk.create_dir_all(Path::new("/snapshots")).unwrap();
+        let path = PathBuf::from("/snapshots/valid.snap");
+        write_file(&disk, &path, &meta(2), &state_with(2)).unwrap();
+        let body = disk.read_all(&path).unwrap().split_off(HEADER_BYTES as usize);
+        let mut refused = 0;
+        for at in 0..body.len() {
+            let mut lying = body[..at].to_vec();
+            lying.push(0xFD);
+            lying.extend_from_slice(&(1u64 << 44).to_le_bytes());
+            lying.extend_from_slice(&body[at + 1..]);
+            let path = PathBuf::from(format!("/snapshots/lying-{at}.snap"));
+            write_raw(&disk, &path, &lying, lying.len() as u64);
+            if let Err(error) = load_file(&disk, &path) {
+                assert!(error.to_string().contains(&*path.to_string_lossy()), "{error}");
+                refused += 1;
+            }
+        }
+        assert!(refused > body.len() / 2, "most rewritten bytes are refused: {refused} of {}", body.len());
+    }
+
+    /// Goal: a header's body length is not trusted either. Method: declare the largest length.
+    #[test]
+    fn a_header_declaring_an_impossible_body_length_is_an_error_naming_the_file() {
+        let disk = SimDisk::new(5);
+        disk.create_dir_all(Path::new("/snapshots")).unwrap();
+        let path = PathBuf::from("/snapshots/impossible.snap");
+        write_raw(&disk, &path, b"body", u64::MAX);
+        let error = load_file(&disk, &path).unwrap_err();
+        assert!(error.to_string().contains("impossible.snap"), "{error}");
     }
 
     /// Goal: power loss while a snapshot is being written leaves the previous snapshot current.

@@ -34,6 +34,7 @@ pub struct ListPage {
 /// serialize while the store keeps applying.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     records: OrdMap<Key, Record>,
     /// Counts every mutation, as etcd's revision does; never decreases.
     revision: u64,
@@ -42,6 +43,7 @@ pub struct KvState {
     retired: BTreeSet<NodeId>,
     events: EventLog,
     /// kie kvs by identity, to refuse a second kv with the same key and labels in a project.
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     kie_ids: OrdMap<KieIdentity, Arc<str>>,
 }
 
