@@ -17,6 +17,8 @@ pub mod bugs;
 pub mod command;
 pub mod config;
 pub mod gossip;
+#[cfg(test)]
+mod hostile_bytes;
 pub mod node;
 pub mod raft;
 pub mod record;

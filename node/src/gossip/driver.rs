@@ -37,6 +37,8 @@ const META_REFRESH: Duration = Duration::from_secs(1);
 const TRANSMISSIONS_MAX: u8 = 8;
 /// How often seeds that are not members yet are announced to.
 const SEED_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// The pause before a failed actor is replaced, so that a failure on every start cannot spin.
+const RESTART_BACKOFF: Duration = Duration::from_millis(200);
 
 type Swim = Foca<GossipIdentity, BincodeCodec, SmallRng, SharedFacts>;
 
@@ -74,8 +76,9 @@ impl Ord for Scheduled {
     }
 }
 
-/// Binds nothing: takes the bound `socket`, starts the reader task and the actor, and returns the
-/// actor's handle. Both tasks stop when `shutdown` turns true (the actor first leaves the cluster).
+/// Binds nothing: takes the bound `socket`, starts the reader task and the supervised actor, and
+/// returns the actor's handle. Both tasks stop when `shutdown` turns true (the actor first leaves
+/// the cluster).
 pub fn spawn(
     config: GossipConfig,
     identity: GossipIdentity,
@@ -87,12 +90,46 @@ pub fn spawn(
     let (datagrams_tx, datagrams) = mpsc::channel(DATAGRAMS_QUEUED_MAX);
     let reader = rt::spawn(read_datagrams(socket.clone(), datagrams_tx));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-    let actor = Actor::new(config, identity, socket, local);
+    let inputs = Arc::new(tokio::sync::Mutex::new(Inputs { inbox, datagrams }));
     rt::spawn(async move {
-        actor.run(inbox, datagrams, shutdown).await;
+        supervise(config, identity, socket, local, inputs, shutdown).await;
         reader.abort();
     });
     GossipHandle { inbox: inbox_tx }
+}
+
+/// What the actor receives; it holds them locked while it runs, and they outlive it.
+struct Inputs {
+    inbox: mpsc::Receiver<Input>,
+    datagrams: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+}
+
+/// Runs the actor on its own task and starts a fresh one, under a renewed identity, whenever it
+/// fails: no input may crash it, but if a bug does, the node must not drop out of gossip for good
+/// (peers would show it down forever). The failure is logged and counted in
+/// `GossipCounters::actor_restarts`.
+async fn supervise(
+    config: GossipConfig,
+    mut identity: GossipIdentity,
+    socket: Arc<UdpSocket>,
+    local: LocalStateFn,
+    inputs: Arc<tokio::sync::Mutex<Inputs>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut restarts = 0;
+    loop {
+        let mut actor = Actor::new(config.clone(), identity.clone(), socket.clone(), local.clone());
+        actor.counters.actor_restarts = restarts;
+        let Err(failure) = rt::spawn(actor.run(inputs.clone(), shutdown.clone())).await else { return };
+        restarts += 1;
+        tracing::error!(%failure, restarts, "the gossip actor failed; starting a fresh one");
+        identity = foca::Identity::renew(&identity).unwrap_or(identity);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            _ = rt::sleep(RESTART_BACKOFF) => {}
+        }
+    }
 }
 
 /// The reader task: the only place that receives on the socket.
@@ -168,12 +205,9 @@ impl Actor {
         }
     }
 
-    async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<Input>,
-        mut datagrams: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, inputs: Arc<tokio::sync::Mutex<Inputs>>, mut shutdown: watch::Receiver<bool>) {
+        let mut inputs = inputs.lock_owned().await;
+        let Inputs { inbox, datagrams } = &mut *inputs;
         self.schedule(Duration::ZERO, Due::Tick);
         loop {
             let Some(Reverse(next)) = self.timers.peek() else { unreachable!("the tick is always scheduled") };
@@ -227,15 +261,19 @@ impl Actor {
         let now = Instant::now();
         while self.timers.peek().is_some_and(|Reverse(next)| next.deadline <= now) {
             let Some(Reverse(scheduled)) = self.timers.pop() else { break };
-            match scheduled.due {
-                Due::Foca(timer) => {
-                    let timer = self.restore_suspicion(timer);
-                    if let Err(error) = self.foca.handle_timer(timer, &mut self.effects) {
-                        tracing::debug!(%error, "foca timer");
-                    }
+            self.handle_due(scheduled.due);
+        }
+    }
+
+    fn handle_due(&mut self, due: Due) {
+        match due {
+            Due::Foca(timer) => {
+                let timer = self.restore_suspicion(timer);
+                if let Err(error) = self.foca.handle_timer(timer, &mut self.effects) {
+                    tracing::debug!(%error, "foca timer");
                 }
-                Due::Tick => self.tick(),
             }
+            Due::Tick => self.tick(),
         }
     }
 
@@ -264,6 +302,18 @@ impl Actor {
 
     /// Sends what foca queued, schedules its timers and reports its notifications.
     async fn flush(&mut self) {
+        for (to, sealed) in self.take_effects() {
+            match rt::send_datagram(&self.socket, to, &sealed).await {
+                Ok(_) => self.counters.sent += 1,
+                Err(error) => tracing::debug!(%to, %error, "gossip send failed"),
+            }
+        }
+    }
+
+    /// Takes everything foca queued: schedules its timers, reports its notifications, and
+    /// returns the sealed datagrams to send.
+    fn take_effects(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut outgoing = Vec::new();
         while let Some((to, packet)) = self.effects.to_send() {
             if self.foca.iter_members().any(|member| *member.id() == to) && is_turn_undead::<GossipIdentity>(&packet) {
                 // foca 2.0.0 sends its courtesy TurnUndead when a suspicion timer fires even if
@@ -273,11 +323,7 @@ impl Actor {
                 self.counters.turn_undead_suppressed += 1;
                 continue;
             }
-            let sealed = self.envelope.seal(&packet);
-            match rt::send_datagram(&self.socket, to.gossip, &sealed).await {
-                Ok(_) => self.counters.sent += 1,
-                Err(error) => tracing::debug!(to = %to.gossip, %error, "gossip send failed"),
-            }
+            outgoing.push((to.gossip, self.envelope.seal(&packet)));
         }
         while let Some((after, timer)) = self.effects.to_schedule() {
             if let Some(token) = token_of(&timer) {
@@ -293,6 +339,7 @@ impl Actor {
             }
             report(notification);
         }
+        outgoing
     }
 
     /// Refreshes this node's metadata, announces new revisions as leader, contacts unseen seeds.
@@ -478,14 +525,7 @@ mod tests {
             generation: 1,
             renewal: 0,
         };
-        let local: LocalStateFn = Arc::new(|| LocalState {
-            role: Role::Follower,
-            term: 1,
-            leader: None,
-            revision: 0,
-            leader_contact: None,
-            raft_peers: Vec::new(),
-        });
+        let local: LocalStateFn = Arc::new(quiet_follower);
         Actor::new(GossipConfig::new(address), identity, Arc::new(socket), local)
     }
 
@@ -511,5 +551,157 @@ mod tests {
         assert_eq!(target.counters.refused, 1);
         target.handle_datagram(&sender.envelope.seal(&packet), from);
         assert_eq!(target.counters.refused, 1, "a valid announce is still accepted");
+    }
+
+    /// Goal: if the actor fails anyway, the node does not drop out of gossip for good. Method: a
+    /// local-state function that panics once (the only way left to fail the actor); the view
+    /// is answered afterwards by a fresh actor that counts the restart.
+    #[tokio::test]
+    async fn a_failed_actor_is_replaced_by_a_fresh_one() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let identity = idle_actor(1).await.foca.identity().clone();
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = calls.clone();
+        let local: LocalStateFn = Arc::new(move || {
+            assert!(counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0, "the first tick fails");
+            quiet_follower()
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let handle = spawn(GossipConfig::new(address), identity, socket, local, shutdown);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let view = loop {
+            let view = handle.view().await.expect("the supervisor keeps an actor running");
+            if view.counters.actor_restarts > 0 || Instant::now() > deadline {
+                break view;
+            }
+            rt::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(view.counters.actor_restarts, 1);
+        assert_eq!(view.members[0].identity.renewal, 1, "the fresh actor renewed its identity");
+        stop.send(true).unwrap();
+    }
+
+    fn quiet_follower() -> LocalState {
+        LocalState {
+            role: Role::Follower,
+            term: 1,
+            leader: None,
+            revision: 0,
+            leader_contact: None,
+            raft_peers: Vec::new(),
+        }
+    }
+
+    /// Hostile datagrams through the whole receive path: envelope, foca with our codec and
+    /// broadcast handler, then everything foca queued in reaction (`PROPTEST_CASES` sets the
+    /// case count).
+    mod properties {
+        use std::sync::Mutex;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::hostile_bytes::hostile;
+
+        /// Valid packets, unsealed: what two actors say to each other while they meet and
+        /// exchange facts.
+        fn conversation(target: &mut Actor, sender: &mut Actor) -> Vec<Vec<u8>> {
+            for actor in [&mut *target, &mut *sender] {
+                actor.tick();
+                actor.add_broadcast(&Fact::Change(ChangeNotice { leader: 2, term: 3, revision: 9 }));
+            }
+            let mut to_target = vec![announce(sender, target)];
+            let mut packets = to_target.clone();
+            for _round in 0..6 {
+                // Probes, gossip and announcements are timer-driven; fire a few as if due.
+                for actor in [&mut *target, &mut *sender] {
+                    for _timer in 0..3 {
+                        if let Some(Reverse(next)) = actor.timers.pop() {
+                            actor.handle_due(next.due);
+                        }
+                    }
+                }
+                let to_sender = deliver(&to_target, sender, target);
+                to_target = deliver(&to_sender, target, sender);
+                packets.extend(to_sender.into_iter().chain(to_target.iter().cloned()));
+            }
+            packets
+        }
+
+        /// Hands `packets` from `from` to `to`; returns what `to` answers `from`, unsealed.
+        fn deliver(packets: &[Vec<u8>], from: &Actor, to: &mut Actor) -> Vec<Vec<u8>> {
+            let address = from.foca.identity().gossip;
+            for packet in packets {
+                to.handle_datagram(&from.envelope.seal(packet), address);
+            }
+            let answers = to.take_effects().into_iter().filter(|(at, _)| *at == address);
+            answers.map(|(_, sealed)| sealed[ENVELOPE_BYTES..].to_vec()).collect()
+        }
+
+        /// What one hostile step does.
+        #[derive(Clone, Debug)]
+        enum Step {
+            /// Bytes straight off the wire.
+            Raw(Vec<u8>),
+            /// Bytes sealed in a valid envelope (no secret needed), so they reach foca.
+            Sealed(Vec<u8>),
+            /// The earliest timer fires, as if its deadline had come.
+            Timer,
+        }
+
+        proptest! {
+            #[test]
+            fn hostile_datagrams_never_fail_the_actor(steps in proptest::collection::vec(
+                prop_oneof![
+                    1 => proptest::collection::vec(any::<u8>(), 0..DATAGRAM_BYTES_MAX + 1).prop_map(Step::Raw),
+                    6 => hostile(valid_packets(), DATAGRAM_BYTES_MAX - ENVELOPE_BYTES).prop_map(Step::Sealed),
+                    1 => Just(Step::Timer),
+                ],
+                1..16,
+            )) {
+                let (runtime, actor, peer) = shared();
+                let _entered = runtime.enter();
+                let mut actor = actor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for step in steps {
+                    let datagram = match step {
+                        Step::Raw(bytes) => bytes,
+                        Step::Sealed(packet) => actor.envelope.seal(&packet),
+                        Step::Timer => {
+                            if let Some(Reverse(next)) = actor.timers.pop() {
+                                actor.handle_due(next.due);
+                            }
+                            actor.take_effects();
+                            continue;
+                        }
+                    };
+                    actor.handle_datagram(&datagram, *peer);
+                    actor.take_effects();
+                }
+                let _view = actor.view();
+            }
+        }
+
+        /// The valid packets the mutations start from, recorded once.
+        fn valid_packets() -> Vec<Vec<u8>> {
+            let (runtime, _, _) = shared();
+            runtime.block_on(async {
+                let (mut target, mut sender) = (idle_actor(1).await, idle_actor(2).await);
+                conversation(&mut target, &mut sender)
+            })
+        }
+
+        /// One runtime and one actor for every case, so hostile input meets the state earlier
+        /// cases left behind.
+        fn shared() -> &'static (tokio::runtime::Runtime, Mutex<Actor>, SocketAddr) {
+            static SHARED: std::sync::OnceLock<(tokio::runtime::Runtime, Mutex<Actor>, SocketAddr)> =
+                std::sync::OnceLock::new();
+            SHARED.get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let actor = runtime.block_on(idle_actor(3));
+                let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+                (runtime, Mutex::new(actor), peer)
+            })
+        }
     }
 }

@@ -127,4 +127,106 @@ mod tests {
         let mut reader = &frame[..frame.len() - 2];
         assert!(read_frame(&mut reader).await.is_err());
     }
+
+    /// Random and mutated bodies of every peer message never panic the decoder: each is a
+    /// value or an error. (`PROPTEST_CASES` sets the case count.)
+    mod properties {
+        use bytes::Bytes;
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::api::{Consistency, Forward, ForwardReply, NodeError};
+        use crate::command::{ClientTag, Command, Precondition, Request, Response};
+        use crate::hostile_bytes::hostile;
+        use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+        use crate::transport::message::{Envelope, PeerRequest, PeerResponse, SnapshotChunk};
+
+        fn log_id(index: u64) -> LogId {
+            openraft::LogId::new(openraft::vote::leader_id_adv::CommittedLeaderId { term: 3, node_id: 1 }, index)
+        }
+
+        fn put(key: &str) -> Request {
+            let command = Command::Put {
+                key: key.into(),
+                value: Bytes::from_static(b"value"),
+                labels: Some([("env".to_string(), "prod".to_string())].into()),
+                expect: Precondition::ModRevision(4),
+            };
+            Request { tag: Some(ClientTag { client: 42, serial: 7 }), proposed_at_ms: 1_700_000_000_000, command }
+        }
+
+        fn body<T: Serialize>(id: u64, body: T) -> Vec<u8> {
+            encode(&Envelope { id, body }).unwrap().split_off(4)
+        }
+
+        fn requests() -> Vec<Vec<u8>> {
+            let entries = vec![
+                Entry { log_id: log_id(5), payload: openraft::EntryPayload::Blank },
+                Entry { log_id: log_id(6), payload: openraft::EntryPayload::Normal(put("a/b")) },
+            ];
+            let append = openraft::raft::AppendEntriesRequest {
+                vote: Vote::new_committed(3, 1),
+                prev_log_id: Some(log_id(4)),
+                entries,
+                leader_commit: Some(log_id(5)),
+            };
+            let vote = openraft::raft::VoteRequest {
+                vote: Vote::new(4, 2),
+                last_log_id: Some(log_id(6)),
+                leadership_transfer: false,
+            };
+            let chunk = SnapshotChunk {
+                transfer: 9,
+                vote: Vote::new_committed(3, 1),
+                meta: SnapshotMeta { last_log_id: Some(log_id(6)), last_membership: StoredMembership::default() },
+                offset: 0,
+                data: Bytes::from_static(b"CAIRNSNP and some bytes"),
+                done: true,
+            };
+            vec![
+                body(1, PeerRequest::Append { rpc: append, lease: None }),
+                body(2, PeerRequest::Vote(vote)),
+                body(3, PeerRequest::Snapshot(chunk)),
+                body(4, PeerRequest::Forward(Forward::Write(put("key")))),
+                body(5, PeerRequest::Forward(Forward::Read { key: "k".into(), consistency: Consistency::Stale })),
+            ]
+        }
+
+        fn responses() -> Vec<Vec<u8>> {
+            let written = Response::Delete { deleted: None, revision: 12 };
+            vec![
+                body(1, PeerResponse::Forward(Ok(ForwardReply::Written(written)))),
+                body(
+                    2,
+                    PeerResponse::Forward(Err::<ForwardReply, _>(NodeError::OutcomeUnknown {
+                        reason: "timeout".to_string(),
+                    })),
+                ),
+                body(3, PeerResponse::Refused("no".to_string())),
+                body(4, PeerResponse::Snapshot(None)),
+            ]
+        }
+
+        #[test]
+        fn the_valid_bodies_decode() {
+            for body in requests() {
+                decode::<Envelope<PeerRequest>>(&body).unwrap();
+            }
+            for body in responses() {
+                decode::<Envelope<PeerResponse>>(&body).unwrap();
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn hostile_request_bodies_never_panic(body in hostile(requests(), 512)) {
+                let _ = decode::<Envelope<PeerRequest>>(&body);
+            }
+
+            #[test]
+            fn hostile_response_bodies_never_panic(body in hostile(responses(), 512)) {
+                let _ = decode::<Envelope<PeerResponse>>(&body);
+            }
+        }
+    }
 }
