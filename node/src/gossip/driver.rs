@@ -556,6 +556,8 @@ mod tests {
     /// Goal: if the actor fails anyway, the node does not drop out of gossip for good. Method: a
     /// local-state function that panics once (the only way left to fail the actor); the view
     /// is answered afterwards by a fresh actor that counts the restart.
+    // madsim ends the whole simulation when any task panics, so only tokio can show a restart.
+    #[cfg(not(madsim))]
     #[tokio::test]
     async fn a_failed_actor_is_replaced_by_a_fresh_one() {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -595,7 +597,9 @@ mod tests {
 
     /// Hostile datagrams through the whole receive path: envelope, foca with our codec and
     /// broadcast handler, then everything foca queued in reaction (`PROPTEST_CASES` sets the
-    /// case count).
+    /// case count). Under tokio only: proptest drives the cases from a blocking loop, which
+    /// madsim's runtime does not offer.
+    #[cfg(not(madsim))]
     mod properties {
         use std::sync::Mutex;
 

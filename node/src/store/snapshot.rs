@@ -441,4 +441,41 @@ mod tests {
         assert_eq!(current, meta(5));
         assert!(!disk.exists(&partial).unwrap(), "temporary files are cleaned up on open");
     }
+
+    /// Random and mutated snapshot bodies, with valid headers and checksums, never panic the
+    /// loader: each is a state or an error naming the file (`PROPTEST_CASES` sets the count).
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::command::ClientTag;
+        use crate::hostile_bytes::hostile;
+
+        /// The bodies of a small snapshot whose state has records, a session and history.
+        fn valid_bodies() -> Vec<Vec<u8>> {
+            let mut state = state_with(3);
+            let delete = Command::Delete { key: "key-2".into(), expect: Precondition::Always };
+            let tag = Some(ClientTag { client: 7, serial: 1 });
+            state.apply(4, &Request { tag, proposed_at_ms: 5, command: delete }, InjectedBugs::default());
+            let disk = SimDisk::new(6);
+            disk.create_dir_all(Path::new("/snapshots")).unwrap();
+            let path = PathBuf::from("/snapshots/valid.snap");
+            write_file(&disk, &path, &meta(4), &state).unwrap();
+            vec![disk.read_all(&path).unwrap().split_off(HEADER_BYTES as usize)]
+        }
+
+        proptest! {
+            #[test]
+            fn hostile_snapshot_bodies_never_panic_the_loader(body in hostile(valid_bodies(), 2048)) {
+                let disk = SimDisk::new(7);
+                disk.create_dir_all(Path::new("/snapshots")).unwrap();
+                let path = PathBuf::from("/snapshots/hostile.snap");
+                write_raw(&disk, &path, &body, body.len() as u64);
+                if let Err(error) = load_file(&disk, &path) {
+                    prop_assert!(error.to_string().contains("hostile.snap"), "{}", error);
+                }
+                let _ = load_meta(&disk, &path);
+            }
+        }
+    }
 }
