@@ -109,6 +109,8 @@ mod tests {
         body.extend_from_slice(b"0123456789abcdef");
         let error = decode::<super::super::message::Envelope<super::super::message::PeerRequest>>(&body).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let cause = error.get_ref().and_then(|cause| cause.downcast_ref::<bincode::error::DecodeError>());
+        assert!(matches!(cause, Some(bincode::error::DecodeError::LimitExceeded)), "{error:?}");
     }
 
     #[test]
