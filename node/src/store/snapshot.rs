@@ -237,6 +237,10 @@ impl Write for DiskWriter<'_> {
 
 fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
     let body: Body<'static> = decode_verified(disk, path)?;
+    if let Some(why) = body.state.inconsistency() {
+        let message = format!("{}: not a state the store could have reached: {why}", path.display());
+        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    }
     Ok((body.meta.into_owned(), body.state.into_owned()))
 }
 
@@ -443,7 +447,8 @@ mod tests {
     }
 
     /// Random and mutated snapshot bodies, with valid headers and checksums, never panic the
-    /// loader: each is a state or an error naming the file (`PROPTEST_CASES` sets the count).
+    /// loader: each is an error naming the file, or a state that takes writes without tripping
+    /// the store's assertions (`PROPTEST_CASES` sets the count).
     mod properties {
         use proptest::prelude::*;
 
@@ -464,17 +469,39 @@ mod tests {
             vec![disk.read_all(&path).unwrap().split_off(HEADER_BYTES as usize)]
         }
 
+        /// What a follower does next with an installed state: every kind of write to it.
+        fn apply_after_install(state: &mut KvState) {
+            let put = |key: &str| Command::Put {
+                key: key.into(),
+                value: Bytes::from_static(b"after"),
+                labels: None,
+                expect: Precondition::Always,
+            };
+            let commands = [
+                (None, put("key-1")),
+                (None, Command::Delete { key: "key-3".into(), expect: Precondition::Always }),
+                (Some(ClientTag { client: 1 << 100, serial: 1 }), put("fresh")),
+                (None, Command::KieDelete { project: "p".into(), ids: vec!["x".into()] }),
+            ];
+            let revision = state.revision();
+            for (index, (tag, command)) in commands.into_iter().enumerate() {
+                state.apply(index as u64 + 100, &Request { tag, proposed_at_ms: 9, command }, InjectedBugs::default());
+            }
+            assert!(state.revision() > revision);
+        }
+
         proptest! {
             #[test]
-            fn hostile_snapshot_bodies_never_panic_the_loader(body in hostile(valid_bodies(), 2048)) {
+            fn hostile_snapshot_bodies_never_panic_the_loader_nor_later_applies(body in hostile(valid_bodies(), 2048)) {
                 let disk = SimDisk::new(7);
                 disk.create_dir_all(Path::new("/snapshots")).unwrap();
                 let path = PathBuf::from("/snapshots/hostile.snap");
                 write_raw(&disk, &path, &body, body.len() as u64);
-                if let Err(error) = load_file(&disk, &path) {
-                    prop_assert!(error.to_string().contains("hostile.snap"), "{}", error);
-                }
                 let _ = load_meta(&disk, &path);
+                match load_file(&disk, &path) {
+                    Err(error) => prop_assert!(error.to_string().contains("hostile.snap"), "{}", error),
+                    Ok((_, mut state)) => apply_after_install(&mut state),
+                }
             }
         }
     }
