@@ -90,12 +90,17 @@ pub fn spawn(
     let (datagrams_tx, datagrams) = mpsc::channel(DATAGRAMS_QUEUED_MAX);
     let reader = rt::spawn(read_datagrams(socket.clone(), datagrams_tx));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-    let inputs = Arc::new(tokio::sync::Mutex::new(Inputs { inbox, datagrams }));
-    rt::spawn(async move {
-        supervise(config, identity, socket, local, inputs, shutdown).await;
-        reader.abort();
-    });
+    let blueprint = Blueprint { config, identity, socket, local };
+    rt::spawn(supervise(blueprint, Inputs { inbox, datagrams }, reader, shutdown));
     GossipHandle { inbox: inbox_tx }
+}
+
+/// What every actor is built from.
+struct Blueprint {
+    config: GossipConfig,
+    identity: GossipIdentity,
+    socket: Arc<UdpSocket>,
+    local: LocalStateFn,
 }
 
 /// What the actor receives; it holds them locked while it runs, and they outlive it.
@@ -104,32 +109,48 @@ struct Inputs {
     datagrams: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
 }
 
-/// Runs the actor on its own task and starts a fresh one, under a renewed identity, whenever it
-/// fails: no input may crash it, but if a bug does, the node must not drop out of gossip for good
-/// (peers would show it down forever). The failure is logged and counted in
-/// `GossipCounters::actor_restarts`.
+/// Why an actor stopped without failing.
+enum Stopped {
+    Shutdown,
+    /// The reader task ended: no datagram would ever arrive again.
+    ReaderGone,
+}
+
+/// Runs the actor on its own task and, until shutdown, replaces it whenever it fails or its
+/// reader stops: no input may crash either, but if a bug does, the node must not drop out of
+/// gossip for good (peers would show it down forever). A fresh actor starts under a renewed
+/// identity, so peers take it as news at once; each replacement is logged and counted in
+/// `GossipCounters::restarts`.
 async fn supervise(
-    config: GossipConfig,
-    mut identity: GossipIdentity,
-    socket: Arc<UdpSocket>,
-    local: LocalStateFn,
-    inputs: Arc<tokio::sync::Mutex<Inputs>>,
+    mut blueprint: Blueprint,
+    inputs: Inputs,
+    mut reader: rt::JoinHandle<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let inputs = Arc::new(tokio::sync::Mutex::new(inputs));
     let mut restarts = 0;
     loop {
-        let mut actor = Actor::new(config.clone(), identity.clone(), socket.clone(), local.clone());
-        actor.counters.actor_restarts = restarts;
-        let Err(failure) = rt::spawn(actor.run(inputs.clone(), shutdown.clone())).await else { return };
+        let mut actor = Actor::new(&blueprint);
+        actor.counters.restarts = restarts;
+        match rt::spawn(actor.run(inputs.clone(), shutdown.clone())).await {
+            Ok(Stopped::Shutdown) => break,
+            Ok(Stopped::ReaderGone) => {
+                tracing::error!(restarts, "the gossip reader stopped; starting a fresh one");
+                let (datagrams_tx, datagrams) = mpsc::channel(DATAGRAMS_QUEUED_MAX);
+                inputs.lock().await.datagrams = datagrams;
+                reader = rt::spawn(read_datagrams(blueprint.socket.clone(), datagrams_tx));
+            }
+            Err(failure) => tracing::error!(%failure, restarts, "the gossip actor failed; starting a fresh one"),
+        }
         restarts += 1;
-        tracing::error!(%failure, restarts, "the gossip actor failed; starting a fresh one");
-        identity = foca::Identity::renew(&identity).unwrap_or(identity);
+        blueprint.identity = foca::Identity::renew(&blueprint.identity).unwrap_or(blueprint.identity);
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
             _ = rt::sleep(RESTART_BACKOFF) => {}
         }
     }
+    reader.abort();
 }
 
 /// The reader task: the only place that receives on the socket.
@@ -176,10 +197,11 @@ struct Actor {
 }
 
 impl Actor {
-    fn new(config: GossipConfig, identity: GossipIdentity, socket: Arc<UdpSocket>, local: LocalStateFn) -> Actor {
+    fn new(blueprint: &Blueprint) -> Actor {
+        let Blueprint { config, identity, socket, local } = blueprint;
         let facts = SharedFacts::default();
         let foca = Foca::with_custom_broadcast(
-            identity,
+            identity.clone(),
             foca_config(&config.timings),
             rt::seeded_rng(),
             BincodeCodec,
@@ -192,11 +214,11 @@ impl Actor {
             timers: BinaryHeap::new(),
             timer_sequence: 0,
             timer_token: None,
-            socket,
+            socket: socket.clone(),
             envelope: super::codec::Envelope::new(&config.cluster_name, config.secret.as_deref()),
             timings: config.timings,
-            seeds: config.seeds,
-            local,
+            seeds: config.seeds.clone(),
+            local: local.clone(),
             counters: GossipCounters::default(),
             last_seen: HashMap::new(),
             meta_sent: None,
@@ -205,7 +227,7 @@ impl Actor {
         }
     }
 
-    async fn run(mut self, inputs: Arc<tokio::sync::Mutex<Inputs>>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(mut self, inputs: Arc<tokio::sync::Mutex<Inputs>>, mut shutdown: watch::Receiver<bool>) -> Stopped {
         let mut inputs = inputs.lock_owned().await;
         let Inputs { inbox, datagrams } = &mut *inputs;
         self.schedule(Duration::ZERO, Due::Tick);
@@ -216,7 +238,10 @@ impl Actor {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(input) = inbox.recv() => self.handle_input(input),
-                Some((datagram, from)) = datagrams.recv() => self.handle_datagram(&datagram, from),
+                received = datagrams.recv() => match received {
+                    Some((datagram, from)) => self.handle_datagram(&datagram, from),
+                    None => return Stopped::ReaderGone,
+                },
                 _ = rt::sleep_until(deadline) => self.fire_due_timers(),
             }
             self.flush().await;
@@ -225,6 +250,7 @@ impl Actor {
             tracing::debug!(%error, "leaving the gossip cluster");
         }
         self.flush().await;
+        Stopped::Shutdown
     }
 
     fn handle_input(&mut self, input: Input) {
@@ -526,7 +552,7 @@ mod tests {
             renewal: 0,
         };
         let local: LocalStateFn = Arc::new(quiet_follower);
-        Actor::new(GossipConfig::new(address), identity, Arc::new(socket), local)
+        Actor::new(&Blueprint { config: GossipConfig::new(address), identity, socket: Arc::new(socket), local })
     }
 
     /// A sealed announce from `sender` to `target`, as it would arrive on the wire.
@@ -574,13 +600,46 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         let view = loop {
             let view = handle.view().await.expect("the supervisor keeps an actor running");
-            if view.counters.actor_restarts > 0 || Instant::now() > deadline {
+            if view.counters.restarts > 0 || Instant::now() > deadline {
                 break view;
             }
             rt::sleep(Duration::from_millis(20)).await;
         };
-        assert_eq!(view.counters.actor_restarts, 1);
+        assert_eq!(view.counters.restarts, 1);
         assert_eq!(view.members[0].identity.renewal, 1, "the fresh actor renewed its identity");
+        stop.send(true).unwrap();
+    }
+
+    /// Goal: a reader task that stopped is replaced too. Method: supervise with a reader that
+    /// already ended (its channel closed); datagrams sent afterwards are received and counted.
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn a_stopped_reader_is_replaced_by_a_fresh_one() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let identity = idle_actor(1).await.foca.identity().clone();
+        let blueprint = Blueprint {
+            config: GossipConfig::new(address),
+            identity,
+            socket: Arc::new(socket),
+            local: Arc::new(quiet_follower),
+        };
+        let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+        let (_, datagrams) = mpsc::channel(1);
+        let (stop, shutdown) = watch::channel(false);
+        rt::spawn(supervise(blueprint, Inputs { inbox, datagrams }, rt::spawn(async {}), shutdown));
+        let handle = GossipHandle { inbox: inbox_tx };
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let view = loop {
+            sender.send_to(b"not gossip", address).unwrap();
+            let view = handle.view().await.expect("the supervisor keeps an actor running");
+            if view.counters.malformed > 0 || Instant::now() > deadline {
+                break view;
+            }
+            rt::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!((view.counters.restarts, view.counters.malformed > 0), (1, true));
         stop.send(true).unwrap();
     }
 

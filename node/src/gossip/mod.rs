@@ -16,7 +16,7 @@
 //! - `hmac`: HMAC-SHA256.
 //! - `facts`: the custom broadcasts ([`NodeMeta`], [`ChangeNotice`]), newest wins.
 //! - `driver`: the actor: foca, its timers, the reader task, the local-state tick, and the
-//!   supervisor that replaces a failed actor.
+//!   supervisor that replaces a failed actor or a stopped reader.
 
 mod codec;
 mod driver;
@@ -162,9 +162,10 @@ pub struct GossipCounters {
     /// Suspicion timers foca had dropped when it changed its timer token, handed back to it
     /// (see the driver).
     pub suspicions_restored: u64,
-    /// Times the gossip actor failed and a fresh one took its place (a bug: no input should
-    /// make it fail). The other counters restart from zero with each fresh actor.
-    pub actor_restarts: u64,
+    /// Times the gossip actor failed or its datagram reader stopped, and a fresh actor took
+    /// over (a bug: no input should cause either). The other counters restart from zero with
+    /// each fresh actor.
+    pub restarts: u64,
 }
 
 /// The actor's answer to a view query.
