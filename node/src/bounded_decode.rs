@@ -17,10 +17,12 @@
 //! byte). So a limit of 16 × the input's length never refuses a valid encoding, whatever the
 //! type, and needs no per-message reasoning that a later field could break. bincode's limit is a
 //! compile-time constant, so [`decode_slice`] and [`decode_reader`] use the smallest limit of a
-//! ladder (powers of 16 from 64 KiB) that covers 16 × the input's length: a lying input of `n`
-//! bytes makes the decoder allocate at most `max(64 KiB, 256 × n)`, and only for a moment (the
-//! read of the missing bytes fails at once and the buffer is freed). [`decode_slice_within`]
-//! takes an explicit limit for callers that know a tighter one (a handshake frame, a datagram).
+//! ladder (64 KiB, 1 MiB, 16 MiB, 128 MiB, 1 GiB, 8 GiB, 64 GiB, 1 TiB) that covers 16 × the
+//! input's length: a lying input of `n` bytes makes the decoder allocate at most
+//! `max(64 KiB, 256 × n)`, and a peer frame (at most 64 MiB) at most 1 GiB, only for a moment
+//! (the read of the missing bytes fails at once and the buffer is freed; memory untouched by a
+//! read is never even mapped in). [`decode_slice_within`] takes an explicit limit for callers
+//! that know a tighter one (a handshake frame, a datagram).
 
 use std::io::Read;
 
@@ -29,8 +31,9 @@ use bincode::error::DecodeError;
 use serde::de::DeserializeOwned;
 
 /// Calls `$decode!(limit)` with the smallest rung of the ladder that covers
-/// [`CLAIM_PER_ENCODED_BYTE_MAX`] × `$input_len`; an input too long for the top rung (64 GiB)
-/// is refused as over the limit.
+/// [`CLAIM_PER_ENCODED_BYTE_MAX`] × `$input_len`; an input too long for the top rung (1 TiB,
+/// so inputs above 64 GiB) is refused as over the limit. Rungs are 16 apart up to 16 MiB and 8 apart above, so that the
+/// largest peer frame's rung is 1 GiB.
 macro_rules! on_ladder {
     ($input_len:expr, $decode:ident) => {{
         let claim = ($input_len).saturating_mul(CLAIM_PER_ENCODED_BYTE_MAX);
@@ -40,10 +43,12 @@ macro_rules! on_ladder {
             $decode!(1 << 20)
         } else if claim <= 1 << 24 {
             $decode!(1 << 24)
-        } else if claim <= 1 << 28 {
-            $decode!(1 << 28)
-        } else if claim <= 1 << 32 {
-            $decode!(1 << 32)
+        } else if claim <= 1 << 27 {
+            $decode!(1 << 27)
+        } else if claim <= 1 << 30 {
+            $decode!(1 << 30)
+        } else if claim <= 1 << 33 {
+            $decode!(1 << 33)
         } else if claim <= 1 << 36 {
             $decode!(1 << 36)
         } else if claim <= 1 << 40 {
