@@ -132,6 +132,18 @@ mod tests {
     }
 
     #[test]
+    fn the_densest_encodings_decode_on_either_side_of_each_rung() {
+        for rung in [1usize << 16, 1 << 20, 1 << 24] {
+            let edge = rung / CLAIM_PER_ENCODED_BYTE_MAX;
+            for elements in [edge - 10, edge - 5, edge, edge + 5] {
+                let dense: Vec<u128> = vec![1; elements];
+                let bytes = bincode::serde::encode_to_vec(&dense, bincode::config::standard()).unwrap();
+                assert_eq!(decode_slice::<Vec<u128>>(&bytes).unwrap().0.len(), elements, "{elements}");
+            }
+        }
+    }
+
+    #[test]
     fn an_explicit_limit_is_honoured() {
         let bytes = bincode::serde::encode_to_vec("a string of some length", bincode::config::standard()).unwrap();
         assert!(decode_slice_within::<String, 64>(&bytes).is_ok());
