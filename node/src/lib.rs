@@ -12,10 +12,13 @@
 compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `cargo test --features sim`");
 
 pub mod api;
+pub mod bounded_decode;
 pub mod bugs;
 pub mod command;
 pub mod config;
 pub mod gossip;
+#[cfg(test)]
+mod hostile_bytes;
 pub mod node;
 pub mod raft;
 pub mod record;

@@ -15,11 +15,25 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::hmac::{self, TAG_BYTES};
+use crate::bounded_decode::{self, CLAIM_PER_ENCODED_BYTE_MAX};
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 const MAGIC: [u8; 3] = [b'C', b'G', 1];
 /// Bytes the envelope adds in front of foca's packet.
 pub const ENVELOPE_BYTES: usize = MAGIC.len() + 8 + TAG_BYTES;
+/// The largest datagram sent or accepted, envelope included (fits a 1500-byte MTU).
+pub const DATAGRAM_BYTES_MAX: usize = 1400;
+/// The in-memory bytes one decode may claim. foca refuses a packet longer than its
+/// `max_packet_size` (the datagram less the envelope) before decoding it, and every header,
+/// member and fact is decoded from within one packet, so no valid one claims more than this
+/// (see [`crate::bounded_decode`]); a lying length prefix is refused before anything is
+/// allocated for it.
+pub const DECODE_LIMIT: usize = CLAIM_PER_ENCODED_BYTE_MAX * DATAGRAM_BYTES_MAX;
+
+/// Decodes a `T` from the start of `bytes` (part of one received packet) within [`DECODE_LIMIT`].
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+    bounded_decode::decode_slice_within::<T, DECODE_LIMIT>(bytes)
+}
 
 /// foca's codec: every header and member in bincode's standard configuration.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,7 +61,7 @@ fn encode<T: Serialize>(value: &T, mut buf: impl BufMut) -> Result<(), CodecErro
 
 fn decode<T: DeserializeOwned>(mut buf: impl Buf) -> Result<T, CodecError> {
     // foca always hands over one contiguous slice.
-    let (value, used) = bincode::serde::decode_from_slice(buf.chunk(), CONFIG)?;
+    let (value, used) = decode_prefix(buf.chunk())?;
     buf.advance(used);
     Ok(value)
 }
@@ -74,8 +88,7 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for BincodeCodec {
 
 /// Whether foca's `packet` is a `TurnUndead` (telling its target the cluster declared it down).
 pub fn is_turn_undead<T: DeserializeOwned>(packet: &[u8]) -> bool {
-    bincode::serde::decode_from_slice::<Header<T>, _>(packet, CONFIG)
-        .is_ok_and(|(header, _)| matches!(header.message, foca::Message::TurnUndead))
+    decode_prefix::<Header<T>>(packet).is_ok_and(|(header, _)| matches!(header.message, foca::Message::TurnUndead))
 }
 
 /// Why a received datagram was dropped before foca saw it.

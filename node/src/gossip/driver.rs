@@ -17,7 +17,7 @@ use rand::rngs::SmallRng;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::codec::{BincodeCodec, ENVELOPE_BYTES, Envelope, Rejected, is_turn_undead};
+use super::codec::{BincodeCodec, DATAGRAM_BYTES_MAX, ENVELOPE_BYTES, Envelope, Rejected, is_turn_undead};
 use super::facts::{ChangeNotice, Fact, NodeMeta, SharedFacts};
 use super::{
     GossipConfig, GossipCounters, GossipHandle, GossipIdentity, GossipMember, GossipTimings, GossipView, INBOX_MAX,
@@ -26,8 +26,6 @@ use super::{
 use crate::api::Role;
 use crate::rt::{self, Duration, Instant, watch};
 
-/// The largest datagram sent or accepted, envelope included (fits a 1500-byte MTU).
-const DATAGRAM_MAX: usize = 1400;
 /// Datagrams the reader may queue before it stops reading (the OS then drops them).
 const DATAGRAMS_QUEUED_MAX: usize = 1024;
 /// This node's metadata is re-announced at least this often even when nothing changed, so the
@@ -39,6 +37,8 @@ const META_REFRESH: Duration = Duration::from_secs(1);
 const TRANSMISSIONS_MAX: u8 = 8;
 /// How often seeds that are not members yet are announced to.
 const SEED_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// The pause before a failed actor is replaced, so that a failure on every start cannot spin.
+const RESTART_BACKOFF: Duration = Duration::from_millis(200);
 
 type Swim = Foca<GossipIdentity, BincodeCodec, SmallRng, SharedFacts>;
 
@@ -76,8 +76,9 @@ impl Ord for Scheduled {
     }
 }
 
-/// Binds nothing: takes the bound `socket`, starts the reader task and the actor, and returns the
-/// actor's handle. Both tasks stop when `shutdown` turns true (the actor first leaves the cluster).
+/// Binds nothing: takes the bound `socket`, starts the reader task and the supervised actor, and
+/// returns the actor's handle. Both tasks stop when `shutdown` turns true (the actor first leaves
+/// the cluster).
 pub fn spawn(
     config: GossipConfig,
     identity: GossipIdentity,
@@ -89,17 +90,72 @@ pub fn spawn(
     let (datagrams_tx, datagrams) = mpsc::channel(DATAGRAMS_QUEUED_MAX);
     let reader = rt::spawn(read_datagrams(socket.clone(), datagrams_tx));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-    let actor = Actor::new(config, identity, socket, local);
-    rt::spawn(async move {
-        actor.run(inbox, datagrams, shutdown).await;
-        reader.abort();
-    });
+    let blueprint = Blueprint { config, identity, socket, local };
+    rt::spawn(supervise(blueprint, Inputs { inbox, datagrams }, reader, shutdown));
     GossipHandle { inbox: inbox_tx }
+}
+
+/// What every actor is built from.
+struct Blueprint {
+    config: GossipConfig,
+    identity: GossipIdentity,
+    socket: Arc<UdpSocket>,
+    local: LocalStateFn,
+}
+
+/// What the actor receives; it holds them locked while it runs, and they outlive it.
+struct Inputs {
+    inbox: mpsc::Receiver<Input>,
+    datagrams: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+}
+
+/// Why an actor stopped without failing.
+enum Stopped {
+    Shutdown,
+    /// The reader task ended: no datagram would ever arrive again.
+    ReaderGone,
+}
+
+/// Runs the actor on its own task and, until shutdown, replaces it whenever it fails or its
+/// reader stops: no input may crash either, but if a bug does, the node must not drop out of
+/// gossip for good (peers would show it down forever). A fresh actor starts under a renewed
+/// identity, so peers take it as news at once; each replacement is logged and counted in
+/// `GossipCounters::restarts`.
+async fn supervise(
+    mut blueprint: Blueprint,
+    inputs: Inputs,
+    mut reader: rt::JoinHandle<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let inputs = Arc::new(tokio::sync::Mutex::new(inputs));
+    let mut restarts = 0;
+    loop {
+        let mut actor = Actor::new(&blueprint);
+        actor.counters.restarts = restarts;
+        match rt::spawn(actor.run(inputs.clone(), shutdown.clone())).await {
+            Ok(Stopped::Shutdown) => break,
+            Ok(Stopped::ReaderGone) => {
+                tracing::error!(restarts, "the gossip reader stopped; starting a fresh one");
+                let (datagrams_tx, datagrams) = mpsc::channel(DATAGRAMS_QUEUED_MAX);
+                inputs.lock().await.datagrams = datagrams;
+                reader = rt::spawn(read_datagrams(blueprint.socket.clone(), datagrams_tx));
+            }
+            Err(failure) => tracing::error!(%failure, restarts, "the gossip actor failed; starting a fresh one"),
+        }
+        restarts += 1;
+        blueprint.identity = foca::Identity::renew(&blueprint.identity).unwrap_or(blueprint.identity);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = rt::sleep(RESTART_BACKOFF) => {}
+        }
+    }
+    reader.abort();
 }
 
 /// The reader task: the only place that receives on the socket.
 async fn read_datagrams(socket: Arc<UdpSocket>, datagrams: mpsc::Sender<(Vec<u8>, SocketAddr)>) {
-    let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+    let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     loop {
         match socket.recv_from(&mut buffer).await {
             Ok((length, from)) => {
@@ -141,10 +197,11 @@ struct Actor {
 }
 
 impl Actor {
-    fn new(config: GossipConfig, identity: GossipIdentity, socket: Arc<UdpSocket>, local: LocalStateFn) -> Actor {
+    fn new(blueprint: &Blueprint) -> Actor {
+        let Blueprint { config, identity, socket, local } = blueprint;
         let facts = SharedFacts::default();
         let foca = Foca::with_custom_broadcast(
-            identity,
+            identity.clone(),
             foca_config(&config.timings),
             rt::seeded_rng(),
             BincodeCodec,
@@ -157,11 +214,11 @@ impl Actor {
             timers: BinaryHeap::new(),
             timer_sequence: 0,
             timer_token: None,
-            socket,
+            socket: socket.clone(),
             envelope: super::codec::Envelope::new(&config.cluster_name, config.secret.as_deref()),
             timings: config.timings,
-            seeds: config.seeds,
-            local,
+            seeds: config.seeds.clone(),
+            local: local.clone(),
             counters: GossipCounters::default(),
             last_seen: HashMap::new(),
             meta_sent: None,
@@ -170,12 +227,9 @@ impl Actor {
         }
     }
 
-    async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<Input>,
-        mut datagrams: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, inputs: Arc<tokio::sync::Mutex<Inputs>>, mut shutdown: watch::Receiver<bool>) -> Stopped {
+        let mut inputs = inputs.lock_owned().await;
+        let Inputs { inbox, datagrams } = &mut *inputs;
         self.schedule(Duration::ZERO, Due::Tick);
         loop {
             let Some(Reverse(next)) = self.timers.peek() else { unreachable!("the tick is always scheduled") };
@@ -184,7 +238,10 @@ impl Actor {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(input) = inbox.recv() => self.handle_input(input),
-                Some((datagram, from)) = datagrams.recv() => self.handle_datagram(&datagram, from),
+                received = datagrams.recv() => match received {
+                    Some((datagram, from)) => self.handle_datagram(&datagram, from),
+                    None => return Stopped::ReaderGone,
+                },
                 _ = rt::sleep_until(deadline) => self.fire_due_timers(),
             }
             self.flush().await;
@@ -193,6 +250,7 @@ impl Actor {
             tracing::debug!(%error, "leaving the gossip cluster");
         }
         self.flush().await;
+        Stopped::Shutdown
     }
 
     fn handle_input(&mut self, input: Input) {
@@ -229,15 +287,19 @@ impl Actor {
         let now = Instant::now();
         while self.timers.peek().is_some_and(|Reverse(next)| next.deadline <= now) {
             let Some(Reverse(scheduled)) = self.timers.pop() else { break };
-            match scheduled.due {
-                Due::Foca(timer) => {
-                    let timer = self.restore_suspicion(timer);
-                    if let Err(error) = self.foca.handle_timer(timer, &mut self.effects) {
-                        tracing::debug!(%error, "foca timer");
-                    }
+            self.handle_due(scheduled.due);
+        }
+    }
+
+    fn handle_due(&mut self, due: Due) {
+        match due {
+            Due::Foca(timer) => {
+                let timer = self.restore_suspicion(timer);
+                if let Err(error) = self.foca.handle_timer(timer, &mut self.effects) {
+                    tracing::debug!(%error, "foca timer");
                 }
-                Due::Tick => self.tick(),
             }
+            Due::Tick => self.tick(),
         }
     }
 
@@ -266,6 +328,18 @@ impl Actor {
 
     /// Sends what foca queued, schedules its timers and reports its notifications.
     async fn flush(&mut self) {
+        for (to, sealed) in self.take_effects() {
+            match rt::send_datagram(&self.socket, to, &sealed).await {
+                Ok(_) => self.counters.sent += 1,
+                Err(error) => tracing::debug!(%to, %error, "gossip send failed"),
+            }
+        }
+    }
+
+    /// Takes everything foca queued: schedules its timers, reports its notifications, and
+    /// returns the sealed datagrams to send.
+    fn take_effects(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut outgoing = Vec::new();
         while let Some((to, packet)) = self.effects.to_send() {
             if self.foca.iter_members().any(|member| *member.id() == to) && is_turn_undead::<GossipIdentity>(&packet) {
                 // foca 2.0.0 sends its courtesy TurnUndead when a suspicion timer fires even if
@@ -275,11 +349,7 @@ impl Actor {
                 self.counters.turn_undead_suppressed += 1;
                 continue;
             }
-            let sealed = self.envelope.seal(&packet);
-            match rt::send_datagram(&self.socket, to.gossip, &sealed).await {
-                Ok(_) => self.counters.sent += 1,
-                Err(error) => tracing::debug!(to = %to.gossip, %error, "gossip send failed"),
-            }
+            outgoing.push((to.gossip, self.envelope.seal(&packet)));
         }
         while let Some((after, timer)) = self.effects.to_schedule() {
             if let Some(token) = token_of(&timer) {
@@ -295,6 +365,7 @@ impl Actor {
             }
             report(notification);
         }
+        outgoing
     }
 
     /// Refreshes this node's metadata, announces new revisions as leader, contacts unseen seeds.
@@ -442,7 +513,7 @@ fn foca_config(timings: &GossipTimings) -> foca::Config {
     config.probe_rtt = timings.probe_rtt;
     config.suspect_to_down_after = timings.suspect_to_down_after;
     config.max_transmissions = NonZeroU8::new(TRANSMISSIONS_MAX).expect("not zero");
-    config.max_packet_size = NonZeroUsize::new(DATAGRAM_MAX - ENVELOPE_BYTES).expect("the envelope is small");
+    config.max_packet_size = NonZeroUsize::new(DATAGRAM_BYTES_MAX - ENVELOPE_BYTES).expect("the envelope is small");
     config.periodic_announce_to_down_members = Some(PeriodicParams {
         frequency: timings.announce_to_down,
         num_members: NonZeroUsize::new(2).expect("two is not zero"),
@@ -466,5 +537,234 @@ mod tests {
             order.push(next.sequence);
         }
         assert_eq!(order, [2, 1, 3, 0]);
+    }
+
+    /// An actor for node `id` on a loopback socket, never run: tests hand it datagrams directly.
+    async fn idle_actor(id: u64) -> Actor {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let identity = GossipIdentity {
+            id,
+            peer: format!("127.0.0.1:{}", 7000 + id),
+            http: format!("127.0.0.1:{}", 8000 + id),
+            gossip: address,
+            generation: 1,
+            renewal: 0,
+        };
+        let local: LocalStateFn = Arc::new(quiet_follower);
+        Actor::new(&Blueprint { config: GossipConfig::new(address), identity, socket: Arc::new(socket), local })
+    }
+
+    /// A sealed announce from `sender` to `target`, as it would arrive on the wire.
+    fn announce(sender: &mut Actor, target: &Actor) -> Vec<u8> {
+        sender.foca.announce(target.foca.identity().clone(), &mut sender.effects).unwrap();
+        let (_, packet) = sender.effects.to_send().unwrap();
+        packet.to_vec()
+    }
+
+    /// The probe's datagram: an announce whose sender's `peer` string declares 2^44 bytes
+    /// aborted the process (`memory allocation of 17592186044416 bytes failed`).
+    #[tokio::test]
+    async fn a_datagram_declaring_a_huge_length_is_refused() {
+        let (mut target, mut sender) = (idle_actor(1).await, idle_actor(2).await);
+        let packet = announce(&mut sender, &target);
+        // The header starts with the sender's id (one varint byte), then its peer address's length.
+        let mut lying = vec![packet[0], 0xFD];
+        lying.extend_from_slice(&(1u64 << 44).to_le_bytes());
+        lying.extend_from_slice(&packet[2..]);
+        let from = sender.foca.identity().gossip;
+        target.handle_datagram(&sender.envelope.seal(&lying), from);
+        assert_eq!(target.counters.refused, 1);
+        target.handle_datagram(&sender.envelope.seal(&packet), from);
+        assert_eq!(target.counters.refused, 1, "a valid announce is still accepted");
+    }
+
+    /// Goal: if the actor fails anyway, the node does not drop out of gossip for good. Method: a
+    /// local-state function that panics once (the only way left to fail the actor); the view
+    /// is answered afterwards by a fresh actor that counts the restart.
+    // madsim ends the whole simulation when any task panics, so only tokio can show a restart.
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn a_failed_actor_is_replaced_by_a_fresh_one() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let identity = idle_actor(1).await.foca.identity().clone();
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = calls.clone();
+        let local: LocalStateFn = Arc::new(move || {
+            assert!(counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0, "the first tick fails");
+            quiet_follower()
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let handle = spawn(GossipConfig::new(address), identity, socket, local, shutdown);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let view = loop {
+            let view = handle.view().await.expect("the supervisor keeps an actor running");
+            if view.counters.restarts > 0 || Instant::now() > deadline {
+                break view;
+            }
+            rt::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(view.counters.restarts, 1);
+        assert_eq!(view.members[0].identity.renewal, 1, "the fresh actor renewed its identity");
+        stop.send(true).unwrap();
+    }
+
+    /// Goal: a reader task that stopped is replaced too. Method: supervise with a reader that
+    /// already ended (its channel closed); datagrams sent afterwards are received and counted.
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn a_stopped_reader_is_replaced_by_a_fresh_one() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let identity = idle_actor(1).await.foca.identity().clone();
+        let blueprint = Blueprint {
+            config: GossipConfig::new(address),
+            identity,
+            socket: Arc::new(socket),
+            local: Arc::new(quiet_follower),
+        };
+        let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+        let (_, datagrams) = mpsc::channel(1);
+        let (stop, shutdown) = watch::channel(false);
+        rt::spawn(supervise(blueprint, Inputs { inbox, datagrams }, rt::spawn(async {}), shutdown));
+        let handle = GossipHandle { inbox: inbox_tx };
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let view = loop {
+            sender.send_to(b"not gossip", address).unwrap();
+            let view = handle.view().await.expect("the supervisor keeps an actor running");
+            if view.counters.malformed > 0 || Instant::now() > deadline {
+                break view;
+            }
+            rt::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!((view.counters.restarts, view.counters.malformed > 0), (1, true));
+        stop.send(true).unwrap();
+    }
+
+    fn quiet_follower() -> LocalState {
+        LocalState {
+            role: Role::Follower,
+            term: 1,
+            leader: None,
+            revision: 0,
+            leader_contact: None,
+            raft_peers: Vec::new(),
+        }
+    }
+
+    /// Hostile datagrams through the whole receive path: envelope, foca with our codec and
+    /// broadcast handler, then everything foca queued in reaction (`PROPTEST_CASES` sets the
+    /// case count). Under tokio only: proptest drives the cases from a blocking loop, which
+    /// madsim's runtime does not offer.
+    #[cfg(not(madsim))]
+    mod properties {
+        use std::sync::Mutex;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::hostile_bytes::hostile;
+
+        /// Valid packets, unsealed: what two actors say to each other while they meet and
+        /// exchange facts.
+        fn conversation(target: &mut Actor, sender: &mut Actor) -> Vec<Vec<u8>> {
+            for actor in [&mut *target, &mut *sender] {
+                actor.tick();
+                actor.add_broadcast(&Fact::Change(ChangeNotice { leader: 2, term: 3, revision: 9 }));
+            }
+            let mut to_target = vec![announce(sender, target)];
+            let mut packets = to_target.clone();
+            for _round in 0..6 {
+                // Probes, gossip and announcements are timer-driven; fire a few as if due.
+                for actor in [&mut *target, &mut *sender] {
+                    for _timer in 0..3 {
+                        if let Some(Reverse(next)) = actor.timers.pop() {
+                            actor.handle_due(next.due);
+                        }
+                    }
+                }
+                let to_sender = deliver(&to_target, sender, target);
+                to_target = deliver(&to_sender, target, sender);
+                packets.extend(to_sender.into_iter().chain(to_target.iter().cloned()));
+            }
+            packets
+        }
+
+        /// Hands `packets` from `from` to `to`; returns what `to` answers `from`, unsealed.
+        fn deliver(packets: &[Vec<u8>], from: &Actor, to: &mut Actor) -> Vec<Vec<u8>> {
+            let address = from.foca.identity().gossip;
+            for packet in packets {
+                to.handle_datagram(&from.envelope.seal(packet), address);
+            }
+            let answers = to.take_effects().into_iter().filter(|(at, _)| *at == address);
+            answers.map(|(_, sealed)| sealed[ENVELOPE_BYTES..].to_vec()).collect()
+        }
+
+        /// What one hostile step does.
+        #[derive(Clone, Debug)]
+        enum Step {
+            /// Bytes straight off the wire.
+            Raw(Vec<u8>),
+            /// Bytes sealed in a valid envelope (no secret needed), so they reach foca.
+            Sealed(Vec<u8>),
+            /// The earliest timer fires, as if its deadline had come.
+            Timer,
+        }
+
+        proptest! {
+            #[test]
+            fn hostile_datagrams_never_fail_the_actor(steps in proptest::collection::vec(
+                prop_oneof![
+                    1 => proptest::collection::vec(any::<u8>(), 0..DATAGRAM_BYTES_MAX + 1).prop_map(Step::Raw),
+                    6 => hostile(valid_packets(), DATAGRAM_BYTES_MAX - ENVELOPE_BYTES).prop_map(Step::Sealed),
+                    1 => Just(Step::Timer),
+                ],
+                1..16,
+            )) {
+                let (runtime, actor, peer) = shared();
+                let _entered = runtime.enter();
+                let mut actor = actor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for step in steps {
+                    let datagram = match step {
+                        Step::Raw(bytes) => bytes,
+                        Step::Sealed(packet) => actor.envelope.seal(&packet),
+                        Step::Timer => {
+                            if let Some(Reverse(next)) = actor.timers.pop() {
+                                actor.handle_due(next.due);
+                            }
+                            actor.take_effects();
+                            continue;
+                        }
+                    };
+                    actor.handle_datagram(&datagram, *peer);
+                    actor.take_effects();
+                }
+                let _view = actor.view();
+            }
+        }
+
+        /// The valid packets the mutations start from, recorded once.
+        fn valid_packets() -> Vec<Vec<u8>> {
+            let (runtime, _, _) = shared();
+            runtime.block_on(async {
+                let (mut target, mut sender) = (idle_actor(1).await, idle_actor(2).await);
+                conversation(&mut target, &mut sender)
+            })
+        }
+
+        /// One runtime and one actor for every case, so hostile input meets the state earlier
+        /// cases left behind.
+        fn shared() -> &'static (tokio::runtime::Runtime, Mutex<Actor>, SocketAddr) {
+            static SHARED: std::sync::OnceLock<(tokio::runtime::Runtime, Mutex<Actor>, SocketAddr)> =
+                std::sync::OnceLock::new();
+            SHARED.get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let actor = runtime.block_on(idle_actor(3));
+                let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+                (runtime, Mutex::new(actor), peer)
+            })
+        }
     }
 }

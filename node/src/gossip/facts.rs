@@ -137,7 +137,7 @@ impl<T> BroadcastHandler<T> for SharedFacts {
     type Error = FactError;
 
     fn receive_item(&mut self, data: &[u8], _sender: Option<&T>) -> Result<Option<FactKey>, FactError> {
-        let (fact, _): (Fact, usize) = bincode::serde::decode_from_slice(data, CONFIG)?;
+        let (fact, _): (Fact, usize) = super::codec::decode_prefix(data)?;
         Ok(self.lock().absorb(fact))
     }
 }

@@ -15,7 +15,8 @@
 //! - `codec`: foca's bincode codec and the envelope (cluster id, HMAC tag) of every packet.
 //! - `hmac`: HMAC-SHA256.
 //! - `facts`: the custom broadcasts ([`NodeMeta`], [`ChangeNotice`]), newest wins.
-//! - `driver`: the actor: foca, its timers, the reader task and the local-state tick.
+//! - `driver`: the actor: foca, its timers, the reader task, the local-state tick, and the
+//!   supervisor that replaces a failed actor or a stopped reader.
 
 mod codec;
 mod driver;
@@ -161,6 +162,10 @@ pub struct GossipCounters {
     /// Suspicion timers foca had dropped when it changed its timer token, handed back to it
     /// (see the driver).
     pub suspicions_restored: u64,
+    /// Times the gossip actor failed or its datagram reader stopped, and a fresh actor took
+    /// over (a bug: no input should cause either). The other counters restart from zero with
+    /// each fresh actor.
+    pub restarts: u64,
 }
 
 /// The actor's answer to a view query.

@@ -13,6 +13,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::bounded_decode;
 use crate::bugs::InjectedBugs;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 use crate::storage::Disk;
@@ -63,7 +64,7 @@ impl LogStore {
         let recovered_committed: Option<LogId> = recovered.committed.as_deref().map(decode).transpose()?;
         if let Some(purged) = &meta.last_purged
             && wal.last_index().is_none()
-            && wal.next_index() != purged.index + 1
+            && wal.next_index() != purged.index.saturating_add(1)
         {
             // A crash between deleting the last segments and creating the next one leaves an
             // empty log that does not know where it continues; the purge point says.
@@ -217,8 +218,10 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Bytes> {
     bincode::serde::encode_to_vec(value, CONFIG).map(Bytes::from).map_err(io::Error::other)
 }
 
+/// Decodes a WAL record or meta slot. The WAL's checksums catch damage, not a hostile writer,
+/// so the decode is bounded by the record's length like any other input.
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    bincode::serde::decode_from_slice(bytes, CONFIG)
+    bounded_decode::decode_slice(bytes)
         .map(|(value, _)| value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

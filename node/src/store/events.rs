@@ -54,6 +54,7 @@ pub struct Compacted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventLog {
     /// Persistent, so freezing the state for a snapshot does not copy the history.
+    #[serde(deserialize_with = "super::cautious::vector")]
     events: Vector<Arc<Event>>,
     bytes: usize,
     /// The highest revision evicted; events up to it are gone.
@@ -83,6 +84,29 @@ impl EventLog {
         }
     }
 
+    /// Why this history could not have been built by [`EventLog::push`] up to `revision`, if it
+    /// could not: for a history decoded from a snapshot, whose later pushes assert what `push`
+    /// keeps.
+    pub fn inconsistency(&self, revision: u64) -> Option<&'static str> {
+        if self.limits.events_max == 0 {
+            return Some("an event history without room for an event");
+        }
+        let consecutive = self
+            .events
+            .iter()
+            .zip(self.events.iter().skip(1))
+            .all(|(earlier, later)| earlier.revision.checked_add(1) == Some(later.revision));
+        let bounded = match (self.events.front(), self.events.back()) {
+            (Some(first), Some(last)) => first.revision > self.compacted_through && last.revision == revision,
+            _ => self.compacted_through <= revision,
+        };
+        if !consecutive || !bounded {
+            return Some("the event history is not consecutive up to the store's revision");
+        }
+        let counted = self.events.iter().try_fold(0usize, |sum, event| sum.checked_add(event.bytes()));
+        (counted != Some(self.bytes)).then_some("the event history miscounts its bytes")
+    }
+
     /// The first revision still retained (events before it were compacted).
     pub fn oldest_available(&self) -> u64 {
         self.compacted_through + 1
@@ -100,7 +124,7 @@ impl EventLog {
     /// Whether anything matching `filter` changed after revision `after`; `None` when that is
     /// no longer known (compacted).
     pub fn changed_after(&self, after: u64, filter: &Filter) -> Option<bool> {
-        self.since(after + 1, filter, 1).ok().map(|events| !events.is_empty())
+        self.since(after.saturating_add(1), filter, 1).ok().map(|events| !events.is_empty())
     }
 }
 
@@ -150,5 +174,24 @@ mod tests {
         assert_eq!(log.changed_after(1, &Filter::default()), None, "unknown once compacted");
         log.push(put(6, "k", 20_000));
         assert_eq!(log.oldest_available(), 6, "one large event pushes out the rest but is kept");
+    }
+
+    #[test]
+    fn only_a_history_push_could_have_built_is_consistent() {
+        let mut log = EventLog::new(HistoryLimits { events_max: 3, bytes_max: 1 << 20 });
+        for revision in 1..=5 {
+            log.push(put(revision, "k", 10));
+        }
+        assert_eq!(log.inconsistency(5), None);
+        assert!(log.inconsistency(6).is_some(), "a history ending before the store's revision");
+        let mut forged = log.clone();
+        forged.events.remove(1);
+        assert!(forged.inconsistency(5).is_some(), "a gap");
+        let mut forged = log.clone();
+        forged.bytes -= 1;
+        assert!(forged.inconsistency(5).is_some(), "miscounted bytes");
+        let mut forged = log.clone();
+        forged.compacted_through = 3;
+        assert!(forged.inconsistency(5).is_some(), "retained events reported compacted");
     }
 }

@@ -106,7 +106,9 @@ struct Session {
 /// evicts the same sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     by_client: OrdMap<u128, Session>,
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     by_last_index: OrdMap<u64, u128>,
     capacity: usize,
 }
@@ -157,6 +159,21 @@ impl Sessions {
 
     pub fn len(&self) -> usize {
         self.by_client.len()
+    }
+
+    /// Why this table could not have been built by [`Sessions::remember`], if it could not: for
+    /// a table decoded from a snapshot, whose later updates assert what `remember` keeps.
+    pub fn inconsistency(&self) -> Option<&'static str> {
+        if self.capacity == 0 {
+            return Some("a session table without room for a session");
+        }
+        let mirrored = self.by_client.len() == self.by_last_index.len()
+            && self.by_client.len() <= self.capacity
+            && self
+                .by_last_index
+                .iter()
+                .all(|(index, client)| self.by_client.get(client).is_some_and(|session| session.last_index == *index));
+        (!mirrored).then_some("the session index does not mirror the sessions")
     }
 
     pub fn is_empty(&self) -> bool {
@@ -232,5 +249,24 @@ mod tests {
         assert_eq!(sessions.len(), 2);
         assert_eq!(sessions.judge(tag(2, 1), a), Verdict::Fresh, "client 2 was least recent");
         assert_eq!(sessions.judge(tag(1, 2), a), Verdict::Duplicate(PUT));
+    }
+
+    #[test]
+    fn only_a_table_remember_could_have_built_is_consistent() {
+        let mut sessions = Sessions::new(2);
+        for (client, index) in [(1, 1), (2, 2), (1, 3), (3, 4)] {
+            sessions.remember(tag(client, index), fingerprint("a"), PUT, index);
+        }
+        assert_eq!(sessions.inconsistency(), None);
+        let mut forged = sessions.clone();
+        forged.by_last_index.remove(&4);
+        assert!(forged.inconsistency().is_some(), "a session missing from the index");
+        let mut forged = sessions.clone();
+        forged.by_last_index.insert(9, 3);
+        forged.by_last_index.remove(&4);
+        assert!(forged.inconsistency().is_some(), "an index pointing at the wrong request");
+        let mut forged = sessions.clone();
+        forged.capacity = 1;
+        assert!(forged.inconsistency().is_some(), "more sessions than room");
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounded_decode;
 use crate::raft::SnapshotMeta;
 use crate::rt;
 use crate::storage::Disk;
@@ -237,6 +238,10 @@ impl Write for DiskWriter<'_> {
 
 fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
     let body: Body<'static> = decode_verified(disk, path)?;
+    if let Some(why) = body.state.inconsistency() {
+        let message = format!("{}: not a state the store could have reached: {why}", path.display());
+        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    }
     Ok((body.meta.into_owned(), body.state.into_owned()))
 }
 
@@ -267,10 +272,11 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     }
     let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
     let body_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-    if disk.len(path)? != HEADER_BYTES + body_len {
+    let end = HEADER_BYTES.checked_add(body_len);
+    let Some(end) = end.filter(|end| Some(*end) == disk.len(path).ok()) else {
         return Err(invalid("length does not match its header"));
-    }
-    let mut reader = DiskReader { disk, path, offset: HEADER_BYTES, end: HEADER_BYTES + body_len, crc: 0 };
+    };
+    let mut reader = DiskReader { disk, path, offset: HEADER_BYTES, end, crc: 0 };
     let mut sink = io::sink();
     io::copy(&mut reader, &mut sink)?;
     if reader.crc != crc {
@@ -278,10 +284,11 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     }
     // bincode reads field by field, often a byte at a time; unbuffered, each of those would be
     // one read through `Disk` (a pread), which made loading a million keys take ten seconds.
-    let reader = DiskReader { disk, path, offset: HEADER_BYTES, end: HEADER_BYTES + body_len, crc: 0 };
-    let mut buffered = io::BufReader::with_capacity(IO_CHUNK_BYTES, reader);
-    bincode::serde::decode_from_std_read(&mut buffered, bincode::config::standard())
-        .map_err(|e| invalid(&format!("cannot decode: {e}")))
+    let reader = DiskReader { disk, path, offset: HEADER_BYTES, end, crc: 0 };
+    let buffered = io::BufReader::with_capacity(IO_CHUNK_BYTES, reader);
+    // The checksum only proves the file is what its writer wrote; a hostile leader writes valid
+    // checksums too, so the decode is bounded by the body's length like any other input.
+    bounded_decode::decode_reader(buffered, body_len).map_err(|e| invalid(&format!("cannot decode: {e}")))
 }
 
 /// Reads a byte range of a file through [`Disk`], keeping a running CRC32C of what it read.
@@ -378,6 +385,55 @@ mod tests {
         assert_eq!(current, meta(5));
     }
 
+    /// A snapshot file at `path` with `body`, its header and checksum correct: what a hostile
+    /// leader or a tampered disk could hand over.
+    fn write_raw(disk: &SimDisk, path: &Path, body: &[u8], declared_len: u64) {
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&FORMAT.to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        file.extend_from_slice(&declared_len.to_le_bytes());
+        file.extend_from_slice(body);
+        disk.write_at(path, 0, &file).unwrap();
+    }
+
+    /// Goal: no length inside a checksummed snapshot is trusted. Method: at every position of a
+    /// valid body, insert a length prefix declaring 2^44 bytes (the probe's gossip attack,
+    /// applied to a snapshot) and load the file; each load is an error naming the file, or a
+    /// state, never an abort.
+    #[test]
+    fn a_snapshot_declaring_a_huge_length_is_an_error_naming_the_file() {
+        let disk = SimDisk::new(4);
+        disk.create_dir_all(Path::new("/snapshots")).unwrap();
+        let path = PathBuf::from("/snapshots/valid.snap");
+        write_file(&disk, &path, &meta(2), &state_with(2)).unwrap();
+        let body = disk.read_all(&path).unwrap().split_off(HEADER_BYTES as usize);
+        let mut refused = 0;
+        for at in 0..body.len() {
+            let mut lying = body[..at].to_vec();
+            lying.push(0xFD);
+            lying.extend_from_slice(&(1u64 << 44).to_le_bytes());
+            lying.extend_from_slice(&body[at + 1..]);
+            let path = PathBuf::from(format!("/snapshots/lying-{at}.snap"));
+            write_raw(&disk, &path, &lying, lying.len() as u64);
+            if let Err(error) = load_file(&disk, &path) {
+                assert!(error.to_string().contains(&*path.to_string_lossy()), "{error}");
+                refused += 1;
+            }
+        }
+        assert!(refused > body.len() / 2, "most rewritten bytes are refused: {refused} of {}", body.len());
+    }
+
+    /// Goal: a header's body length is not trusted either. Method: declare the largest length.
+    #[test]
+    fn a_header_declaring_an_impossible_body_length_is_an_error_naming_the_file() {
+        let disk = SimDisk::new(5);
+        disk.create_dir_all(Path::new("/snapshots")).unwrap();
+        let path = PathBuf::from("/snapshots/impossible.snap");
+        write_raw(&disk, &path, b"body", u64::MAX);
+        let error = load_file(&disk, &path).unwrap_err();
+        assert!(error.to_string().contains("impossible.snap"), "{error}");
+    }
+
     /// Goal: power loss while a snapshot is being written leaves the previous snapshot current.
     /// Method: write a snapshot, start writing a second by hand without syncing, crash the disk.
     #[tokio::test]
@@ -392,5 +448,65 @@ mod tests {
         let (current, _) = reopened.current().await.unwrap().expect("the first snapshot survived");
         assert_eq!(current, meta(5));
         assert!(!disk.exists(&partial).unwrap(), "temporary files are cleaned up on open");
+    }
+
+    /// Random and mutated snapshot bodies, with valid headers and checksums, never panic the
+    /// loader: each is an error naming the file, or a state that takes writes without tripping
+    /// the store's assertions (`PROPTEST_CASES` sets the count).
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::command::ClientTag;
+        use crate::hostile_bytes::hostile;
+
+        /// The bodies of a small snapshot whose state has records, a session and history.
+        fn valid_bodies() -> Vec<Vec<u8>> {
+            let mut state = state_with(3);
+            let delete = Command::Delete { key: "key-2".into(), expect: Precondition::Always };
+            let tag = Some(ClientTag { client: 7, serial: 1 });
+            state.apply(4, &Request { tag, proposed_at_ms: 5, command: delete }, InjectedBugs::default());
+            let disk = SimDisk::new(6);
+            disk.create_dir_all(Path::new("/snapshots")).unwrap();
+            let path = PathBuf::from("/snapshots/valid.snap");
+            write_file(&disk, &path, &meta(4), &state).unwrap();
+            vec![disk.read_all(&path).unwrap().split_off(HEADER_BYTES as usize)]
+        }
+
+        /// What a follower does next with an installed state: every kind of write to it.
+        fn apply_after_install(state: &mut KvState) {
+            let put = |key: &str| Command::Put {
+                key: key.into(),
+                value: Bytes::from_static(b"after"),
+                labels: None,
+                expect: Precondition::Always,
+            };
+            let commands = [
+                (None, put("key-1")),
+                (None, Command::Delete { key: "key-3".into(), expect: Precondition::Always }),
+                (Some(ClientTag { client: 1 << 100, serial: 1 }), put("fresh")),
+                (None, Command::KieDelete { project: "p".into(), ids: vec!["x".into()] }),
+            ];
+            let revision = state.revision();
+            for (index, (tag, command)) in commands.into_iter().enumerate() {
+                state.apply(index as u64 + 100, &Request { tag, proposed_at_ms: 9, command }, InjectedBugs::default());
+            }
+            assert!(state.revision() > revision);
+        }
+
+        proptest! {
+            #[test]
+            fn hostile_snapshot_bodies_never_panic_the_loader_nor_later_applies(body in hostile(valid_bodies(), 2048)) {
+                let disk = SimDisk::new(7);
+                disk.create_dir_all(Path::new("/snapshots")).unwrap();
+                let path = PathBuf::from("/snapshots/hostile.snap");
+                write_raw(&disk, &path, &body, body.len() as u64);
+                let _ = load_meta(&disk, &path);
+                match load_file(&disk, &path) {
+                    Err(error) => prop_assert!(error.to_string().contains("hostile.snap"), "{}", error),
+                    Ok((_, mut state)) => apply_after_install(&mut state),
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bugs::InjectedBugs;
 use crate::command::{Command, NodeId, Precondition, Request, Response};
-use crate::record::{Key, KieFields, Labels, Record, kie_key};
+use crate::record::{KIE_PREFIX, Key, KieFields, Labels, Record, kie_key};
 use crate::store::events::{Action, Compacted, Event, EventLog, HistoryLimits};
 use crate::store::filter::Filter;
 use crate::store::sessions::{Fingerprint, Outcome, Sessions, Verdict};
@@ -34,6 +34,7 @@ pub struct ListPage {
 /// serialize while the store keeps applying.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     records: OrdMap<Key, Record>,
     /// Counts every mutation, as etcd's revision does; never decreases.
     revision: u64,
@@ -42,6 +43,7 @@ pub struct KvState {
     retired: BTreeSet<NodeId>,
     events: EventLog,
     /// kie kvs by identity, to refuse a second kv with the same key and labels in a project.
+    #[serde(deserialize_with = "super::cautious::ord_map")]
     kie_ids: OrdMap<KieIdentity, Arc<str>>,
 }
 
@@ -59,6 +61,29 @@ impl KvState {
 
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Why this state could not have been built by [`KvState::apply`], if it could not. A state
+    /// decoded from a snapshot (which a hostile leader can write, checksum and all) is checked
+    /// before it is installed, so that applying to it never trips what the store asserts.
+    pub fn inconsistency(&self) -> Option<String> {
+        // No store reaches 2^63 revisions or versions; refusing them leaves room for 2^63 more
+        // applies before any counter could overflow.
+        const COUNTER_MAX: u64 = 1 << 63;
+        if self.revision >= COUNTER_MAX {
+            return Some(format!("revision {} is beyond any real store's", self.revision));
+        }
+        if let Some(why) = self.sessions.inconsistency().or_else(|| self.events.inconsistency(self.revision)) {
+            return Some(why.to_string());
+        }
+        let impossible = self.records.iter().find(|(key, record)| {
+            record.key != **key
+                || record.version >= COUNTER_MAX
+                || record.create_revision > record.mod_revision
+                || record.mod_revision > self.revision
+                || (key.starts_with(KIE_PREFIX) && record.kie.is_none())
+        });
+        impossible.map(|(key, _)| format!("record {key:?} could not have been written"))
     }
 
     pub fn get(&self, key: &str) -> Option<&Record> {

@@ -157,7 +157,7 @@ where
     R: AsyncRead + Unpin,
 {
     match read_frame_limited(reader, HANDSHAKE_FRAME_BYTES_MAX).await? {
-        Some(body) => frame::decode(&body),
+        Some(body) => frame::decode_bounded::<T, HANDSHAKE_FRAME_BYTES_MAX>(&body),
         None => Err(io::ErrorKind::UnexpectedEof.into()),
     }
 }
