@@ -16,9 +16,25 @@ use serde::{Deserialize, Serialize};
 use crate::bugs::InjectedBugs;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 use crate::storage::Disk;
-use crate::storage::wal::{Wal, WalOptions};
+use crate::storage::wal::{
+    COMMITTED_PAYLOAD_BYTES_MAX, ENTRY_PAYLOAD_BYTES_MAX, META_PAYLOAD_BYTES_MAX, Wal, WalOptions,
+};
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Decoding stops, with an error, once a value claims more bytes than its record can hold, so
+/// a damaged length never allocates more than this (see [`decode`]).
+fn entry_config() -> impl bincode::config::Config {
+    CONFIG.with_limit::<ENTRY_PAYLOAD_BYTES_MAX>()
+}
+
+fn meta_config() -> impl bincode::config::Config {
+    CONFIG.with_limit::<META_PAYLOAD_BYTES_MAX>()
+}
+
+fn committed_config() -> impl bincode::config::Config {
+    CONFIG.with_limit::<COMMITTED_PAYLOAD_BYTES_MAX>()
+}
 
 /// What the WAL's meta slots hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,14 +69,22 @@ impl CommitDurability {
     pub async fn flush_committed(&self) -> io::Result<()> {
         self.wal.flush_committed().await
     }
+
+    /// Closes the log cleanly once raft has stopped: flushes the committed log id and records
+    /// how far the log is synced, so that losing its tail later is detected at the next start.
+    pub async fn close(&self) -> io::Result<()> {
+        self.wal.shutdown().await
+    }
 }
 
 impl LogStore {
     pub async fn open(disk: Arc<dyn Disk>, dir: PathBuf, bugs: InjectedBugs) -> io::Result<LogStore> {
         let (wal, recovered) =
             Wal::open(disk, dir, WalOptions { bugs, ..WalOptions::default() }).await.map_err(io::Error::other)?;
-        let meta: LogMeta = recovered.meta.as_deref().map(decode).transpose()?.unwrap_or_default();
-        let recovered_committed: Option<LogId> = recovered.committed.as_deref().map(decode).transpose()?;
+        let meta: LogMeta =
+            recovered.meta.as_deref().map(|bytes| decode(bytes, meta_config())).transpose()?.unwrap_or_default();
+        let recovered_committed: Option<LogId> =
+            recovered.committed.as_deref().map(|bytes| decode(bytes, committed_config())).transpose()?;
         if let Some(purged) = &meta.last_purged
             && wal.last_index().is_none()
             && wal.next_index() != purged.index + 1
@@ -73,7 +97,7 @@ impl LogStore {
             Some(last) => {
                 let entries = wal.read(last..last + 1).await?;
                 let (_, bytes) = entries.first().ok_or_else(|| io::Error::other("the last WAL entry is unreadable"))?;
-                Some(decode::<Entry>(bytes)?.log_id)
+                Some(decode::<Entry>(bytes, entry_config())?.log_id)
             }
             None => meta.last_purged,
         };
@@ -191,7 +215,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        self.wal.read(range).await?.iter().map(|(_, bytes)| decode(bytes)).collect()
+        self.wal.read(range).await?.iter().map(|(_, bytes)| decode(bytes, entry_config())).collect()
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -217,8 +241,10 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Bytes> {
     bincode::serde::encode_to_vec(value, CONFIG).map(Bytes::from).map_err(io::Error::other)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    bincode::serde::decode_from_slice(bytes, CONFIG)
+/// Decodes a value from a record's payload. `config` carries the byte limit: without one,
+/// bincode allocates whatever a length field claims before reading the bytes behind it.
+fn decode<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Config) -> io::Result<T> {
+    bincode::serde::decode_from_slice(bytes, config)
         .map(|(value, _)| value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

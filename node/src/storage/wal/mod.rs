@@ -143,6 +143,7 @@ impl Wal {
             committed_durable: committed,
             failure: None,
             deferred: None,
+            log_end_saved_at: rt::Instant::now(),
         };
         let writer = rt::spawn(writer.run(receiver));
         tracing::info!(dir = %shared.dir.display(), first_index, next_index, "WAL opened");
@@ -341,7 +342,7 @@ fn read_directory(disk: &dyn Disk, dir: &Path) -> Result<(RecoveredLog, MetaFile
         disk.sync_dir(parent).map_err(WalError::io(parent))?;
     }
     let meta = MetaFile::read(disk, dir)?;
-    let log = recover_log(disk, dir)?;
+    let log = recover_log(disk, dir, meta.log_end())?;
     Ok((log, meta))
 }
 

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -31,9 +32,15 @@ fn fixtures() -> Vec<Fixture> {
 }
 
 /// Segments small enough that a few dozen entries span several, and a cache that holds
-/// almost nothing, so reads exercise the disk path.
+/// almost nothing, so reads exercise the disk path. The log end is saved only at shutdown
+/// (unless a test asks for more), so a test decides what counts as known synced.
 fn small_options() -> WalOptions {
-    WalOptions { segment_bytes_max: 512, cache_bytes_max: 256, ..WalOptions::default() }
+    WalOptions {
+        segment_bytes_max: 512,
+        cache_bytes_max: 256,
+        log_end_save_interval: Duration::from_secs(3600),
+        ..WalOptions::default()
+    }
 }
 
 fn payload(index: u64, generation: u32) -> Bytes {
@@ -225,6 +232,16 @@ async fn closed_log(fixture: &Fixture, count: u64) -> PathBuf {
     fixture.segments().pop().unwrap()
 }
 
+/// Like [`closed_log`], but the process "crashes" instead of shutting down (the handle is
+/// dropped), so nothing records how far the log was synced: damage at its tail may be a torn
+/// final write.
+async fn crashed_log(fixture: &Fixture, count: u64) -> PathBuf {
+    let (wal, _) = fixture.open().await.unwrap();
+    append_durably(&wal, 0..count, 0).await.unwrap();
+    drop(wal);
+    fixture.segments().pop().unwrap()
+}
+
 /// Reopens after damage: the tail must be cut, entries before it kept, and a second open clean.
 async fn assert_tail_cut(fixture: &Fixture, expected_last: u64) {
     let (wal, recovered) = fixture.open().await.unwrap();
@@ -243,7 +260,7 @@ async fn assert_tail_cut(fixture: &Fixture, expected_last: u64) {
 #[tokio::test]
 async fn torn_tail_is_truncated() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 20).await;
+        let last = crashed_log(&fixture, 20).await;
         let len = fixture.disk.len(&last).unwrap();
         fixture.disk.set_len(&last, len - 3).unwrap();
         assert_tail_cut(&fixture, 18).await;
@@ -255,7 +272,7 @@ async fn torn_tail_is_truncated() {
 #[tokio::test]
 async fn garbled_tail_is_truncated() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 20).await;
+        let last = crashed_log(&fixture, 20).await;
         let len = fixture.disk.len(&last).unwrap();
         let garbage: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         fixture.disk.write_at(&last, len, &garbage).unwrap();
@@ -268,7 +285,7 @@ async fn garbled_tail_is_truncated() {
 #[tokio::test]
 async fn checksum_error_in_last_record_is_truncated() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 20).await;
+        let last = crashed_log(&fixture, 20).await;
         let len = fixture.disk.len(&last).unwrap();
         flip_byte(fixture.disk.as_ref(), &last, len - 2);
         assert_tail_cut(&fixture, 18).await;
@@ -286,10 +303,10 @@ fn flip_byte(disk: &dyn Disk, path: &std::path::Path, offset: u64) {
 #[tokio::test]
 async fn torn_header_of_last_segment_is_removed() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 40).await;
+        let last = crashed_log(&fixture, 40).await;
         let (wal, _) = fixture.open().await.unwrap();
         let last_index = wal.last_index().unwrap();
-        wal.shutdown().await.unwrap();
+        drop(wal);
         let first_in_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
         fixture.disk.set_len(&last, SEGMENT_HEADER_BYTES / 2).unwrap();
         let (wal, recovered) = fixture.open().await.unwrap();
@@ -319,6 +336,83 @@ async fn corruption_before_the_tail_fails_open() {
         let error = fixture.open().await.err().expect("mid-segment corruption must fail the open");
         assert!(matches!(error, WalError::Corrupt { .. }), "{error}");
         assert_eq!(fixture.disk.len(last).unwrap(), len, "a failed open truncates nothing");
+    }
+}
+
+// Goal: a flipped bit in the last entry is corruption, not a torn write, when a valid record
+// follows it (the finding: a committed marker after it, and the entry was silently dropped).
+// Method: flush a committed marker after the last entry, "crash", flip a byte inside the last
+// entry; the open must fail naming the segment and the entry's offset, and change nothing.
+#[tokio::test]
+async fn damaged_last_entry_followed_by_a_committed_marker_fails_open() {
+    for fixture in fixtures() {
+        let (wal, _) = fixture.open().await.unwrap();
+        append_durably(&wal, 0..20, 0).await.unwrap();
+        let entry_end = fixture.disk.len(fixture.segments().last().unwrap()).unwrap();
+        wal.set_committed(Bytes::from_static(b"commit 19")).unwrap();
+        wal.flush_committed().await.unwrap();
+        drop(wal);
+        let last = fixture.segments().pop().unwrap();
+        let len = fixture.disk.len(&last).unwrap();
+        assert!(len > entry_end, "{}: the marker follows the entry", fixture.name);
+        flip_byte(fixture.disk.as_ref(), &last, entry_end - 2);
+        let error = fixture.open().await.err().expect("damage before a valid marker must fail the open");
+        let WalError::Corrupt { path, offset, .. } = &error else { panic!("{}: {error}", fixture.name) };
+        assert_eq!(path, &last);
+        assert!(*offset < entry_end && *offset > SEGMENT_HEADER_BYTES, "{}: offset {offset}", fixture.name);
+        assert!(error.to_string().contains("committed marker"), "{error}");
+        assert!(error.to_string().contains("wipe its data directory"), "{error}");
+        assert_eq!(fixture.disk.len(&last).unwrap(), len, "a failed open truncates nothing");
+    }
+}
+
+// Goal: a cleanly closed log that lost bytes at its end is refused, not silently shortened
+// (the finding: 60 bytes cut off dropped the last acknowledged entry and reused its index).
+// Method: close cleanly, cut 60 bytes (mid-record) and, separately, one whole record (a cut
+// at a record boundary leaves no damage to see); both opens must fail.
+#[tokio::test]
+async fn bytes_cut_off_a_cleanly_closed_log_fail_open() {
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let len = fixture.disk.len(&last).unwrap();
+        fixture.disk.set_len(&last, len - 60).unwrap();
+        let error = fixture.open().await.err().expect("a cut into synced entries must fail the open");
+        assert!(matches!(error, WalError::Corrupt { ref path, .. } if *path == last), "{}: {error}", fixture.name);
+        assert!(error.to_string().contains("synced"), "{error}");
+        assert_eq!(fixture.disk.len(&last).unwrap(), len - 60, "a failed open truncates nothing");
+    }
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let (wal, _) = fixture.open().await.unwrap();
+        let record_start = {
+            let before = fixture.disk.len(&last).unwrap();
+            append_durably(&wal, 20..21, 0).await.unwrap();
+            wal.shutdown().await.unwrap();
+            before
+        };
+        fixture.disk.set_len(&last, record_start).unwrap();
+        let error = fixture.open().await.err().expect("a whole synced entry missing must fail the open");
+        let WalError::Corrupt { offset, .. } = error else { panic!("{}: {error}", fixture.name) };
+        assert_eq!(offset, record_start);
+    }
+}
+
+// Goal: once the log end is recorded after every batch, a checksum error in the last entry is
+// corruption even with nothing after it: that entry was synced. Method: save the log end
+// after every batch, crash, flip a byte in the last entry.
+#[tokio::test]
+async fn damage_before_the_recorded_log_end_fails_open() {
+    for fixture in fixtures() {
+        let options = WalOptions { log_end_save_interval: Duration::ZERO, ..small_options() };
+        let (wal, _) = Wal::open(fixture.disk.clone(), fixture.dir.clone(), options).await.unwrap();
+        append_durably(&wal, 0..20, 0).await.unwrap();
+        wal.flush_committed().await.unwrap();
+        drop(wal);
+        let last = fixture.segments().pop().unwrap();
+        let len = fixture.disk.len(&last).unwrap();
+        flip_byte(fixture.disk.as_ref(), &last, len - 2);
+        let error = fixture.open().await.err().expect("damage to a synced entry must fail the open");
+        assert!(error.to_string().contains("which was synced"), "{}: {error}", fixture.name);
     }
 }
 

@@ -93,6 +93,8 @@ pub(super) struct Writer {
     pub(super) failure: Option<Failure>,
     /// A non-append operation drained while gathering a batch; it runs next.
     pub(super) deferred: Option<Operation>,
+    /// When `log_end` was last saved to the meta file (or the WAL opened).
+    pub(super) log_end_saved_at: rt::Instant,
 }
 
 impl Writer {
@@ -126,7 +128,7 @@ impl Writer {
                 }
                 OperationKind::SaveMeta { payload, done } => {
                     if self.failure.is_none() {
-                        let result = self.write_meta(Some(payload), self.committed_durable.clone()).await;
+                        let result = self.write_meta(Some(payload), self.next_index()).await;
                         self.settle(result);
                     }
                     // The caller may have given up waiting; the meta is saved regardless.
@@ -138,6 +140,7 @@ impl Writer {
                 }
                 OperationKind::Shutdown { done } => {
                     self.flush_committed(sequence).await;
+                    self.save_log_end().await;
                     let _ = done.send(self.outcome());
                     return;
                 }
@@ -183,6 +186,22 @@ impl Writer {
         }
         for on_durable in callbacks {
             on_durable(self.outcome());
+        }
+        if self.log_end_saved_at.elapsed() >= self.options.log_end_save_interval {
+            self.save_log_end().await;
+        }
+    }
+
+    /// Records in the meta file that the log reaches its current end, if it does not say so
+    /// already. After the batch's callbacks, so acknowledgements never wait for it; at most
+    /// once per `log_end_save_interval` (and at shutdown), so its sync costs the hot path
+    /// little. Entries synced since the last save are protected only by their checksums.
+    async fn save_log_end(&mut self) {
+        self.log_end_saved_at = rt::Instant::now();
+        if self.failure.is_none() && self.meta.log_end() != self.next_index() {
+            let meta = self.meta.current().and_then(|record| record.meta.clone());
+            let result = self.write_meta(meta, self.next_index()).await;
+            self.settle(result);
         }
     }
 
@@ -322,7 +341,7 @@ impl Writer {
         if cut >= self.next_index() {
             return Ok(());
         }
-        self.back_up_committed().await?;
+        self.back_up_committed(cut).await?;
         while self.segments.len() > 1 && self.segments.last().is_some_and(|last| last.first_index >= cut) {
             let last = self.segments.last().expect("checked above").first_index;
             self.remove_segment(last).await?;
@@ -360,7 +379,7 @@ impl Writer {
         let mut backed_up = false;
         while self.segments.len() > 1 && self.segments[1].first_index <= first_kept {
             if !backed_up {
-                self.back_up_committed().await?;
+                self.back_up_committed(self.next_index()).await?;
                 backed_up = true;
             }
             self.remove_segment(self.segments[0].first_index).await?;
@@ -371,7 +390,9 @@ impl Writer {
     }
 
     async fn purge_all(&mut self, first_kept: u64) -> io::Result<()> {
-        self.back_up_committed().await?;
+        // The log end stays the old one: until the new segment exists, the log on disk may
+        // still be the old one.
+        self.back_up_committed(self.next_index()).await?;
         while let Some(oldest) = self.segments.first() {
             self.remove_segment(oldest.first_index).await?;
             self.segments.remove(0);
@@ -391,20 +412,24 @@ impl Writer {
     }
 
     /// Copies the newest durable committed marker into the meta file unless it is already
-    /// there: called before deleting log bytes, which may hold the only copy.
-    async fn back_up_committed(&mut self) -> io::Result<()> {
-        let Some(committed) = self.committed_durable.clone() else { return Ok(()) };
+    /// there, and lowers the recorded log end to `log_end` if it is higher: called before
+    /// deleting log bytes, which may hold the only copy of the marker, and which a log end
+    /// above the cut would make look lost.
+    async fn back_up_committed(&mut self, log_end: u64) -> io::Result<()> {
         let current = self.meta.current();
-        if current.and_then(|record| record.committed.as_ref()) == Some(&committed) {
+        let marker_saved = current.and_then(|record| record.committed.as_ref()) == self.committed_durable.as_ref();
+        let log_end = log_end.min(self.meta.log_end());
+        if marker_saved && log_end == self.meta.log_end() {
             return Ok(());
         }
         let meta = current.and_then(|record| record.meta.clone());
-        self.write_meta(meta, Some(committed)).await
+        self.write_meta(meta, log_end).await
     }
 
-    /// Writes and syncs the meta slot not holding the newest valid copy.
-    async fn write_meta(&mut self, meta: Option<Bytes>, committed: Option<Committed>) -> io::Result<()> {
-        let planned = self.meta.next_write(meta, committed);
+    /// Writes and syncs the meta slot not holding the newest valid copy, with the newest
+    /// durable committed marker.
+    async fn write_meta(&mut self, meta: Option<Bytes>, log_end: u64) -> io::Result<()> {
+        let planned = self.meta.next_write(meta, self.committed_durable.clone(), log_end);
         let created = self.meta.needs_create();
         let path = self.meta.path.clone();
         let dir = self.shared.dir.clone();
