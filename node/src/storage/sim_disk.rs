@@ -64,6 +64,20 @@ pub struct CrashReport {
     pub namespace_reverted: u64,
 }
 
+/// A fault the disk injects from [`SimDisk::set_fault`] until it is cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFault {
+    /// The disk is full: a write or `set_len` that would grow a file fails with
+    /// [`io::ErrorKind::StorageFull`] (ENOSPC) and changes nothing; overwrites, shrinks, syncs
+    /// and namespace changes still work.
+    NoSpace,
+    /// The device fails: every write, `set_len`, `sync` and `sync_dir` fails with EIO. A failed
+    /// `sync` drops the file's unsynced changes from what a power failure keeps while reads
+    /// still see them, as Linux marks pages clean after a failed writeback ("fsyncgate"): a
+    /// later successful sync does not make them durable.
+    Io,
+}
+
 /// Running totals since the disk was created, for tests that count I/O (group commit).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimDiskCounters {
@@ -94,6 +108,8 @@ struct SimState {
     next_file_id: FileId,
     /// How many of the next `sync`/`sync_dir` calls fail with an I/O error.
     failing_syncs: u32,
+    /// The fault injected until cleared.
+    fault: Option<DiskFault>,
     /// The range [`Disk::sync_latency`] draws from; zero unless set.
     sync_latency: (Duration, Duration),
     counters: SimDiskCounters,
@@ -107,7 +123,7 @@ struct SimFile {
     durable: Vec<u8>,
     current: Vec<u8>,
     /// Changes since the last sync, oldest first; replaying them all onto `durable` gives
-    /// `current`.
+    /// `current`, unless a sync failed since (which drops them here but not from `current`).
     unsynced: Vec<DataChange>,
 }
 
@@ -162,6 +178,7 @@ impl SimDisk {
                 files: BTreeMap::new(),
                 next_file_id: 0,
                 failing_syncs: 0,
+                fault: None,
                 sync_latency: (Duration::ZERO, Duration::ZERO),
                 counters: SimDiskCounters::default(),
                 last_crash: CrashReport::default(),
@@ -210,10 +227,21 @@ impl SimDisk {
         state.files.values().flat_map(|file| &file.unsynced).map(written).sum()
     }
 
-    /// Makes the next `count` calls to `sync` or `sync_dir` fail with an I/O error, leaving the
-    /// unsynced state as it was (a caller must not learn anything from retrying).
+    /// Makes the next `count` calls to `sync` or `sync_dir` fail with an I/O error. A failed
+    /// file sync drops the file's unsynced changes from what a power failure keeps while reads
+    /// still see them, as [`DiskFault::Io`] does: a retried sync that succeeds proves nothing.
     pub fn fail_next_syncs(&self, count: u32) {
         self.state().failing_syncs = count;
+    }
+
+    /// Injects `fault` into every later call until cleared with `None`.
+    pub fn set_fault(&self, fault: Option<DiskFault>) {
+        self.state().fault = fault;
+    }
+
+    /// The fault being injected, if any.
+    pub fn fault(&self) -> Option<DiskFault> {
+        self.state().fault
     }
 
     /// Flips bits of the byte at `offset`, in both the current and the durable contents, as
@@ -261,6 +289,23 @@ impl SimState {
         self.names.insert(path.to_path_buf(), file);
         self.pending_names.push(NamespaceChange::Create { path: path.to_path_buf(), file });
         Ok(file)
+    }
+
+    /// Fails with the injected fault: EIO on any change, ENOSPC on one that grows `path` to
+    /// `grown_to` bytes.
+    fn check_fault(&self, path: &Path, grown_to: Option<u64>) -> io::Result<()> {
+        match self.fault {
+            Some(DiskFault::Io) => Err(io::Error::other(format!("{}: input/output error (injected)", path.display()))),
+            Some(DiskFault::NoSpace) => {
+                let current = self.file(path).map_or(0, |file| file.current.len() as u64);
+                if grown_to.is_some_and(|len| len > current) {
+                    let message = format!("{}: no space left on device (injected)", path.display());
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, message));
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     fn take_failing_sync(&mut self, path: &Path) -> io::Result<()> {
@@ -362,6 +407,7 @@ impl Disk for SimDisk {
 
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut state = self.state();
+        state.check_fault(path, Some(offset + data.len() as u64))?;
         if !state.names.contains_key(path) {
             state.create(path)?;
         }
@@ -379,6 +425,8 @@ impl Disk for SimDisk {
 
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut state = self.state();
+        state.file_id(path)?;
+        state.check_fault(path, Some(len))?;
         let file = state.file_mut(path)?;
         resize(&mut file.current, len);
         file.unsynced.push(DataChange::SetLen(len));
@@ -388,11 +436,19 @@ impl Disk for SimDisk {
     fn sync(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.file_id(path)?;
-        state.take_failing_sync(path)?;
+        if let Err(error) = state.check_fault(path, None).and_then(|()| state.take_failing_sync(path)) {
+            state.file_mut(path)?.unsynced.clear();
+            return Err(error);
+        }
         state.counters.syncs += 1;
         let file = state.file_mut(path)?;
-        file.durable = file.current.clone();
-        file.unsynced.clear();
+        // Not `current`: changes dropped by a failed sync stay visible but never become durable.
+        for change in std::mem::take(&mut file.unsynced) {
+            match change {
+                DataChange::Write { offset, data } => write(&mut file.durable, offset, &data),
+                DataChange::SetLen(len) => resize(&mut file.durable, len),
+            }
+        }
         Ok(())
     }
 
@@ -420,6 +476,7 @@ impl Disk for SimDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.require_directory(dir)?;
+        state.check_fault(dir, None)?;
         state.take_failing_sync(dir)?;
         state.counters.dir_syncs += 1;
         let SimState { pending_names, durable_names, .. } = &mut *state;
@@ -599,8 +656,9 @@ mod tests {
         }
     }
 
-    // Goal: injected faults behave as documented. Method: fail one sync and check the data is
-    // still unsynced; corrupt a byte and check both current and durable contents change.
+    // Goal: injected faults behave as documented. Method: fail one sync: reads still see the
+    // data but a later successful sync does not make it durable (a crash loses it); corrupt a
+    // byte and check both current and durable contents change.
     #[test]
     fn injected_sync_failure_and_corruption() {
         let (disk, dir) = disk_with_dir(7);
@@ -608,12 +666,40 @@ mod tests {
         disk.write_at(&path, 10, &[2; 10]).unwrap();
         disk.fail_next_syncs(1);
         assert!(disk.sync(&path).is_err());
-        assert_eq!(disk.unsynced_bytes(), 10);
+        assert_eq!(disk.unsynced_bytes(), 0);
+        assert_eq!(disk.read_all(&path).unwrap().len(), 20, "reads still see the write");
         disk.sync(&path).unwrap();
+        disk.crash();
+        assert_eq!(disk.read_all(&path).unwrap(), [1; 10], "the failed sync's data was never durable");
         disk.corrupt_byte(&path, 3).unwrap();
         assert_ne!(disk.read_all(&path).unwrap()[3], 1);
         disk.crash();
         assert_ne!(disk.read_all(&path).unwrap()[3], 1);
         assert!(disk.corrupt_byte(&path, 20).is_err());
+    }
+
+    // Goal: the injected disk-full and EIO faults behave as documented. Method: under NoSpace,
+    // growing a file fails with StorageFull while an overwrite works; under Io, a write fails and
+    // a sync fails and drops the unsynced overwrite; cleared, everything works again.
+    #[test]
+    fn injected_disk_full_and_io_faults() {
+        let (disk, dir) = disk_with_dir(9);
+        let path = write_durably(&disk, &dir, "f", 1, 10);
+        disk.set_fault(Some(DiskFault::NoSpace));
+        assert_eq!(disk.write_at(&path, 10, &[2]).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(disk.set_len(&path, 11).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        disk.write_at(&path, 0, &[3]).unwrap();
+        disk.sync(&path).unwrap();
+        disk.set_fault(Some(DiskFault::Io));
+        assert!(disk.write_at(&path, 0, &[4]).is_err());
+        disk.set_fault(None);
+        disk.write_at(&path, 1, &[5]).unwrap();
+        disk.set_fault(Some(DiskFault::Io));
+        assert!(disk.sync(&path).is_err());
+        assert!(disk.sync_dir(&dir).is_err());
+        disk.set_fault(None);
+        disk.sync(&path).unwrap();
+        disk.crash();
+        assert_eq!(disk.read_all(&path).unwrap()[..2], [3, 1], "the overwrite whose sync failed is lost");
     }
 }

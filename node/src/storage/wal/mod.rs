@@ -36,6 +36,7 @@ mod options;
 mod positions;
 mod read;
 mod recovery;
+mod repair;
 mod state;
 mod writer;
 
@@ -129,7 +130,9 @@ impl Wal {
             operation_last: 0,
             committed_sequence_last: committed.as_ref().map_or(0, |committed| committed.sequence),
             committed_pending: None,
+            committed_sequence_durable: committed.as_ref().map_or(0, |committed| committed.sequence),
             failure: None,
+            stall: None,
             closed: false,
         };
         let shared = Arc::new(Shared::new(disk, dir, state));
@@ -144,6 +147,7 @@ impl Wal {
             failure: None,
             deferred: None,
             log_end_saved_at: rt::Instant::now(),
+            repair_backoff: repair::REPAIR_BACKOFF_MIN,
         };
         let writer = rt::spawn(writer.run(receiver));
         tracing::info!(dir = %shared.dir.display(), first_index, next_index, "WAL opened");
@@ -246,7 +250,22 @@ impl Wal {
 
     /// Returns once the committed marker set before this call (if any) is durable, writing it
     /// now if no batch has taken it yet. Everything enqueued before is durable too.
+    ///
+    /// While the writer is stalled on a failing disk ([`Wal::stalled`]) it answers at once
+    /// instead of waiting for the disk: `Ok` if the marker set last is already durable (then
+    /// nothing enqueued before is promised), the stall's error otherwise.
     pub async fn flush_committed(&self) -> io::Result<()> {
+        {
+            let state = self.shared.lock();
+            state.check_usable()?;
+            if let Some(stall) = &state.stall {
+                return if state.committed_sequence_last <= state.committed_sequence_durable {
+                    Ok(())
+                } else {
+                    Err(stall.to_stall_error())
+                };
+            }
+        }
         let (done, outcome) = oneshot::channel();
         self.enqueue(move |_, _| OperationKind::FlushCommitted { done }).await?;
         outcome.await.unwrap_or_else(|_| Err(writer_gone()))
@@ -282,6 +301,13 @@ impl Wal {
         Ok(merge_by_index(cached, loaded))
     }
 
+    /// The error the writer is stalled on, while the disk fails (its kind is the disk's, e.g.
+    /// [`io::ErrorKind::StorageFull`]); `None` while writes go through. Appends are accepted
+    /// meanwhile but become durable (and acknowledged) only once the disk recovers.
+    pub fn stalled(&self) -> Option<io::Error> {
+        self.shared.lock().stall.as_ref().map(|stall| stall.to_stall_error())
+    }
+
     /// The first readable index; `None` if the log is empty.
     pub fn first_index(&self) -> Option<u64> {
         let state = self.shared.lock();
@@ -302,14 +328,20 @@ impl Wal {
     /// Drains every queued operation, writes the pending committed marker, and stops the
     /// writer. Later operations on any clone fail. `Err` if the WAL had failed.
     pub async fn shutdown(&self) -> io::Result<()> {
-        let Ok(permit) = self.queue.reserve().await else { return Ok(()) };
-        let (done, outcome) = oneshot::channel();
         {
+            // Closed before waiting for room in the queue: a writer stalled on a failing disk
+            // (with a full queue behind it) gives up once it sees this, and makes room.
             let mut state = self.shared.lock();
             if state.closed {
                 return Ok(());
             }
             state.closed = true;
+        }
+        self.shared.closing.notify_one();
+        let Ok(permit) = self.queue.reserve().await else { return Ok(()) };
+        let (done, outcome) = oneshot::channel();
+        {
+            let mut state = self.shared.lock();
             state.operation_last += 1;
             permit.send(Operation { sequence: state.operation_last, kind: OperationKind::Shutdown { done } });
         }

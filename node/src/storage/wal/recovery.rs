@@ -63,16 +63,17 @@ pub struct TruncatedTail {
 }
 
 /// One segment's contents, before it is checked against its neighbours.
-struct SegmentScan {
-    segment: Segment,
+pub(super) struct SegmentScan {
+    pub(super) segment: Segment,
     entries: Vec<(u64, Position)>,
     committed: Option<Committed>,
-    damage: Option<Damage>,
+    /// The first damaged record, where the scan stopped.
+    pub(super) damage: Option<Damage>,
 }
 
-struct Damage {
-    offset: u64,
-    reason: String,
+pub(super) struct Damage {
+    pub(super) offset: u64,
+    pub(super) reason: String,
 }
 
 /// Scans the segments in `dir`, truncating a torn tail. `log_end` is the point the log is
@@ -162,7 +163,7 @@ fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, WalError> {
 
 /// Reads a segment's header and records up to the first damaged one. Fails on anything a torn
 /// write cannot explain.
-fn scan_segment(bytes: &[u8], name_first: u64, path: &Path) -> Result<SegmentScan, WalError> {
+pub(super) fn scan_segment(bytes: &[u8], name_first: u64, path: &Path) -> Result<SegmentScan, WalError> {
     let corrupt = |offset: u64, reason: String| WalError::Corrupt { path: path.to_path_buf(), offset, reason };
     let mut scan = SegmentScan {
         segment: Segment { first_index: name_first, next_index: name_first, bytes: SEGMENT_HEADER_BYTES },

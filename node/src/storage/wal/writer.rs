@@ -6,9 +6,12 @@
 //! one write and one fdatasync for the lot before completing their callbacks. Any other
 //! operation ends the batch and runs alone, after it.
 //!
-//! After the first I/O error the writer stops touching the disk: it records the failure (which
-//! the handles then report) and answers every later operation with an error. A failed fsync is
-//! never retried.
+//! An I/O error (a full disk, a failed write or fsync) stalls the writer rather than failing the
+//! WAL: it repairs the files and retries the step until the disk accepts it (see `repair.rs`),
+//! holding back every callback meanwhile, so nothing is acknowledged that is not durable and
+//! raft never sees a storage error. A failed fsync is never retried as such: the bytes it
+//! covered are cut off and written again. Only a repair that finds synced bytes damaged fails
+//! the WAL for good.
 
 use std::io;
 use std::sync::Arc;
@@ -64,6 +67,28 @@ pub(super) enum OperationKind {
     },
 }
 
+/// A step of disk work the writer retries, after repairing the files, until it succeeds (see
+/// `repair.rs`). Each starts from the writer's view of the files, which only ever changes
+/// after a step's disk calls succeeded, so a retry redoes exactly what did not happen.
+pub(super) enum Work<'a> {
+    /// Write and sync entries and a committed marker.
+    Records {
+        appends: &'a [(u64, Vec<(u64, Bytes)>)],
+        committed: Option<Committed>,
+    },
+    Truncate {
+        cut: u64,
+    },
+    Purge {
+        upto: u64,
+    },
+    /// Write and sync a meta slot.
+    Meta {
+        payload: Option<Bytes>,
+        log_end: u64,
+    },
+}
+
 /// An append waiting in a batch.
 struct Append {
     sequence: u64,
@@ -95,6 +120,8 @@ pub(super) struct Writer {
     pub(super) deferred: Option<Operation>,
     /// When `log_end` was last saved to the meta file (or the WAL opened).
     pub(super) log_end_saved_at: rt::Instant,
+    /// How long to wait before the next repair while the disk is failing.
+    pub(super) repair_backoff: rt::Duration,
 }
 
 impl Writer {
@@ -114,23 +141,10 @@ impl Writer {
                     let batch = self.gather(Append { sequence, entries, on_durable }, &mut queue);
                     self.append_batch(batch).await;
                 }
-                OperationKind::TruncateAfter { cut } => {
-                    if self.failure.is_none() {
-                        let result = self.truncate(cut).await;
-                        self.settle(result);
-                    }
-                }
-                OperationKind::Purge { upto } => {
-                    if self.failure.is_none() {
-                        let result = self.purge(upto).await;
-                        self.settle(result);
-                    }
-                }
+                OperationKind::TruncateAfter { cut } => self.persist(Work::Truncate { cut }).await,
+                OperationKind::Purge { upto } => self.persist(Work::Purge { upto }).await,
                 OperationKind::SaveMeta { payload, done } => {
-                    if self.failure.is_none() {
-                        let result = self.write_meta(Some(payload), self.next_index()).await;
-                        self.settle(result);
-                    }
+                    self.persist(Work::Meta { payload: Some(payload), log_end: self.next_index() }).await;
                     // The caller may have given up waiting; the meta is saved regardless.
                     let _ = done.send(self.outcome());
                 }
@@ -181,8 +195,7 @@ impl Writer {
         }
         if self.failure.is_none() {
             let committed = self.take_committed(through);
-            let result = self.write_records(&appends, committed).await;
-            self.settle(result);
+            self.persist(Work::Records { appends: &appends, committed }).await;
         }
         for on_durable in callbacks {
             on_durable(self.outcome());
@@ -198,10 +211,9 @@ impl Writer {
     /// little. Entries synced since the last save are protected only by their checksums.
     async fn save_log_end(&mut self) {
         self.log_end_saved_at = rt::Instant::now();
-        if self.failure.is_none() && self.meta.log_end() != self.next_index() {
-            let meta = self.meta.current().and_then(|record| record.meta.clone());
-            let result = self.write_meta(meta, self.next_index()).await;
-            self.settle(result);
+        if self.meta.log_end() != self.next_index() {
+            let payload = self.meta.current().and_then(|record| record.meta.clone());
+            self.persist(Work::Meta { payload, log_end: self.next_index() }).await;
         }
     }
 
@@ -209,8 +221,7 @@ impl Writer {
         if self.failure.is_none()
             && let Some(committed) = self.take_committed(through)
         {
-            let result = self.write_records(&[], Some(committed)).await;
-            self.settle(result);
+            self.persist(Work::Records { appends: &[], committed: Some(committed) }).await;
         }
     }
 
@@ -285,6 +296,9 @@ impl Writer {
             state.cache.mark_written(index, operation);
         }
         state.cache.evict();
+        if let Some(committed) = &committed {
+            state.committed_sequence_durable = committed.sequence;
+        }
         drop(state);
         if committed.is_some() {
             self.committed_durable = committed;
@@ -402,11 +416,16 @@ impl Writer {
         self.create_segment(first_kept).await
     }
 
+    /// Removes a segment durably. A segment already gone is fine: this is a retry after the
+    /// directory sync failed.
     fn remove_segment(&self, first_index: u64) -> impl Future<Output = io::Result<()>> + Send + 'static {
         let path = self.shared.segment_path(first_index);
         let dir = self.shared.dir.clone();
         self.blocking(move |disk| {
-            disk.remove(&path)?;
+            match disk.remove(&path) {
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
             disk.sync_dir(&dir)
         })
     }
@@ -443,14 +462,14 @@ impl Writer {
         Ok(())
     }
 
-    fn next_index(&self) -> u64 {
+    pub(super) fn next_index(&self) -> u64 {
         self.segments.last().map_or(self.empty_next_index, |active| active.next_index)
     }
 
     /// Runs disk work off the async workers (inline under the simulator). The future does not
     /// borrow the writer: `Writer` is not `Sync` (it holds callbacks), so a borrow of it held
     /// across an `.await` would make the task not `Send`.
-    fn blocking<T: Send + 'static>(
+    pub(super) fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn Disk) -> io::Result<T> + Send + 'static,
     ) -> impl Future<Output = io::Result<T>> + Send + 'static {
@@ -459,7 +478,7 @@ impl Writer {
     }
 
     /// Records the first failure; the WAL then refuses everything.
-    fn settle(&mut self, result: io::Result<()>) {
+    pub(super) fn settle(&mut self, result: io::Result<()>) {
         if let Err(error) = result
             && self.failure.is_none()
         {
@@ -467,6 +486,16 @@ impl Writer {
             let failure = Failure::new(&error);
             self.shared.lock().failure = Some(failure.clone());
             self.failure = Some(failure);
+        }
+    }
+
+    /// Does one attempt at `work`.
+    pub(super) async fn attempt(&mut self, work: &Work<'_>) -> io::Result<()> {
+        match work {
+            Work::Records { appends, committed } => self.write_records(appends, committed.clone()).await,
+            Work::Truncate { cut } => self.truncate(*cut).await,
+            Work::Purge { upto } => self.purge(*upto).await,
+            Work::Meta { payload, log_end } => self.write_meta(payload.clone(), *log_end).await,
         }
     }
 
