@@ -60,6 +60,8 @@ impl From<NodeError> for ApiError {
             NodeError::MemberConflict { .. } => (StatusCode::CONFLICT, "member_conflict"),
             NodeError::MemberNotFound { .. } => (StatusCode::NOT_FOUND, "member_not_found"),
             NodeError::MembershipRefused { .. } => (StatusCode::CONFLICT, "membership_change_refused"),
+            NodeError::InsufficientStorage { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            NodeError::StorageUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             NodeError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)

@@ -70,6 +70,11 @@ impl CommitDurability {
         self.wal.flush_committed().await
     }
 
+    /// The error the log is stalled on while the disk fails; `None` while writes go through.
+    pub fn stalled(&self) -> Option<io::Error> {
+        self.wal.stalled()
+    }
+
     /// Closes the log cleanly once raft has stopped: flushes the committed log id and records
     /// how far the log is synced, so that losing its tail later is detected at the next start.
     pub async fn close(&self) -> io::Result<()> {
