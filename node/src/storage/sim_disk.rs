@@ -10,7 +10,9 @@
 //! renames and removals are pending until [`Disk::sync_dir`] of that directory. On `crash`:
 //! - each unsynced write is kept, lost, or torn at [`SECTOR_BYTES`] boundaries (a random,
 //!   non-empty, proper prefix of its sectors survives), and each unsynced `set_len` is kept or
-//!   lost; survivors are replayed in their original order onto the durable bytes;
+//!   lost; survivors are replayed in their original order onto the durable bytes; where a write
+//!   lost bytes, up to a sector of zeros or garbage may be left in their place (the size grew,
+//!   the data never came), so checksums at the tail are exercised, not only clean cuts;
 //! - a random prefix of the pending namespace changes survives, in order, and the rest revert.
 //!
 //! Directories themselves are durable as soon as they are created: cairn creates its few
@@ -52,6 +54,8 @@ pub struct CrashReport {
     pub writes_torn: u64,
     /// Unsynced writes that vanished.
     pub writes_lost: u64,
+    /// Torn or lost writes whose lost part left zeros or garbage behind.
+    pub writes_debris: u64,
     /// Unsynced `set_len`s that survived.
     pub set_lens_kept: u64,
     /// Unsynced `set_len`s that were undone.
@@ -340,6 +344,14 @@ impl SimState {
     }
 }
 
+/// What a write that did not fully land may leave where its lost part was: the file's size
+/// grew but the data did not arrive, so the bytes read as zeros or as old garbage. Up to one
+/// sector of it, never more than was lost.
+fn tail_debris(rng: &mut SmallRng, lost: u64) -> Vec<u8> {
+    let len = rng.random_range(1..=lost.min(SECTOR_BYTES)) as usize;
+    if rng.random_bool(0.5) { vec![0; len] } else { (0..len).map(|_| rng.random::<u8>()).collect() }
+}
+
 /// Applies one unsynced change to the durable bytes as a power failure might: whole, torn at a
 /// sector boundary, or not at all.
 fn replay_after_crash(rng: &mut SmallRng, durable: &mut Vec<u8>, change: DataChange, report: &mut CrashReport) {
@@ -371,6 +383,10 @@ fn replay_after_crash(rng: &mut SmallRng, durable: &mut Vec<u8>, change: DataCha
             }
             report.bytes_lost += data.len() as u64 - kept_len;
             write(durable, offset, &data[..kept_len as usize]);
+            if kept_len < data.len() as u64 && rng.random_bool(0.3) {
+                write(durable, offset + kept_len, &tail_debris(rng, data.len() as u64 - kept_len));
+                report.writes_debris += 1;
+            }
         }
     }
 }
@@ -565,22 +581,26 @@ mod tests {
             let bytes = disk.read_all(&path).unwrap();
             assert_eq!(bytes[..100], [1; 100]);
             match bytes.len() {
-                200 => kept += 1,
+                200 if report.writes_kept == 1 => kept += 1,
                 100 => lost += 1,
+                101..=200 if report.writes_debris == 1 => lost += 1,
                 len => panic!("a one-sector write came back with length {len}"),
             }
-            assert_eq!(report.bytes_lost, 200 - bytes.len() as u64);
+            if report.writes_debris == 0 {
+                assert_eq!(report.bytes_lost, 200 - bytes.len() as u64);
+            }
             assert_eq!(disk.unsynced_bytes(), 0);
         }
         assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
     }
 
-    // Goal: a large unsynced write is torn only at sector boundaries, keeping a prefix.
-    // Method: over many seeds, write 8 sectors unsynced at offset 0 and crash; the surviving
-    // length must be a multiple of the sector size and the survivors must be the written bytes.
+    // Goal: a large unsynced write is torn only at sector boundaries, keeping a prefix, maybe
+    // followed by up to a sector of debris. Method: over many seeds, write 8 sectors unsynced at
+    // offset 0 and crash; without debris the surviving length must be a multiple of the sector
+    // size and the survivors the written bytes; with debris, the whole sectors before it must be.
     #[test]
     fn crash_tears_large_writes_at_sector_boundaries() {
-        let mut torn = 0;
+        let (mut torn, mut debris) = (0, 0);
         for seed in 0..64 {
             let (disk, dir) = disk_with_dir(seed);
             let path = write_durably(&disk, &dir, "f", 0, 0);
@@ -588,6 +608,12 @@ mod tests {
             disk.write_at(&path, 0, &data).unwrap();
             let report = disk.crash();
             let bytes = disk.read_all(&path).unwrap();
+            if report.writes_debris == 1 {
+                debris += 1;
+                let sectors = (bytes.len() - 1) / SECTOR_BYTES as usize * SECTOR_BYTES as usize;
+                assert_eq!(bytes[..sectors], data[..sectors]);
+                continue;
+            }
             assert_eq!(bytes.len() as u64 % SECTOR_BYTES, 0);
             assert_eq!(bytes[..], data[..bytes.len()]);
             if report.writes_torn == 1 {
@@ -595,7 +621,7 @@ mod tests {
                 assert!(!bytes.is_empty() && bytes.len() < data.len());
             }
         }
-        assert!(torn > 0, "no write was torn in 64 seeds");
+        assert!(torn > 0 && debris > 0, "torn {torn}, with debris {debris} in 64 seeds");
     }
 
     // Goal: namespace changes revert unless their directory was synced. Method: create a file
