@@ -253,3 +253,46 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Confi
         .map(|(value, _)| value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    // Goal: a damaged length field never allocates what it claims. Method: a string whose
+    // varint length says 2^44 bytes (bincode's 0xFD prefix, then a u64); without the limit the
+    // decoder would try to allocate 16 TiB and abort the process.
+    #[test]
+    fn a_huge_declared_length_is_refused_not_allocated() {
+        let mut bytes = vec![0xFD];
+        bytes.extend_from_slice(&(1u64 << 44).to_le_bytes());
+        bytes.extend_from_slice(b"short");
+        assert!(decode::<String>(&bytes, entry_config()).is_err());
+        assert!(decode::<LogMeta>(&bytes, meta_config()).is_err());
+    }
+
+    proptest! {
+        // Goal: random and mutated bytes through the log store's decoders never panic.
+        // Method: decode random bytes as entries, meta and committed ids; and a valid entry
+        // encoding with flipped bytes.
+        #[test]
+        fn random_and_mutated_payloads_never_panic_the_decoders(
+            random in proptest::collection::vec(any::<u8>(), 0..512),
+            flips in proptest::collection::vec((any::<usize>(), 1..=u8::MAX), 1..4),
+        ) {
+            let _ = decode::<Entry>(&random, entry_config());
+            let _ = decode::<LogMeta>(&random, meta_config());
+            let _ = decode::<LogId>(&random, committed_config());
+            let meta = LogMeta { vote: None, last_purged: None };
+            let mut bytes = encode(&meta).unwrap().to_vec();
+            bytes.extend_from_slice(&random);
+            let len = bytes.len();
+            for (at, mask) in flips {
+                bytes[at % len] ^= mask;
+            }
+            let _ = decode::<LogMeta>(&bytes, meta_config());
+            let _ = decode::<Entry>(&bytes, entry_config());
+        }
+    }
+}
