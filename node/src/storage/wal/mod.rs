@@ -23,6 +23,11 @@
 //! - A committed marker returned by [`Wal::flush_committed`] is never lost afterwards, even
 //!   when truncations and purges delete the log bytes holding it (a copy goes to the meta
 //!   file first).
+//! - An I/O error (a full or failing disk) stalls the writer instead of failing the WAL: it
+//!   repairs the files and retries until the disk accepts the write (see `repair.rs`), and no
+//!   callback fires meanwhile. [`Wal::stalled`] reports the stall.
+//! - [`Wal::open`] cuts a torn tail only when nothing valid follows the damage and it lies past
+//!   the log end recorded in the meta file; anything else fails the open (see `recovery.rs`).
 //!
 //! Purges are physical only at segment granularity, and the purge point itself is not
 //! persisted: after [`Wal::open`], [`Recovered::first_index`] may be lower than the last purge.
