@@ -72,7 +72,15 @@ const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "three_nodes_crashes",
         nodes: 3,
-        faults: &[FaultKind::KillLeader, FaultKind::Kill, FaultKind::Pause, FaultKind::Crash, FaultKind::PowerOutage],
+        faults: &[
+            FaultKind::KillLeader,
+            FaultKind::Kill,
+            FaultKind::Pause,
+            FaultKind::Crash,
+            FaultKind::PowerOutage,
+            FaultKind::DiskFull,
+            FaultKind::DiskFailure,
+        ],
         bugs: NO_BUGS,
         history: FULL_HISTORY,
         seed_base: 2_000,

@@ -50,6 +50,13 @@ pub trait Cluster {
     /// Removes the node in `slot` from the cluster through the API and starts a fresh node (new
     /// id, empty disk) in the slot, which joins; returns a description.
     async fn replace(&self, slot: usize) -> Result<String, String>;
+    /// Makes a node's disk full (`full`) or failing with I/O errors until
+    /// [`Cluster::heal_disk`]; false if this cluster cannot (real processes).
+    async fn fail_disk(&self, _slot: usize, _full: bool) -> bool {
+        false
+    }
+    /// Ends a [`Cluster::fail_disk`] fault.
+    async fn heal_disk(&self, _slot: usize) {}
 }
 
 /// The kinds of fault the nemesis can inject.
@@ -81,6 +88,11 @@ pub enum FaultKind {
     PacketLoss,
     /// A slow network: every packet delayed by tens to hundreds of milliseconds.
     Latency,
+    /// A random node's disk full (ENOSPC) for a while; the node must refuse writes and
+    /// resume by itself.
+    DiskFull,
+    /// A random node's disk failing (EIO, failed fsyncs) for a while.
+    DiskFailure,
 }
 
 impl FaultKind {
@@ -117,6 +129,8 @@ impl FaultKind {
             FaultKind::Replace => "replace-member",
             FaultKind::PacketLoss => "packet-loss",
             FaultKind::Latency => "latency",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::DiskFailure => "disk-failure",
         }
     }
 }
@@ -147,6 +161,7 @@ enum Undo {
     Heal,
     Start(Vec<usize>),
     Resume(usize),
+    HealDisk(usize),
     Nothing,
 }
 
@@ -250,6 +265,14 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
             cluster.set_packet_loss(percent as f64 / 100.0).await;
             (format!("{percent}%"), Undo::Heal)
         }
+        FaultKind::DiskFull | FaultKind::DiskFailure => {
+            let victim = random(rng);
+            if cluster.fail_disk(victim, kind == FaultKind::DiskFull).await {
+                (format!("{}", victim + 1), Undo::HealDisk(victim))
+            } else {
+                (format!("{}: not supported here", victim + 1), Undo::Nothing)
+            }
+        }
         FaultKind::Latency => {
             let low = rng.range(20, 100);
             let high = low + rng.range(10, 200);
@@ -268,6 +291,7 @@ async fn stop<C: Cluster>(cluster: &C, undo: Undo) {
             }
         }
         Undo::Resume(node) => cluster.resume(node).await,
+        Undo::HealDisk(node) => cluster.heal_disk(node).await,
         Undo::Nothing => {}
     }
 }

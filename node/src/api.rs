@@ -137,6 +137,14 @@ pub enum NodeError {
     /// The request breaks the node's rules (see [`crate::validate`]); nothing was proposed.
     #[error("invalid request: {0}")]
     Invalid(#[from] crate::validate::Invalid),
+    /// This node's disk is full: the write was refused before it was proposed (nothing
+    /// happened). The node resumes writing by itself once space is freed.
+    #[error("insufficient storage: {message}")]
+    InsufficientStorage { message: String },
+    /// This node's disk fails (I/O errors): the request was refused (nothing happened). The
+    /// node retries the disk and resumes by itself once it accepts writes again.
+    #[error("storage unavailable: {message}")]
+    StorageUnavailable { message: String },
     /// A bug or a storage failure; the node stops serving writes.
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -211,4 +219,18 @@ pub struct ClusterView {
     /// This node's gossip counters: packets, drops by reason, members declared down (null when
     /// gossip is off).
     pub gossip_counters: Option<crate::gossip::GossipCounters>,
+}
+
+impl NodeError {
+    /// The error for a request refused because this node's disk is failing: insufficient
+    /// storage for a full disk (ENOSPC, EDQUOT), storage unavailable for anything else.
+    pub fn from_storage(error: &std::io::Error) -> NodeError {
+        let message = error.to_string();
+        match error.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                NodeError::InsufficientStorage { message }
+            }
+            _ => NodeError::StorageUnavailable { message },
+        }
+    }
 }

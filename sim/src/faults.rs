@@ -7,6 +7,7 @@ use cairn_node::api::MemberKind;
 use cairn_node::command::NodeId;
 use cairn_node::config::Bootstrap;
 use cairn_node::rt::Duration;
+use cairn_node::storage::DiskFault;
 use futures_util::future::BoxFuture;
 use madsim::net::NetSim;
 
@@ -209,5 +210,15 @@ impl Cluster for SimCluster {
 
     async fn replace(&self, slot: usize) -> Result<String, String> {
         self.replace_member(slot).await
+    }
+
+    async fn fail_disk(&self, slot: usize, full: bool) -> bool {
+        let fault = if full { DiskFault::NoSpace } else { DiskFault::Io };
+        self.slots[slot].disk().set_fault(Some(fault));
+        true
+    }
+
+    async fn heal_disk(&self, slot: usize) {
+        self.slots[slot].disk().set_fault(None);
     }
 }

@@ -69,6 +69,29 @@ impl Process {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit: a clean shutdown.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            assert!(status.is_ok_and(|status| status.success()), "SIGTERM is delivered");
+            child.wait().expect("the stopped process is reaped");
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit status if it did.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("the process can be polled") {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts the process again with the same flags and data.
     pub fn restart(&mut self) {
         self.kill();

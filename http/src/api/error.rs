@@ -96,6 +96,8 @@ impl From<NodeError> for ApiError {
             NodeError::MemberNotFound { .. } => (StatusCode::NOT_FOUND, "member_not_found"),
             NodeError::MembershipRefused { .. } => (StatusCode::CONFLICT, "membership_change_refused"),
             NodeError::Invalid(invalid) => return ApiError::invalid(invalid),
+            NodeError::InsufficientStorage { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            NodeError::StorageUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             NodeError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)

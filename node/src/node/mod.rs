@@ -328,11 +328,15 @@ impl Node {
         ClientTag { client, serial: 1 }
     }
 
-    /// Stops serving: refuses new requests, stops raft and the peer listener.
+    /// Stops serving: refuses new requests, stops raft and the peer listener, and closes the
+    /// log cleanly.
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_if_modified(|stop| !std::mem::replace(stop, true));
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown");
+        }
+        if let Err(error) = self.inner.durability.close().await {
+            tracing::warn!(%error, "closing the log");
         }
     }
 

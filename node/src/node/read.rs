@@ -67,11 +67,10 @@ impl Node {
     }
 
     async fn make_committed_durable(&self) -> Result<(), NodeError> {
-        self.inner
-            .durability
-            .flush_committed()
-            .await
-            .map_err(|e| NodeError::Internal { message: format!("persisting the commit index: {e}") })
+        self.inner.durability.flush_committed().await.map_err(|e| match self.inner.durability.stalled() {
+            Some(stall) => NodeError::from_storage(&stall),
+            None => NodeError::Internal { message: format!("persisting the commit index: {e}") },
+        })
     }
 
     /// Lists on this node as leader, after confirming leadership as a read does.

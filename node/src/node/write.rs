@@ -25,7 +25,12 @@ impl Node {
     }
 
     /// One proposal on this node as leader.
+    /// Refused up front while this node's disk fails: the entry could not become durable here,
+    /// and the client learns why at once instead of waiting for an unknown outcome.
     pub(super) async fn propose(&self, request: Request) -> Result<Response, Attempt> {
+        if let Some(error) = self.inner.durability.stalled() {
+            return Err(Attempt::Failed(NodeError::from_storage(&error)));
+        }
         match self.inner.raft.client_write(request).await {
             Ok(written) => Ok(written.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Attempt::Retry),

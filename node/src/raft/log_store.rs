@@ -13,13 +13,28 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::bounded_decode;
 use crate::bugs::InjectedBugs;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 use crate::storage::Disk;
-use crate::storage::wal::{Wal, WalOptions};
+use crate::storage::wal::{
+    COMMITTED_PAYLOAD_BYTES_MAX, ENTRY_PAYLOAD_BYTES_MAX, META_PAYLOAD_BYTES_MAX, Wal, WalOptions,
+};
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Decoding stops, with an error, once a value claims more bytes than its record can hold, so
+/// a damaged length never allocates more than this (see [`decode`]).
+fn entry_config() -> impl bincode::config::Config {
+    CONFIG.with_limit::<ENTRY_PAYLOAD_BYTES_MAX>()
+}
+
+fn meta_config() -> impl bincode::config::Config {
+    CONFIG.with_limit::<META_PAYLOAD_BYTES_MAX>()
+}
+
+fn committed_config() -> impl bincode::config::Config {
+    CONFIG.with_limit::<COMMITTED_PAYLOAD_BYTES_MAX>()
+}
 
 /// What the WAL's meta slots hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,14 +69,27 @@ impl CommitDurability {
     pub async fn flush_committed(&self) -> io::Result<()> {
         self.wal.flush_committed().await
     }
+
+    /// The error the log is stalled on while the disk fails; `None` while writes go through.
+    pub fn stalled(&self) -> Option<io::Error> {
+        self.wal.stalled()
+    }
+
+    /// Closes the log cleanly once raft has stopped: flushes the committed log id and records
+    /// how far the log is synced, so that losing its tail later is detected at the next start.
+    pub async fn close(&self) -> io::Result<()> {
+        self.wal.shutdown().await
+    }
 }
 
 impl LogStore {
     pub async fn open(disk: Arc<dyn Disk>, dir: PathBuf, bugs: InjectedBugs) -> io::Result<LogStore> {
         let (wal, recovered) =
             Wal::open(disk, dir, WalOptions { bugs, ..WalOptions::default() }).await.map_err(io::Error::other)?;
-        let meta: LogMeta = recovered.meta.as_deref().map(decode).transpose()?.unwrap_or_default();
-        let recovered_committed: Option<LogId> = recovered.committed.as_deref().map(decode).transpose()?;
+        let meta: LogMeta =
+            recovered.meta.as_deref().map(|bytes| decode(bytes, meta_config())).transpose()?.unwrap_or_default();
+        let recovered_committed: Option<LogId> =
+            recovered.committed.as_deref().map(|bytes| decode(bytes, committed_config())).transpose()?;
         if let Some(purged) = &meta.last_purged
             && wal.last_index().is_none()
             && wal.next_index() != purged.index.saturating_add(1)
@@ -74,7 +102,7 @@ impl LogStore {
             Some(last) => {
                 let entries = wal.read(last..last + 1).await?;
                 let (_, bytes) = entries.first().ok_or_else(|| io::Error::other("the last WAL entry is unreadable"))?;
-                Some(decode::<Entry>(bytes)?.log_id)
+                Some(decode::<Entry>(bytes, entry_config())?.log_id)
             }
             None => meta.last_purged,
         };
@@ -192,7 +220,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        self.wal.read(range).await?.iter().map(|(_, bytes)| decode(bytes)).collect()
+        self.wal.read(range).await?.iter().map(|(_, bytes)| decode(bytes, entry_config())).collect()
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -218,10 +246,53 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Bytes> {
     bincode::serde::encode_to_vec(value, CONFIG).map(Bytes::from).map_err(io::Error::other)
 }
 
-/// Decodes a WAL record or meta slot. The WAL's checksums catch damage, not a hostile writer,
-/// so the decode is bounded by the record's length like any other input.
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    bounded_decode::decode_slice(bytes)
+/// Decodes a value from a record's payload. `config` carries the byte limit: without one,
+/// bincode allocates whatever a length field claims before reading the bytes behind it.
+fn decode<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Config) -> io::Result<T> {
+    bincode::serde::decode_from_slice(bytes, config)
         .map(|(value, _)| value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    // Goal: a damaged length field never allocates what it claims. Method: a string whose
+    // varint length says 2^44 bytes (bincode's 0xFD prefix, then a u64); without the limit the
+    // decoder would try to allocate 16 TiB and abort the process.
+    #[test]
+    fn a_huge_declared_length_is_refused_not_allocated() {
+        let mut bytes = vec![0xFD];
+        bytes.extend_from_slice(&(1u64 << 44).to_le_bytes());
+        bytes.extend_from_slice(b"short");
+        assert!(decode::<String>(&bytes, entry_config()).is_err());
+        assert!(decode::<LogMeta>(&bytes, meta_config()).is_err());
+    }
+
+    proptest! {
+        // Goal: random and mutated bytes through the log store's decoders never panic.
+        // Method: decode random bytes as entries, meta and committed ids; and a valid entry
+        // encoding with flipped bytes.
+        #[test]
+        fn random_and_mutated_payloads_never_panic_the_decoders(
+            random in proptest::collection::vec(any::<u8>(), 0..512),
+            flips in proptest::collection::vec((any::<usize>(), 1..=u8::MAX), 1..4),
+        ) {
+            let _ = decode::<Entry>(&random, entry_config());
+            let _ = decode::<LogMeta>(&random, meta_config());
+            let _ = decode::<LogId>(&random, committed_config());
+            let meta = LogMeta { vote: None, last_purged: None };
+            let mut bytes = encode(&meta).unwrap().to_vec();
+            bytes.extend_from_slice(&random);
+            let len = bytes.len();
+            for (at, mask) in flips {
+                bytes[at % len] ^= mask;
+            }
+            let _ = decode::<LogMeta>(&bytes, meta_config());
+            let _ = decode::<Entry>(&bytes, entry_config());
+        }
+    }
 }

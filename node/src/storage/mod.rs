@@ -15,5 +15,5 @@ pub mod wal;
 
 pub use self::disk::Disk;
 pub use self::fs_disk::FsDisk;
-pub use self::sim_disk::{CrashReport, SECTOR_BYTES, SimDisk, SimDiskCounters};
+pub use self::sim_disk::{CrashReport, DiskFault, SECTOR_BYTES, SimDisk, SimDiskCounters};
 pub use self::wal::{OnDurable, Recovered, TruncatedTail, Wal, WalError, WalOptions};

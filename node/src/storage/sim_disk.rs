@@ -10,7 +10,9 @@
 //! renames and removals are pending until [`Disk::sync_dir`] of that directory. On `crash`:
 //! - each unsynced write is kept, lost, or torn at [`SECTOR_BYTES`] boundaries (a random,
 //!   non-empty, proper prefix of its sectors survives), and each unsynced `set_len` is kept or
-//!   lost; survivors are replayed in their original order onto the durable bytes;
+//!   lost; survivors are replayed in their original order onto the durable bytes; where a write
+//!   lost bytes, up to a sector of zeros or garbage may be left in their place (the size grew,
+//!   the data never came), so checksums at the tail are exercised, not only clean cuts;
 //! - a random prefix of the pending namespace changes survives, in order, and the rest revert.
 //!
 //! Directories themselves are durable as soon as they are created: cairn creates its few
@@ -52,6 +54,8 @@ pub struct CrashReport {
     pub writes_torn: u64,
     /// Unsynced writes that vanished.
     pub writes_lost: u64,
+    /// Torn or lost writes whose lost part left zeros or garbage behind.
+    pub writes_debris: u64,
     /// Unsynced `set_len`s that survived.
     pub set_lens_kept: u64,
     /// Unsynced `set_len`s that were undone.
@@ -62,6 +66,20 @@ pub struct CrashReport {
     pub namespace_kept: u64,
     /// Pending creations, renames and removals that were undone.
     pub namespace_reverted: u64,
+}
+
+/// A fault the disk injects from [`SimDisk::set_fault`] until it is cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFault {
+    /// The disk is full: a write or `set_len` that would grow a file fails with
+    /// [`io::ErrorKind::StorageFull`] (ENOSPC) and changes nothing; overwrites, shrinks, syncs
+    /// and namespace changes still work.
+    NoSpace,
+    /// The device fails: every write, `set_len`, `sync` and `sync_dir` fails with EIO. A failed
+    /// `sync` drops the file's unsynced changes from what a power failure keeps while reads
+    /// still see them, as Linux marks pages clean after a failed writeback ("fsyncgate"): a
+    /// later successful sync does not make them durable.
+    Io,
 }
 
 /// Running totals since the disk was created, for tests that count I/O (group commit).
@@ -94,6 +112,8 @@ struct SimState {
     next_file_id: FileId,
     /// How many of the next `sync`/`sync_dir` calls fail with an I/O error.
     failing_syncs: u32,
+    /// The fault injected until cleared.
+    fault: Option<DiskFault>,
     /// The range [`Disk::sync_latency`] draws from; zero unless set.
     sync_latency: (Duration, Duration),
     counters: SimDiskCounters,
@@ -107,7 +127,7 @@ struct SimFile {
     durable: Vec<u8>,
     current: Vec<u8>,
     /// Changes since the last sync, oldest first; replaying them all onto `durable` gives
-    /// `current`.
+    /// `current`, unless a sync failed since (which drops them here but not from `current`).
     unsynced: Vec<DataChange>,
 }
 
@@ -162,6 +182,7 @@ impl SimDisk {
                 files: BTreeMap::new(),
                 next_file_id: 0,
                 failing_syncs: 0,
+                fault: None,
                 sync_latency: (Duration::ZERO, Duration::ZERO),
                 counters: SimDiskCounters::default(),
                 last_crash: CrashReport::default(),
@@ -210,10 +231,21 @@ impl SimDisk {
         state.files.values().flat_map(|file| &file.unsynced).map(written).sum()
     }
 
-    /// Makes the next `count` calls to `sync` or `sync_dir` fail with an I/O error, leaving the
-    /// unsynced state as it was (a caller must not learn anything from retrying).
+    /// Makes the next `count` calls to `sync` or `sync_dir` fail with an I/O error. A failed
+    /// file sync drops the file's unsynced changes from what a power failure keeps while reads
+    /// still see them, as [`DiskFault::Io`] does: a retried sync that succeeds proves nothing.
     pub fn fail_next_syncs(&self, count: u32) {
         self.state().failing_syncs = count;
+    }
+
+    /// Injects `fault` into every later call until cleared with `None`.
+    pub fn set_fault(&self, fault: Option<DiskFault>) {
+        self.state().fault = fault;
+    }
+
+    /// The fault being injected, if any.
+    pub fn fault(&self) -> Option<DiskFault> {
+        self.state().fault
     }
 
     /// Flips bits of the byte at `offset`, in both the current and the durable contents, as
@@ -263,6 +295,23 @@ impl SimState {
         Ok(file)
     }
 
+    /// Fails with the injected fault: EIO on any change, ENOSPC on one that grows `path` to
+    /// `grown_to` bytes.
+    fn check_fault(&self, path: &Path, grown_to: Option<u64>) -> io::Result<()> {
+        match self.fault {
+            Some(DiskFault::Io) => Err(io::Error::other(format!("{}: input/output error (injected)", path.display()))),
+            Some(DiskFault::NoSpace) => {
+                let current = self.file(path).map_or(0, |file| file.current.len() as u64);
+                if grown_to.is_some_and(|len| len > current) {
+                    let message = format!("{}: no space left on device (injected)", path.display());
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, message));
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn take_failing_sync(&mut self, path: &Path) -> io::Result<()> {
         if self.failing_syncs == 0 {
             return Ok(());
@@ -293,6 +342,14 @@ impl SimState {
         self.last_crash = report.clone();
         report
     }
+}
+
+/// What a write that did not fully land may leave where its lost part was: the file's size
+/// grew but the data did not arrive, so the bytes read as zeros or as old garbage. Up to one
+/// sector of it, never more than was lost.
+fn tail_debris(rng: &mut SmallRng, lost: u64) -> Vec<u8> {
+    let len = rng.random_range(1..=lost.min(SECTOR_BYTES)) as usize;
+    if rng.random_bool(0.5) { vec![0; len] } else { (0..len).map(|_| rng.random::<u8>()).collect() }
 }
 
 /// Applies one unsynced change to the durable bytes as a power failure might: whole, torn at a
@@ -326,6 +383,10 @@ fn replay_after_crash(rng: &mut SmallRng, durable: &mut Vec<u8>, change: DataCha
             }
             report.bytes_lost += data.len() as u64 - kept_len;
             write(durable, offset, &data[..kept_len as usize]);
+            if kept_len < data.len() as u64 && rng.random_bool(0.3) {
+                write(durable, offset + kept_len, &tail_debris(rng, data.len() as u64 - kept_len));
+                report.writes_debris += 1;
+            }
         }
     }
 }
@@ -362,6 +423,7 @@ impl Disk for SimDisk {
 
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut state = self.state();
+        state.check_fault(path, Some(offset + data.len() as u64))?;
         if !state.names.contains_key(path) {
             state.create(path)?;
         }
@@ -379,6 +441,8 @@ impl Disk for SimDisk {
 
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut state = self.state();
+        state.file_id(path)?;
+        state.check_fault(path, Some(len))?;
         let file = state.file_mut(path)?;
         resize(&mut file.current, len);
         file.unsynced.push(DataChange::SetLen(len));
@@ -388,11 +452,19 @@ impl Disk for SimDisk {
     fn sync(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.file_id(path)?;
-        state.take_failing_sync(path)?;
+        if let Err(error) = state.check_fault(path, None).and_then(|()| state.take_failing_sync(path)) {
+            state.file_mut(path)?.unsynced.clear();
+            return Err(error);
+        }
         state.counters.syncs += 1;
         let file = state.file_mut(path)?;
-        file.durable = file.current.clone();
-        file.unsynced.clear();
+        // Not `current`: changes dropped by a failed sync stay visible but never become durable.
+        for change in std::mem::take(&mut file.unsynced) {
+            match change {
+                DataChange::Write { offset, data } => write(&mut file.durable, offset, &data),
+                DataChange::SetLen(len) => resize(&mut file.durable, len),
+            }
+        }
         Ok(())
     }
 
@@ -420,6 +492,7 @@ impl Disk for SimDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.require_directory(dir)?;
+        state.check_fault(dir, None)?;
         state.take_failing_sync(dir)?;
         state.counters.dir_syncs += 1;
         let SimState { pending_names, durable_names, .. } = &mut *state;
@@ -508,22 +581,26 @@ mod tests {
             let bytes = disk.read_all(&path).unwrap();
             assert_eq!(bytes[..100], [1; 100]);
             match bytes.len() {
-                200 => kept += 1,
+                200 if report.writes_kept == 1 => kept += 1,
                 100 => lost += 1,
+                101..=200 if report.writes_debris == 1 => lost += 1,
                 len => panic!("a one-sector write came back with length {len}"),
             }
-            assert_eq!(report.bytes_lost, 200 - bytes.len() as u64);
+            if report.writes_debris == 0 {
+                assert_eq!(report.bytes_lost, 200 - bytes.len() as u64);
+            }
             assert_eq!(disk.unsynced_bytes(), 0);
         }
         assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
     }
 
-    // Goal: a large unsynced write is torn only at sector boundaries, keeping a prefix.
-    // Method: over many seeds, write 8 sectors unsynced at offset 0 and crash; the surviving
-    // length must be a multiple of the sector size and the survivors must be the written bytes.
+    // Goal: a large unsynced write is torn only at sector boundaries, keeping a prefix, maybe
+    // followed by up to a sector of debris. Method: over many seeds, write 8 sectors unsynced at
+    // offset 0 and crash; without debris the surviving length must be a multiple of the sector
+    // size and the survivors the written bytes; with debris, the whole sectors before it must be.
     #[test]
     fn crash_tears_large_writes_at_sector_boundaries() {
-        let mut torn = 0;
+        let (mut torn, mut debris) = (0, 0);
         for seed in 0..64 {
             let (disk, dir) = disk_with_dir(seed);
             let path = write_durably(&disk, &dir, "f", 0, 0);
@@ -531,6 +608,12 @@ mod tests {
             disk.write_at(&path, 0, &data).unwrap();
             let report = disk.crash();
             let bytes = disk.read_all(&path).unwrap();
+            if report.writes_debris == 1 {
+                debris += 1;
+                let sectors = (bytes.len() - 1) / SECTOR_BYTES as usize * SECTOR_BYTES as usize;
+                assert_eq!(bytes[..sectors], data[..sectors]);
+                continue;
+            }
             assert_eq!(bytes.len() as u64 % SECTOR_BYTES, 0);
             assert_eq!(bytes[..], data[..bytes.len()]);
             if report.writes_torn == 1 {
@@ -538,7 +621,7 @@ mod tests {
                 assert!(!bytes.is_empty() && bytes.len() < data.len());
             }
         }
-        assert!(torn > 0, "no write was torn in 64 seeds");
+        assert!(torn > 0 && debris > 0, "torn {torn}, with debris {debris} in 64 seeds");
     }
 
     // Goal: namespace changes revert unless their directory was synced. Method: create a file
@@ -599,8 +682,9 @@ mod tests {
         }
     }
 
-    // Goal: injected faults behave as documented. Method: fail one sync and check the data is
-    // still unsynced; corrupt a byte and check both current and durable contents change.
+    // Goal: injected faults behave as documented. Method: fail one sync: reads still see the
+    // data but a later successful sync does not make it durable (a crash loses it); corrupt a
+    // byte and check both current and durable contents change.
     #[test]
     fn injected_sync_failure_and_corruption() {
         let (disk, dir) = disk_with_dir(7);
@@ -608,12 +692,40 @@ mod tests {
         disk.write_at(&path, 10, &[2; 10]).unwrap();
         disk.fail_next_syncs(1);
         assert!(disk.sync(&path).is_err());
-        assert_eq!(disk.unsynced_bytes(), 10);
+        assert_eq!(disk.unsynced_bytes(), 0);
+        assert_eq!(disk.read_all(&path).unwrap().len(), 20, "reads still see the write");
         disk.sync(&path).unwrap();
+        disk.crash();
+        assert_eq!(disk.read_all(&path).unwrap(), [1; 10], "the failed sync's data was never durable");
         disk.corrupt_byte(&path, 3).unwrap();
         assert_ne!(disk.read_all(&path).unwrap()[3], 1);
         disk.crash();
         assert_ne!(disk.read_all(&path).unwrap()[3], 1);
         assert!(disk.corrupt_byte(&path, 20).is_err());
+    }
+
+    // Goal: the injected disk-full and EIO faults behave as documented. Method: under NoSpace,
+    // growing a file fails with StorageFull while an overwrite works; under Io, a write fails and
+    // a sync fails and drops the unsynced overwrite; cleared, everything works again.
+    #[test]
+    fn injected_disk_full_and_io_faults() {
+        let (disk, dir) = disk_with_dir(9);
+        let path = write_durably(&disk, &dir, "f", 1, 10);
+        disk.set_fault(Some(DiskFault::NoSpace));
+        assert_eq!(disk.write_at(&path, 10, &[2]).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(disk.set_len(&path, 11).unwrap_err().kind(), io::ErrorKind::StorageFull);
+        disk.write_at(&path, 0, &[3]).unwrap();
+        disk.sync(&path).unwrap();
+        disk.set_fault(Some(DiskFault::Io));
+        assert!(disk.write_at(&path, 0, &[4]).is_err());
+        disk.set_fault(None);
+        disk.write_at(&path, 1, &[5]).unwrap();
+        disk.set_fault(Some(DiskFault::Io));
+        assert!(disk.sync(&path).is_err());
+        assert!(disk.sync_dir(&dir).is_err());
+        disk.set_fault(None);
+        disk.sync(&path).unwrap();
+        disk.crash();
+        assert_eq!(disk.read_all(&path).unwrap()[..2], [3, 1], "the overwrite whose sync failed is lost");
     }
 }

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// What an operator does about a log that cannot be trusted.
+const RECOVERY: &str = "This node's log cannot be trusted and the node must not start on it: \
+    remove it from the cluster (`cairn member remove <id>`), wipe its data directory, and join \
+    it again under a fresh id (`--join`); its peers hold every committed entry";
+
 /// Why [`Wal::open`](super::Wal::open) failed. Nothing is running afterwards.
 #[derive(Debug, Error)]
 pub enum WalError {
@@ -21,10 +26,11 @@ pub enum WalError {
         /// The underlying error.
         source: io::Error,
     },
-    /// Damaged bytes that cannot be a torn final write: in a segment other than the last, or
-    /// followed by a valid later entry, or well-formed but not understood. Nothing was changed;
-    /// this needs an operator (restore the node from its peers), never happens otherwise.
-    #[error("WAL segment {path} is corrupt at byte {offset}: {reason}")]
+    /// Damaged or missing bytes that cannot be a torn final write: in a segment other than the
+    /// last, followed by a valid later record, before the point known synced, or well-formed
+    /// but not understood. Nothing was changed; this needs an operator (restore the node from
+    /// its peers), never happens otherwise.
+    #[error("WAL segment {path} is corrupt at byte {offset}: {reason}. {RECOVERY}")]
     Corrupt {
         /// The damaged segment.
         path: PathBuf,
@@ -35,7 +41,7 @@ pub enum WalError {
     },
     /// Valid records whose indices skip or repeat, within or across segments: a lost segment or
     /// a bug. Nothing was changed.
-    #[error("WAL segment {path} holds index {found} where {expected} should come next")]
+    #[error("WAL segment {path} holds index {found} where {expected} should come next. {RECOVERY}")]
     NonConsecutive {
         /// The segment where the sequence breaks.
         path: PathBuf,
@@ -46,7 +52,7 @@ pub enum WalError {
     },
     /// Both slots of the meta file were written once and neither is valid now: media
     /// corruption. Nothing was changed.
-    #[error("WAL meta file {path} has no valid slot")]
+    #[error("WAL meta file {path} has no valid slot. {RECOVERY}")]
     CorruptMeta {
         /// The meta file.
         path: PathBuf,

@@ -6,10 +6,14 @@
 //!
 //! Slot layout (little-endian, zero-padded to [`META_SLOT_BYTES`]):
 //! `[magic 8 = "CAIRNMTA"][format u32][flags u32][sequence u64][meta_len u32]`
-//! `[committed_len u32][committed_sequence u64][crc32c u32][meta][committed]`,
+//! `[committed_len u32][committed_sequence u64][log_end u64][crc32c u32][meta][committed]`,
 //! the CRC covering every byte before it and both payloads. Besides the meta payload a slot
 //! carries a copy of the newest durable committed marker: the writer refreshes it before it
 //! deletes or truncates log bytes that may hold the marker, so the marker survives those.
+//!
+//! It also carries `log_end`, a point the log on disk is known to reach: every entry below it
+//! was synced (or purged). The tail of the log cannot take this record with it, so recovery
+//! tells a torn final write (past `log_end`) from the loss of synced entries (before it).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,8 +28,9 @@ pub(super) const META_FILE_NAME: &str = "meta";
 pub(super) const META_SLOT_BYTES: usize = 4096;
 const META_SLOT_COUNT: usize = 2;
 const META_MAGIC: [u8; 8] = *b"CAIRNMTA";
-const META_FORMAT_VERSION: u32 = 1;
-const META_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 4 + 4 + 8 + 4;
+/// Version 2 added `log_end`.
+const META_FORMAT_VERSION: u32 = 2;
+const META_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 4 + 4 + 8 + 8 + 4;
 const CRC_OFFSET: usize = META_HEADER_BYTES - 4;
 const FLAG_META: u32 = 1;
 const FLAG_COMMITTED: u32 = 2;
@@ -47,6 +52,10 @@ pub(super) struct MetaRecord {
     pub(super) meta: Option<Bytes>,
     /// The newest durable committed marker when the slot was written.
     pub(super) committed: Option<Committed>,
+    /// Every entry below this index was synced or purged when the slot was written, so the
+    /// log on disk must reach it: a log found ending before it lost synced entries. Lowered
+    /// (durably) before a truncation cuts the log below it.
+    pub(super) log_end: u64,
 }
 
 /// Encodes a slot, exactly [`META_SLOT_BYTES`] long.
@@ -65,6 +74,7 @@ pub(super) fn encode_slot(record: &MetaRecord) -> Vec<u8> {
     slot.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     slot.extend_from_slice(&(committed.len() as u32).to_le_bytes());
     slot.extend_from_slice(&record.committed.as_ref().map_or(0, |c| c.sequence).to_le_bytes());
+    slot.extend_from_slice(&record.log_end.to_le_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&slot), meta), committed);
     slot.extend_from_slice(&crc.to_le_bytes());
     assert_eq!(slot.len(), META_HEADER_BYTES);
@@ -99,6 +109,7 @@ pub(super) fn decode_slot(slot: &[u8]) -> Option<MetaRecord> {
         meta: (flags & FLAG_META != 0).then(|| Bytes::copy_from_slice(meta)),
         committed: (flags & FLAG_COMMITTED != 0)
             .then(|| Committed { sequence: u64_at(32), payload: Bytes::copy_from_slice(committed) }),
+        log_end: u64_at(40),
     })
 }
 
@@ -138,18 +149,23 @@ impl MetaFile {
         Ok(MetaFile { path, exists: true, newest })
     }
 
+    /// The point the log is known to reach; 0 if no slot says.
+    pub(super) fn log_end(&self) -> u64 {
+        self.current().map_or(0, |record| record.log_end)
+    }
+
     pub(super) fn current(&self) -> Option<&MetaRecord> {
         self.newest.as_ref().map(|(_, record)| record)
     }
 
     /// The record to write next for `meta` and `committed`, with the slot and byte offset to
     /// write it at: the slot not holding the newest valid record.
-    pub(super) fn next_write(&self, meta: Option<Bytes>, committed: Option<Committed>) -> PlannedSlot {
+    pub(super) fn next_write(&self, meta: Option<Bytes>, committed: Option<Committed>, log_end: u64) -> PlannedSlot {
         let (slot, sequence) = match &self.newest {
             Some((slot, record)) => ((slot + 1) % META_SLOT_COUNT, record.sequence + 1),
             None => (0, 1),
         };
-        let record = MetaRecord { sequence, meta, committed };
+        let record = MetaRecord { sequence, meta, committed, log_end };
         PlannedSlot { slot, offset: (slot * META_SLOT_BYTES) as u64, bytes: encode_slot(&record), record }
     }
 
@@ -200,6 +216,7 @@ mod tests {
             sequence,
             meta: Some(Bytes::from(format!("vote {sequence}"))),
             committed: Some(Committed { sequence: 3, payload: Bytes::from_static(b"c") }),
+            log_end: sequence * 10,
         }
     }
 
@@ -207,7 +224,7 @@ mod tests {
     #[test]
     fn meta_slot_round_trips() {
         assert_eq!(decode_slot(&encode_slot(&record(5))), Some(record(5)));
-        let empty = MetaRecord { sequence: 1, meta: None, committed: None };
+        let empty = MetaRecord { sequence: 1, meta: None, committed: None, log_end: 0 };
         assert_eq!(decode_slot(&encode_slot(&empty)), Some(empty));
     }
 

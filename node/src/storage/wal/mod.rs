@@ -23,6 +23,11 @@
 //! - A committed marker returned by [`Wal::flush_committed`] is never lost afterwards, even
 //!   when truncations and purges delete the log bytes holding it (a copy goes to the meta
 //!   file first).
+//! - An I/O error (a full or failing disk) stalls the writer instead of failing the WAL: it
+//!   repairs the files and retries until the disk accepts the write (see `repair.rs`), and no
+//!   callback fires meanwhile. [`Wal::stalled`] reports the stall.
+//! - [`Wal::open`] cuts a torn tail only when nothing valid follows the damage and it lies past
+//!   the log end recorded in the meta file; anything else fails the open (see `recovery.rs`).
 //!
 //! Purges are physical only at segment granularity, and the purge point itself is not
 //! persisted: after [`Wal::open`], [`Recovered::first_index`] may be lower than the last purge.
@@ -36,11 +41,14 @@ mod options;
 mod positions;
 mod read;
 mod recovery;
+mod repair;
 mod state;
 mod writer;
 
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -129,7 +137,9 @@ impl Wal {
             operation_last: 0,
             committed_sequence_last: committed.as_ref().map_or(0, |committed| committed.sequence),
             committed_pending: None,
+            committed_sequence_durable: committed.as_ref().map_or(0, |committed| committed.sequence),
             failure: None,
+            stall: None,
             closed: false,
         };
         let shared = Arc::new(Shared::new(disk, dir, state));
@@ -143,6 +153,8 @@ impl Wal {
             committed_durable: committed,
             failure: None,
             deferred: None,
+            log_end_saved_at: rt::Instant::now(),
+            repair_backoff: repair::REPAIR_BACKOFF_MIN,
         };
         let writer = rt::spawn(writer.run(receiver));
         tracing::info!(dir = %shared.dir.display(), first_index, next_index, "WAL opened");
@@ -245,7 +257,22 @@ impl Wal {
 
     /// Returns once the committed marker set before this call (if any) is durable, writing it
     /// now if no batch has taken it yet. Everything enqueued before is durable too.
+    ///
+    /// While the writer is stalled on a failing disk ([`Wal::stalled`]) it answers at once
+    /// instead of waiting for the disk: `Ok` if the marker set last is already durable (then
+    /// nothing enqueued before is promised), the stall's error otherwise.
     pub async fn flush_committed(&self) -> io::Result<()> {
+        {
+            let state = self.shared.lock();
+            state.check_usable()?;
+            if let Some(stall) = &state.stall {
+                return if state.committed_sequence_last <= state.committed_sequence_durable {
+                    Ok(())
+                } else {
+                    Err(stall.to_stall_error())
+                };
+            }
+        }
         let (done, outcome) = oneshot::channel();
         self.enqueue(move |_, _| OperationKind::FlushCommitted { done }).await?;
         outcome.await.unwrap_or_else(|_| Err(writer_gone()))
@@ -281,6 +308,13 @@ impl Wal {
         Ok(merge_by_index(cached, loaded))
     }
 
+    /// The error the writer is stalled on, while the disk fails (its kind is the disk's, e.g.
+    /// [`io::ErrorKind::StorageFull`]); `None` while writes go through. Appends are accepted
+    /// meanwhile but become durable (and acknowledged) only once the disk recovers.
+    pub fn stalled(&self) -> Option<io::Error> {
+        self.shared.lock().stall.as_ref().map(|stall| stall.to_stall_error())
+    }
+
     /// The first readable index; `None` if the log is empty.
     pub fn first_index(&self) -> Option<u64> {
         let state = self.shared.lock();
@@ -301,14 +335,20 @@ impl Wal {
     /// Drains every queued operation, writes the pending committed marker, and stops the
     /// writer. Later operations on any clone fail. `Err` if the WAL had failed.
     pub async fn shutdown(&self) -> io::Result<()> {
-        let Ok(permit) = self.queue.reserve().await else { return Ok(()) };
-        let (done, outcome) = oneshot::channel();
         {
+            // Closed before waiting for room in the queue: a writer stalled on a failing disk
+            // (with a full queue behind it) gives up once it sees this, and makes room.
             let mut state = self.shared.lock();
             if state.closed {
                 return Ok(());
             }
             state.closed = true;
+        }
+        self.shared.closing.notify_one();
+        let Ok(permit) = self.queue.reserve().await else { return Ok(()) };
+        let (done, outcome) = oneshot::channel();
+        {
+            let mut state = self.shared.lock();
             state.operation_last += 1;
             permit.send(Operation { sequence: state.operation_last, kind: OperationKind::Shutdown { done } });
         }
@@ -341,7 +381,7 @@ fn read_directory(disk: &dyn Disk, dir: &Path) -> Result<(RecoveredLog, MetaFile
         disk.sync_dir(parent).map_err(WalError::io(parent))?;
     }
     let meta = MetaFile::read(disk, dir)?;
-    let log = recover_log(disk, dir)?;
+    let log = recover_log(disk, dir, meta.log_end())?;
     Ok((log, meta))
 }
 

@@ -1,6 +1,7 @@
 //! Tuning knobs of the WAL.
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use super::WalError;
 use super::format::SEGMENT_HEADER_BYTES;
@@ -24,6 +25,11 @@ pub struct WalOptions {
     /// `save_meta` and `flush_committed` wait for room when it is full (backpressure on the raft
     /// actor when the disk falls behind).
     pub queue_depth_max: NonZeroUsize,
+    /// How often, at most, the writer records in the meta file how far the log is synced (one
+    /// extra meta sync, after a batch's callbacks). A power loss may tear what was synced since
+    /// the last record undetected by anything but checksums; what was synced before, if later
+    /// lost, makes the open fail instead of silently shortening the log. Also saved at shutdown.
+    pub log_end_save_interval: Duration,
     /// Deliberate bugs; see [`InjectedBugs::ack_before_fsync`].
     pub bugs: InjectedBugs,
 }
@@ -35,6 +41,7 @@ impl Default for WalOptions {
             cache_bytes_max: 64 * 1024 * 1024,
             batch_bytes_max: 4 * 1024 * 1024,
             queue_depth_max: NonZeroUsize::new(1024).expect("not zero"),
+            log_end_save_interval: Duration::from_secs(1),
             bugs: InjectedBugs::default(),
         }
     }

@@ -3,8 +3,14 @@
 //!
 //! Only the last segment can legitimately end in damage: a segment is complete and synced
 //! before the next one is created, and each batch is written and synced before the next. So
-//! damage in an earlier segment, or damage followed by a valid later entry (which a torn write
-//! cannot produce: it keeps a prefix of what was written), is corruption and fails the open.
+//! damage in an earlier segment, or damage followed by a valid later record (which a torn write
+//! cannot produce: it keeps a prefix of what was written, then nothing or garbage), is
+//! corruption and fails the open.
+//!
+//! A torn write also never reaches back before the last sync: the meta file's `log_end` (see
+//! `meta.rs`) is a point every entry before which was synced, so a log that ends before it
+//! (damaged there, or simply cut short) lost synced entries, and fails the open too. Nothing on
+//! disk is changed when the open fails.
 
 use std::path::{Path, PathBuf};
 
@@ -13,10 +19,13 @@ use super::format::{
     HeaderError, RECORD_HEADER_BYTES, Record, RecordKind, SEGMENT_HEADER_BYTES, decode_record, decode_segment_header,
     parse_segment_file_name,
 };
-use super::meta::META_FILE_NAME;
+use super::meta::{COMMITTED_PAYLOAD_BYTES_MAX, META_FILE_NAME};
 use super::positions::{Position, Positions};
 use super::state::{Committed, segment_path};
 use crate::storage::Disk;
+
+/// The longest body a committed marker record can have: its sequence and payload.
+const COMMITTED_RECORD_BODY_BYTES_MAX: usize = 8 + COMMITTED_PAYLOAD_BYTES_MAX;
 
 /// A segment as the writer tracks it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,24 +63,26 @@ pub struct TruncatedTail {
 }
 
 /// One segment's contents, before it is checked against its neighbours.
-struct SegmentScan {
-    segment: Segment,
+pub(super) struct SegmentScan {
+    pub(super) segment: Segment,
     entries: Vec<(u64, Position)>,
     committed: Option<Committed>,
-    damage: Option<Damage>,
+    /// The first damaged record, where the scan stopped.
+    pub(super) damage: Option<Damage>,
 }
 
-struct Damage {
-    offset: u64,
-    reason: String,
+pub(super) struct Damage {
+    pub(super) offset: u64,
+    pub(super) reason: String,
 }
 
-/// Scans the segments in `dir`, truncating a torn tail.
-pub(super) fn recover_log(disk: &dyn Disk, dir: &Path) -> Result<RecoveredLog, WalError> {
+/// Scans the segments in `dir`, truncating a torn tail. `log_end` is the point the log is
+/// known to reach (from the meta file); a log without segments continues there.
+pub(super) fn recover_log(disk: &dyn Disk, dir: &Path, log_end: u64) -> Result<RecoveredLog, WalError> {
     let firsts = list_segments(disk, dir)?;
     let mut log = RecoveredLog {
         segments: Vec::new(),
-        positions: Positions::new(firsts.first().copied().unwrap_or(0)),
+        positions: Positions::new(firsts.first().copied().unwrap_or(log_end)),
         committed: None,
         truncated_tail: None,
     };
@@ -80,8 +91,8 @@ pub(super) fn recover_log(disk: &dyn Disk, dir: &Path) -> Result<RecoveredLog, W
         let bytes = disk.read_all(&path).map_err(WalError::io(&path))?;
         let scan = scan_segment(&bytes, first, &path)?;
         if let Some(damage) = &scan.damage {
-            let is_last = position + 1 == firsts.len();
-            check_torn_tail(&bytes, damage, scan.segment.next_index, is_last, &path)?;
+            let tail = Tail { bytes: &bytes, expected: scan.segment.next_index, log_end, path: &path };
+            tail.check_torn(damage, position + 1 == firsts.len())?;
             log.truncated_tail = Some(cut_tail(disk, dir, &path, bytes.len() as u64, damage)?);
             if damage.offset == 0 {
                 continue;
@@ -89,7 +100,25 @@ pub(super) fn recover_log(disk: &dyn Disk, dir: &Path) -> Result<RecoveredLog, W
         }
         log.add(scan, &path)?;
     }
+    check_reaches_log_end(&log, dir, log_end)?;
     Ok(log)
+}
+
+/// Fails if the undamaged log ends before `log_end`: synced entries were cut off whole (a
+/// file truncated at a record boundary, or a last segment removed).
+fn check_reaches_log_end(log: &RecoveredLog, dir: &Path, log_end: u64) -> Result<(), WalError> {
+    let Some(last) = log.segments.last() else { return Ok(()) };
+    if last.next_index >= log_end {
+        return Ok(());
+    }
+    Err(WalError::Corrupt {
+        path: segment_path(dir, last.first_index),
+        offset: last.bytes,
+        reason: format!(
+            "the log ends before entry {}, but every entry before {log_end} was synced: synced entries are missing",
+            last.next_index
+        ),
+    })
 }
 
 impl RecoveredLog {
@@ -134,7 +163,7 @@ fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, WalError> {
 
 /// Reads a segment's header and records up to the first damaged one. Fails on anything a torn
 /// write cannot explain.
-fn scan_segment(bytes: &[u8], name_first: u64, path: &Path) -> Result<SegmentScan, WalError> {
+pub(super) fn scan_segment(bytes: &[u8], name_first: u64, path: &Path) -> Result<SegmentScan, WalError> {
     let corrupt = |offset: u64, reason: String| WalError::Corrupt { path: path.to_path_buf(), offset, reason };
     let mut scan = SegmentScan {
         segment: Segment { first_index: name_first, next_index: name_first, bytes: SEGMENT_HEADER_BYTES },
@@ -184,34 +213,59 @@ fn scan_segment(bytes: &[u8], name_first: u64, path: &Path) -> Result<SegmentSca
     Ok(scan)
 }
 
-/// Fails unless `damage` can be a torn or garbled final write: it must be in the last segment
-/// and no valid entry that would continue the log may follow it.
-fn check_torn_tail(bytes: &[u8], damage: &Damage, expected: u64, is_last: bool, path: &Path) -> Result<(), WalError> {
-    let corrupt = |reason: String| WalError::Corrupt { path: path.to_path_buf(), offset: damage.offset, reason };
-    if !is_last {
-        return Err(corrupt(format!("{} in a segment that is not the last", damage.reason)));
-    }
-    if let Some(index) = later_entry(bytes, damage.offset as usize + 1, expected) {
-        return Err(corrupt(format!("{}, yet a valid entry {index} follows", damage.reason)));
-    }
-    Ok(())
+/// A damaged segment's bytes, and what the log expects of them.
+struct Tail<'a> {
+    bytes: &'a [u8],
+    /// The index the damaged record would have had.
+    expected: u64,
+    log_end: u64,
+    path: &'a Path,
 }
 
-/// The index of a valid entry record starting anywhere at or after `from` whose index could
-/// continue the log from `expected`. Checks the kind and index before the checksum, so the
-/// scan costs little more than a pass over the bytes.
-fn later_entry(bytes: &[u8], from: usize, expected: u64) -> Option<u64> {
-    const INDEX_SPAN_MAX: u64 = 1 << 32;
-    (from..bytes.len()).find_map(|offset| {
-        let rest = &bytes[offset..];
-        let index_bytes = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + 8)?;
-        let index = u64::from_le_bytes(index_bytes.try_into().expect("8 bytes"));
-        let plausible = rest[8] == RecordKind::Entry as u8 && index.wrapping_sub(expected) < INDEX_SPAN_MAX;
-        match plausible.then(|| decode_record(rest)) {
-            Some(Ok((Record::Entry { index, .. }, _))) => Some(index),
-            _ => None,
+impl Tail<'_> {
+    /// Fails unless `damage` can be a torn or garbled final write: it must be in the last
+    /// segment, past every entry known synced, and no valid record may follow it.
+    fn check_torn(&self, damage: &Damage, is_last: bool) -> Result<(), WalError> {
+        let corrupt =
+            |reason: String| WalError::Corrupt { path: self.path.to_path_buf(), offset: damage.offset, reason };
+        if !is_last {
+            return Err(corrupt(format!("{} in a segment that is not the last", damage.reason)));
         }
-    })
+        if self.expected < self.log_end {
+            let reason = format!(
+                "{} at entry {}, which was synced (every entry before {} was)",
+                damage.reason, self.expected, self.log_end
+            );
+            return Err(corrupt(reason));
+        }
+        if let Some(found) = self.later_record(damage.offset as usize + 1) {
+            return Err(corrupt(format!("{}, yet a valid {found} follows", damage.reason)));
+        }
+        Ok(())
+    }
+
+    /// A valid record starting anywhere at or after `from`: an entry whose index could continue
+    /// the log, or a committed marker. Checks the kind and the index or length before the
+    /// checksum, so the scan costs little more than a pass over the bytes.
+    fn later_record(&self, from: usize) -> Option<String> {
+        const INDEX_SPAN_MAX: u64 = 1 << 32;
+        (from..self.bytes.len()).find_map(|offset| {
+            let rest = &self.bytes[offset..];
+            let header = rest.get(..RECORD_HEADER_BYTES + 8)?;
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+            let prefix = u64::from_le_bytes(header[RECORD_HEADER_BYTES..].try_into().expect("8 bytes"));
+            let plausible = match header[8] {
+                kind if kind == RecordKind::Entry as u8 => prefix.wrapping_sub(self.expected) < INDEX_SPAN_MAX,
+                kind if kind == RecordKind::Committed as u8 => len <= COMMITTED_RECORD_BODY_BYTES_MAX,
+                _ => false,
+            };
+            match plausible.then(|| decode_record(rest)) {
+                Some(Ok((Record::Entry { index, .. }, _))) => Some(format!("entry {index} at byte {offset}")),
+                Some(Ok((Record::Committed { .. }, _))) => Some(format!("committed marker at byte {offset}")),
+                _ => None,
+            }
+        })
+    }
 }
 
 /// Cuts the segment at the damage (removing it if its header is damaged) and syncs.

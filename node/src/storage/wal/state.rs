@@ -28,11 +28,13 @@ pub(super) struct Shared {
     /// enqueueing makes the order of operations in the queue the order of their effects on the
     /// logical state.
     state: Mutex<State>,
+    /// Notified once by `shutdown`, to wake a writer waiting out a failing disk.
+    pub(super) closing: tokio::sync::Notify,
 }
 
 impl Shared {
     pub(super) fn new(disk: Arc<dyn Disk>, dir: PathBuf, state: State) -> Shared {
-        Shared { disk, dir, state: Mutex::new(state) }
+        Shared { disk, dir, state: Mutex::new(state), closing: tokio::sync::Notify::new() }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -67,8 +69,13 @@ pub(super) struct State {
     pub(super) committed_sequence_last: u64,
     /// The newest committed marker not yet taken by the writer.
     pub(super) committed_pending: Option<PendingCommitted>,
-    /// Set when a write, sync or namespace change failed; the WAL refuses everything after.
+    /// The sequence of the newest committed marker known durable.
+    pub(super) committed_sequence_durable: u64,
+    /// Set when a repair found synced bytes damaged; the WAL refuses everything after.
     pub(super) failure: Option<Failure>,
+    /// Set while the writer is stalled on a failing disk (it repairs and retries; see
+    /// `repair.rs`), cleared once a retry succeeds.
+    pub(super) stall: Option<Failure>,
     /// Set by `shutdown`; later operations are refused.
     pub(super) closed: bool,
 }
@@ -82,8 +89,8 @@ pub(super) struct PendingCommitted {
     pub(super) after_operation: u64,
 }
 
-/// The first I/O error of the writer, kept to report to every later operation. Failed syncs
-/// are never retried (see [`Disk::sync`]).
+/// An I/O error of the writer, kept to report to later operations: the one that failed the WAL,
+/// or the one it is stalled on.
 #[derive(Clone, Debug)]
 pub(super) struct Failure {
     kind: io::ErrorKind,
@@ -97,6 +104,12 @@ impl Failure {
 
     pub(super) fn to_error(&self) -> io::Error {
         io::Error::new(self.kind, format!("the WAL failed earlier and accepts no more operations: {}", self.message))
+    }
+
+    /// The error a stalled WAL reports, of the same kind as the disk's.
+    pub(super) fn to_stall_error(&self) -> io::Error {
+        let message = format!("the disk is failing; writes resume once it accepts them again: {}", self.message);
+        io::Error::new(self.kind, message)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -11,7 +12,7 @@ use tokio::sync::oneshot;
 use super::format::SEGMENT_HEADER_BYTES;
 use super::meta::{META_FILE_NAME, META_SLOT_BYTES};
 use super::{Recovered, Wal, WalError, WalOptions};
-use crate::storage::{Disk, FsDisk, SimDisk};
+use crate::storage::{Disk, DiskFault, FsDisk, SimDisk};
 
 /// A disk and a WAL directory on it; the temporary directory is removed on drop.
 struct Fixture {
@@ -31,9 +32,15 @@ fn fixtures() -> Vec<Fixture> {
 }
 
 /// Segments small enough that a few dozen entries span several, and a cache that holds
-/// almost nothing, so reads exercise the disk path.
+/// almost nothing, so reads exercise the disk path. The log end is saved only at shutdown
+/// (unless a test asks for more), so a test decides what counts as known synced.
 fn small_options() -> WalOptions {
-    WalOptions { segment_bytes_max: 512, cache_bytes_max: 256, ..WalOptions::default() }
+    WalOptions {
+        segment_bytes_max: 512,
+        cache_bytes_max: 256,
+        log_end_save_interval: Duration::from_secs(3600),
+        ..WalOptions::default()
+    }
 }
 
 fn payload(index: u64, generation: u32) -> Bytes {
@@ -225,6 +232,16 @@ async fn closed_log(fixture: &Fixture, count: u64) -> PathBuf {
     fixture.segments().pop().unwrap()
 }
 
+/// Like [`closed_log`], but the process "crashes" instead of shutting down (the handle is
+/// dropped), so nothing records how far the log was synced: damage at its tail may be a torn
+/// final write.
+async fn crashed_log(fixture: &Fixture, count: u64) -> PathBuf {
+    let (wal, _) = fixture.open().await.unwrap();
+    append_durably(&wal, 0..count, 0).await.unwrap();
+    drop(wal);
+    fixture.segments().pop().unwrap()
+}
+
 /// Reopens after damage: the tail must be cut, entries before it kept, and a second open clean.
 async fn assert_tail_cut(fixture: &Fixture, expected_last: u64) {
     let (wal, recovered) = fixture.open().await.unwrap();
@@ -243,7 +260,7 @@ async fn assert_tail_cut(fixture: &Fixture, expected_last: u64) {
 #[tokio::test]
 async fn torn_tail_is_truncated() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 20).await;
+        let last = crashed_log(&fixture, 20).await;
         let len = fixture.disk.len(&last).unwrap();
         fixture.disk.set_len(&last, len - 3).unwrap();
         assert_tail_cut(&fixture, 18).await;
@@ -255,7 +272,7 @@ async fn torn_tail_is_truncated() {
 #[tokio::test]
 async fn garbled_tail_is_truncated() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 20).await;
+        let last = crashed_log(&fixture, 20).await;
         let len = fixture.disk.len(&last).unwrap();
         let garbage: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         fixture.disk.write_at(&last, len, &garbage).unwrap();
@@ -268,7 +285,7 @@ async fn garbled_tail_is_truncated() {
 #[tokio::test]
 async fn checksum_error_in_last_record_is_truncated() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 20).await;
+        let last = crashed_log(&fixture, 20).await;
         let len = fixture.disk.len(&last).unwrap();
         flip_byte(fixture.disk.as_ref(), &last, len - 2);
         assert_tail_cut(&fixture, 18).await;
@@ -286,10 +303,10 @@ fn flip_byte(disk: &dyn Disk, path: &std::path::Path, offset: u64) {
 #[tokio::test]
 async fn torn_header_of_last_segment_is_removed() {
     for fixture in fixtures() {
-        let last = closed_log(&fixture, 40).await;
+        let last = crashed_log(&fixture, 40).await;
         let (wal, _) = fixture.open().await.unwrap();
         let last_index = wal.last_index().unwrap();
-        wal.shutdown().await.unwrap();
+        drop(wal);
         let first_in_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
         fixture.disk.set_len(&last, SEGMENT_HEADER_BYTES / 2).unwrap();
         let (wal, recovered) = fixture.open().await.unwrap();
@@ -322,6 +339,83 @@ async fn corruption_before_the_tail_fails_open() {
     }
 }
 
+// Goal: a flipped bit in the last entry is corruption, not a torn write, when a valid record
+// follows it (the finding: a committed marker after it, and the entry was silently dropped).
+// Method: flush a committed marker after the last entry, "crash", flip a byte inside the last
+// entry; the open must fail naming the segment and the entry's offset, and change nothing.
+#[tokio::test]
+async fn damaged_last_entry_followed_by_a_committed_marker_fails_open() {
+    for fixture in fixtures() {
+        let (wal, _) = fixture.open().await.unwrap();
+        append_durably(&wal, 0..20, 0).await.unwrap();
+        let entry_end = fixture.disk.len(fixture.segments().last().unwrap()).unwrap();
+        wal.set_committed(Bytes::from_static(b"commit 19")).unwrap();
+        wal.flush_committed().await.unwrap();
+        drop(wal);
+        let last = fixture.segments().pop().unwrap();
+        let len = fixture.disk.len(&last).unwrap();
+        assert!(len > entry_end, "{}: the marker follows the entry", fixture.name);
+        flip_byte(fixture.disk.as_ref(), &last, entry_end - 2);
+        let error = fixture.open().await.err().expect("damage before a valid marker must fail the open");
+        let WalError::Corrupt { path, offset, .. } = &error else { panic!("{}: {error}", fixture.name) };
+        assert_eq!(path, &last);
+        assert!(*offset < entry_end && *offset > SEGMENT_HEADER_BYTES, "{}: offset {offset}", fixture.name);
+        assert!(error.to_string().contains("committed marker"), "{error}");
+        assert!(error.to_string().contains("wipe its data directory"), "{error}");
+        assert_eq!(fixture.disk.len(&last).unwrap(), len, "a failed open truncates nothing");
+    }
+}
+
+// Goal: a cleanly closed log that lost bytes at its end is refused, not silently shortened
+// (the finding: 60 bytes cut off dropped the last acknowledged entry and reused its index).
+// Method: close cleanly, cut 60 bytes (mid-record) and, separately, one whole record (a cut
+// at a record boundary leaves no damage to see); both opens must fail.
+#[tokio::test]
+async fn bytes_cut_off_a_cleanly_closed_log_fail_open() {
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let len = fixture.disk.len(&last).unwrap();
+        fixture.disk.set_len(&last, len - 60).unwrap();
+        let error = fixture.open().await.err().expect("a cut into synced entries must fail the open");
+        assert!(matches!(error, WalError::Corrupt { ref path, .. } if *path == last), "{}: {error}", fixture.name);
+        assert!(error.to_string().contains("synced"), "{error}");
+        assert_eq!(fixture.disk.len(&last).unwrap(), len - 60, "a failed open truncates nothing");
+    }
+    for fixture in fixtures() {
+        let last = closed_log(&fixture, 20).await;
+        let (wal, _) = fixture.open().await.unwrap();
+        let record_start = {
+            let before = fixture.disk.len(&last).unwrap();
+            append_durably(&wal, 20..21, 0).await.unwrap();
+            wal.shutdown().await.unwrap();
+            before
+        };
+        fixture.disk.set_len(&last, record_start).unwrap();
+        let error = fixture.open().await.err().expect("a whole synced entry missing must fail the open");
+        let WalError::Corrupt { offset, .. } = error else { panic!("{}: {error}", fixture.name) };
+        assert_eq!(offset, record_start);
+    }
+}
+
+// Goal: once the log end is recorded after every batch, a checksum error in the last entry is
+// corruption even with nothing after it: that entry was synced. Method: save the log end
+// after every batch, crash, flip a byte in the last entry.
+#[tokio::test]
+async fn damage_before_the_recorded_log_end_fails_open() {
+    for fixture in fixtures() {
+        let options = WalOptions { log_end_save_interval: Duration::ZERO, ..small_options() };
+        let (wal, _) = Wal::open(fixture.disk.clone(), fixture.dir.clone(), options).await.unwrap();
+        append_durably(&wal, 0..20, 0).await.unwrap();
+        wal.flush_committed().await.unwrap();
+        drop(wal);
+        let last = fixture.segments().pop().unwrap();
+        let len = fixture.disk.len(&last).unwrap();
+        flip_byte(fixture.disk.as_ref(), &last, len - 2);
+        let error = fixture.open().await.err().expect("damage to a synced entry must fail the open");
+        assert!(error.to_string().contains("which was synced"), "{}: {error}", fixture.name);
+    }
+}
+
 // Goal: a missing segment in the middle is detected. Method: remove the second of several
 // segments; the open must fail with NonConsecutive.
 #[tokio::test]
@@ -336,20 +430,79 @@ async fn missing_middle_segment_fails_open() {
     }
 }
 
-// Goal: after an I/O error the WAL refuses everything and never retries the sync. Method: make
-// the next sync fail; the append's callback, later appends, reads and meta saves must fail.
+/// Appends `indices` as one batch without waiting, returning the callback's outcome.
+async fn append_pending(wal: &Wal, indices: std::ops::Range<u64>) -> oneshot::Receiver<io::Result<()>> {
+    let entries = indices.map(|index| (index, payload(index, 0))).collect();
+    let (done, durable) = oneshot::channel();
+    wal.append(entries, Box::new(move |result| done.send(result).unwrap())).await.unwrap();
+    durable
+}
+
+// Goal: a full disk stalls the WAL instead of failing it, acknowledges nothing meanwhile, keeps
+// entries readable, and resumes by itself once space is freed, with everything durable (the
+// finding: after a disk full the node never wrote again until restarted). Method: fill the
+// simulated disk, append, check the callback has not run and the stall is reported as
+// StorageFull; free the space, await the callback, crash, reopen and read everything back.
 #[tokio::test]
-async fn failed_sync_fails_the_wal_for_good() {
+async fn a_full_disk_stalls_appends_until_space_is_freed() {
     let disk = Arc::new(SimDisk::new(5));
     let (wal, _) = Wal::open(disk.clone(), "/wal", small_options()).await.unwrap();
     append_durably(&wal, 0..3, 0).await.unwrap();
-    disk.fail_next_syncs(1);
-    let syncs = disk.counters().syncs;
-    assert!(append_durably(&wal, 3..4, 0).await.is_err());
-    assert!(append_durably(&wal, 4..5, 0).await.is_err());
-    assert!(wal.read(0..3).await.is_err());
-    assert!(wal.save_meta(Bytes::from_static(b"v")).await.is_err());
-    assert!(wal.set_committed(Bytes::from_static(b"c")).is_err());
-    assert!(wal.shutdown().await.is_err());
-    assert_eq!(disk.counters().syncs, syncs, "no sync was attempted after the failure");
+    disk.set_fault(Some(DiskFault::NoSpace));
+    let mut durable = append_pending(&wal, 3..30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(durable.try_recv().is_err(), "nothing is acknowledged while the disk is full");
+    assert_eq!(wal.stalled().map(|error| error.kind()), Some(io::ErrorKind::StorageFull));
+    assert_eq!(wal.read(3..4).await.unwrap(), vec![(3, payload(3, 0))], "entries stay readable");
+    disk.set_fault(None);
+    tokio::time::timeout(Duration::from_secs(5), durable).await.expect("resumes by itself").unwrap().unwrap();
+    assert!(wal.stalled().is_none());
+    append_durably(&wal, 30..32, 0).await.unwrap();
+    drop(wal);
+    disk.crash();
+    let (wal, _) = Wal::open(disk.clone(), "/wal", small_options()).await.unwrap();
+    assert_log(&wal, 0..32, |_| 0).await;
+}
+
+// Goal: after a failed fsync the WAL never trusts the page cache: it cuts the bytes back and
+// writes them again rather than retrying the sync (which would succeed without writing them:
+// "fsyncgate"). Method: fail a batch's sync on a disk that then drops those bytes from what a
+// power failure keeps; the append must still be acknowledged, and survive a crash.
+#[tokio::test]
+async fn a_failed_sync_is_repaired_by_rewriting_not_retried() {
+    for fault in [None, Some(DiskFault::Io)] {
+        let disk = Arc::new(SimDisk::new(6));
+        let (wal, _) = Wal::open(disk.clone(), "/wal", small_options()).await.unwrap();
+        append_durably(&wal, 0..3, 0).await.unwrap();
+        disk.fail_next_syncs(1);
+        disk.set_fault(fault);
+        let durable = append_pending(&wal, 3..5).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(wal.stalled().is_some(), fault.is_some(), "stalled while the disk fails, not after");
+        disk.set_fault(None);
+        tokio::time::timeout(Duration::from_secs(5), durable).await.expect("resumes").unwrap().unwrap();
+        wal.save_meta(Bytes::from_static(b"vote")).await.unwrap();
+        drop(wal);
+        disk.crash();
+        let (wal, recovered) = Wal::open(disk.clone(), "/wal", small_options()).await.unwrap();
+        assert_eq!(recovered.meta.as_deref(), Some(&b"vote"[..]));
+        assert_log(&wal, 0..5, |_| 0).await;
+    }
+}
+
+// Goal: a stalled WAL still shuts down, failing what it could not write. Method: fill the disk,
+// append, shut down: it must return an error within the backoff, and the callback too.
+#[tokio::test]
+async fn shutdown_of_a_stalled_wal_fails_what_it_could_not_write() {
+    let disk = Arc::new(SimDisk::new(7));
+    let (wal, _) = Wal::open(disk.clone(), "/wal", small_options()).await.unwrap();
+    append_durably(&wal, 0..3, 0).await.unwrap();
+    disk.set_fault(Some(DiskFault::NoSpace));
+    let durable = append_pending(&wal, 3..30).await;
+    wal.set_committed(Bytes::from_static(b"c")).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(wal.flush_committed().await.is_err(), "a marker not yet durable is not promised while stalled");
+    let shutdown = tokio::time::timeout(Duration::from_secs(5), wal.shutdown()).await.expect("shutdown ends");
+    assert!(shutdown.is_err());
+    assert!(durable.await.unwrap().is_err());
 }

@@ -6,9 +6,12 @@
 //! one write and one fdatasync for the lot before completing their callbacks. Any other
 //! operation ends the batch and runs alone, after it.
 //!
-//! After the first I/O error the writer stops touching the disk: it records the failure (which
-//! the handles then report) and answers every later operation with an error. A failed fsync is
-//! never retried.
+//! An I/O error (a full disk, a failed write or fsync) stalls the writer rather than failing the
+//! WAL: it repairs the files and retries the step until the disk accepts it (see `repair.rs`),
+//! holding back every callback meanwhile, so nothing is acknowledged that is not durable and
+//! raft never sees a storage error. A failed fsync is never retried as such: the bytes it
+//! covered are cut off and written again. Only a repair that finds synced bytes damaged fails
+//! the WAL for good.
 
 use std::io;
 use std::sync::Arc;
@@ -64,6 +67,28 @@ pub(super) enum OperationKind {
     },
 }
 
+/// A step of disk work the writer retries, after repairing the files, until it succeeds (see
+/// `repair.rs`). Each starts from the writer's view of the files, which only ever changes
+/// after a step's disk calls succeeded, so a retry redoes exactly what did not happen.
+pub(super) enum Work<'a> {
+    /// Write and sync entries and a committed marker.
+    Records {
+        appends: &'a [(u64, Vec<(u64, Bytes)>)],
+        committed: Option<Committed>,
+    },
+    Truncate {
+        cut: u64,
+    },
+    Purge {
+        upto: u64,
+    },
+    /// Write and sync a meta slot.
+    Meta {
+        payload: Option<Bytes>,
+        log_end: u64,
+    },
+}
+
 /// An append waiting in a batch.
 struct Append {
     sequence: u64,
@@ -93,6 +118,10 @@ pub(super) struct Writer {
     pub(super) failure: Option<Failure>,
     /// A non-append operation drained while gathering a batch; it runs next.
     pub(super) deferred: Option<Operation>,
+    /// When `log_end` was last saved to the meta file (or the WAL opened).
+    pub(super) log_end_saved_at: rt::Instant,
+    /// How long to wait before the next repair while the disk is failing.
+    pub(super) repair_backoff: rt::Duration,
 }
 
 impl Writer {
@@ -112,23 +141,10 @@ impl Writer {
                     let batch = self.gather(Append { sequence, entries, on_durable }, &mut queue);
                     self.append_batch(batch).await;
                 }
-                OperationKind::TruncateAfter { cut } => {
-                    if self.failure.is_none() {
-                        let result = self.truncate(cut).await;
-                        self.settle(result);
-                    }
-                }
-                OperationKind::Purge { upto } => {
-                    if self.failure.is_none() {
-                        let result = self.purge(upto).await;
-                        self.settle(result);
-                    }
-                }
+                OperationKind::TruncateAfter { cut } => self.persist(Work::Truncate { cut }).await,
+                OperationKind::Purge { upto } => self.persist(Work::Purge { upto }).await,
                 OperationKind::SaveMeta { payload, done } => {
-                    if self.failure.is_none() {
-                        let result = self.write_meta(Some(payload), self.committed_durable.clone()).await;
-                        self.settle(result);
-                    }
+                    self.persist(Work::Meta { payload: Some(payload), log_end: self.next_index() }).await;
                     // The caller may have given up waiting; the meta is saved regardless.
                     let _ = done.send(self.outcome());
                 }
@@ -138,6 +154,7 @@ impl Writer {
                 }
                 OperationKind::Shutdown { done } => {
                     self.flush_committed(sequence).await;
+                    self.save_log_end().await;
                     let _ = done.send(self.outcome());
                     return;
                 }
@@ -178,11 +195,25 @@ impl Writer {
         }
         if self.failure.is_none() {
             let committed = self.take_committed(through);
-            let result = self.write_records(&appends, committed).await;
-            self.settle(result);
+            self.persist(Work::Records { appends: &appends, committed }).await;
         }
         for on_durable in callbacks {
             on_durable(self.outcome());
+        }
+        if self.log_end_saved_at.elapsed() >= self.options.log_end_save_interval {
+            self.save_log_end().await;
+        }
+    }
+
+    /// Records in the meta file that the log reaches its current end, if it does not say so
+    /// already. After the batch's callbacks, so acknowledgements never wait for it; at most
+    /// once per `log_end_save_interval` (and at shutdown), so its sync costs the hot path
+    /// little. Entries synced since the last save are protected only by their checksums.
+    async fn save_log_end(&mut self) {
+        self.log_end_saved_at = rt::Instant::now();
+        if self.meta.log_end() != self.next_index() {
+            let payload = self.meta.current().and_then(|record| record.meta.clone());
+            self.persist(Work::Meta { payload, log_end: self.next_index() }).await;
         }
     }
 
@@ -190,8 +221,7 @@ impl Writer {
         if self.failure.is_none()
             && let Some(committed) = self.take_committed(through)
         {
-            let result = self.write_records(&[], Some(committed)).await;
-            self.settle(result);
+            self.persist(Work::Records { appends: &[], committed: Some(committed) }).await;
         }
     }
 
@@ -266,6 +296,9 @@ impl Writer {
             state.cache.mark_written(index, operation);
         }
         state.cache.evict();
+        if let Some(committed) = &committed {
+            state.committed_sequence_durable = committed.sequence;
+        }
         drop(state);
         if committed.is_some() {
             self.committed_durable = committed;
@@ -322,7 +355,7 @@ impl Writer {
         if cut >= self.next_index() {
             return Ok(());
         }
-        self.back_up_committed().await?;
+        self.back_up_committed(cut).await?;
         while self.segments.len() > 1 && self.segments.last().is_some_and(|last| last.first_index >= cut) {
             let last = self.segments.last().expect("checked above").first_index;
             self.remove_segment(last).await?;
@@ -360,7 +393,7 @@ impl Writer {
         let mut backed_up = false;
         while self.segments.len() > 1 && self.segments[1].first_index <= first_kept {
             if !backed_up {
-                self.back_up_committed().await?;
+                self.back_up_committed(self.next_index()).await?;
                 backed_up = true;
             }
             self.remove_segment(self.segments[0].first_index).await?;
@@ -371,7 +404,9 @@ impl Writer {
     }
 
     async fn purge_all(&mut self, first_kept: u64) -> io::Result<()> {
-        self.back_up_committed().await?;
+        // The log end stays the old one: until the new segment exists, the log on disk may
+        // still be the old one.
+        self.back_up_committed(self.next_index()).await?;
         while let Some(oldest) = self.segments.first() {
             self.remove_segment(oldest.first_index).await?;
             self.segments.remove(0);
@@ -381,30 +416,39 @@ impl Writer {
         self.create_segment(first_kept).await
     }
 
+    /// Removes a segment durably. A segment already gone is fine: this is a retry after the
+    /// directory sync failed.
     fn remove_segment(&self, first_index: u64) -> impl Future<Output = io::Result<()>> + Send + 'static {
         let path = self.shared.segment_path(first_index);
         let dir = self.shared.dir.clone();
         self.blocking(move |disk| {
-            disk.remove(&path)?;
+            match disk.remove(&path) {
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
             disk.sync_dir(&dir)
         })
     }
 
     /// Copies the newest durable committed marker into the meta file unless it is already
-    /// there: called before deleting log bytes, which may hold the only copy.
-    async fn back_up_committed(&mut self) -> io::Result<()> {
-        let Some(committed) = self.committed_durable.clone() else { return Ok(()) };
+    /// there, and lowers the recorded log end to `log_end` if it is higher: called before
+    /// deleting log bytes, which may hold the only copy of the marker, and which a log end
+    /// above the cut would make look lost.
+    async fn back_up_committed(&mut self, log_end: u64) -> io::Result<()> {
         let current = self.meta.current();
-        if current.and_then(|record| record.committed.as_ref()) == Some(&committed) {
+        let marker_saved = current.and_then(|record| record.committed.as_ref()) == self.committed_durable.as_ref();
+        let log_end = log_end.min(self.meta.log_end());
+        if marker_saved && log_end == self.meta.log_end() {
             return Ok(());
         }
         let meta = current.and_then(|record| record.meta.clone());
-        self.write_meta(meta, Some(committed)).await
+        self.write_meta(meta, log_end).await
     }
 
-    /// Writes and syncs the meta slot not holding the newest valid copy.
-    async fn write_meta(&mut self, meta: Option<Bytes>, committed: Option<Committed>) -> io::Result<()> {
-        let planned = self.meta.next_write(meta, committed);
+    /// Writes and syncs the meta slot not holding the newest valid copy, with the newest
+    /// durable committed marker.
+    async fn write_meta(&mut self, meta: Option<Bytes>, log_end: u64) -> io::Result<()> {
+        let planned = self.meta.next_write(meta, self.committed_durable.clone(), log_end);
         let created = self.meta.needs_create();
         let path = self.meta.path.clone();
         let dir = self.shared.dir.clone();
@@ -418,14 +462,14 @@ impl Writer {
         Ok(())
     }
 
-    fn next_index(&self) -> u64 {
+    pub(super) fn next_index(&self) -> u64 {
         self.segments.last().map_or(self.empty_next_index, |active| active.next_index)
     }
 
     /// Runs disk work off the async workers (inline under the simulator). The future does not
     /// borrow the writer: `Writer` is not `Sync` (it holds callbacks), so a borrow of it held
     /// across an `.await` would make the task not `Send`.
-    fn blocking<T: Send + 'static>(
+    pub(super) fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn Disk) -> io::Result<T> + Send + 'static,
     ) -> impl Future<Output = io::Result<T>> + Send + 'static {
@@ -434,7 +478,7 @@ impl Writer {
     }
 
     /// Records the first failure; the WAL then refuses everything.
-    fn settle(&mut self, result: io::Result<()>) {
+    pub(super) fn settle(&mut self, result: io::Result<()>) {
         if let Err(error) = result
             && self.failure.is_none()
         {
@@ -442,6 +486,16 @@ impl Writer {
             let failure = Failure::new(&error);
             self.shared.lock().failure = Some(failure.clone());
             self.failure = Some(failure);
+        }
+    }
+
+    /// Does one attempt at `work`.
+    pub(super) async fn attempt(&mut self, work: &Work<'_>) -> io::Result<()> {
+        match work {
+            Work::Records { appends, committed } => self.write_records(appends, committed.clone()).await,
+            Work::Truncate { cut } => self.truncate(*cut).await,
+            Work::Purge { upto } => self.purge(*upto).await,
+            Work::Meta { payload, log_end } => self.write_meta(payload.clone(), *log_end).await,
         }
     }
 
