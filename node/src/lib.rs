@@ -2,6 +2,7 @@
 //! tokio and madsim.
 //!
 //! # Layout
+//! - [`data_dir`]: the data directory's lock and identity stamp, checked at every start.
 //! - [`gossip`]: the gossip-notifier actor (SWIM membership, metadata, change notices).
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
 //! - [`storage`]: the disk seam (real and simulated) and the write-ahead log.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod bugs;
 pub mod command;
 pub mod config;
+pub mod data_dir;
 pub mod gossip;
 pub mod node;
 pub mod raft;

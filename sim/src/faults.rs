@@ -10,7 +10,9 @@ use cairn_node::rt::Duration;
 use futures_util::future::BoxFuture;
 use madsim::net::NetSim;
 
-use crate::cluster::{Incarnation, SimCluster, fresh_disk};
+use std::sync::atomic::Ordering;
+
+use crate::cluster::{Incarnation, SimCluster, fresh_disk, slot_ip};
 
 /// How long a power cut may wait for writes in flight on every victim.
 const WRITES_IN_FLIGHT_WAIT_MAX: Duration = Duration::from_millis(200);
@@ -20,12 +22,14 @@ impl SimCluster {
     /// (a process crash loses nothing the kernel already has). It stays down until started.
     pub fn kill(&self, slot: usize) {
         self.runtime.kill(self.slots[slot].handle.id());
+        // The kernel frees a dead process's flock at once; madsim drops its tasks only lazily.
+        self.slots[slot].disk().release_locks();
     }
 
     /// (Re)starts a node from its disk. madsim requires a kill first, so this kills it too.
     pub fn restart(&self, slot: usize) {
         let id = self.slots[slot].handle.id();
-        self.runtime.kill(id);
+        self.kill(slot);
         self.runtime.restart(id);
     }
 
@@ -131,6 +135,32 @@ impl SimCluster {
             Incarnation { config, disk: std::sync::Arc::new(fresh_disk()) };
         self.restart(slot);
         id
+    }
+
+    /// An operator's mistake: starts another process, as node `id` (the slot's own id for a
+    /// second incarnation) on a spare machine, on the data directory of `slot`'s node, and
+    /// returns why it refused to start. A start that succeeds is the mistake going unnoticed:
+    /// it is reported as an `Err` and the intruder is killed at once.
+    pub async fn start_on_directory_of(&self, slot: usize, id: NodeId) -> Result<String, String> {
+        let spare = self.slots.len() + usize::from(self.intruders.fetch_add(1, Ordering::Relaxed) % 100);
+        let mut config = self.config(id, spare, Bootstrap::Single);
+        let Incarnation { config: owner, disk } = self.slots[slot].incarnation();
+        config.data_dir = owner.data_dir;
+        let machine = self.runtime.create_node().name(format!("intruder-{spare}")).ip(slot_ip(spare)).build();
+        let started = machine
+            .spawn(async move {
+                match cairn_http::launch(config, disk).await {
+                    Ok(_launched) => Ok(()),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
+            .await
+            .expect("the intruder's start completes");
+        self.runtime.kill(machine.id());
+        match started {
+            Ok(()) => Err(format!("node {id} started on the data directory of slot {}", slot + 1)),
+            Err(refusal) => Ok(refusal),
+        }
     }
 
     /// Removes the slot's member and puts a fresh node in its place.

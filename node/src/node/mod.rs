@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use crate::api::{MemberView, NodeError, Role, Status};
 use crate::command::{ClientTag, NodeId};
 use crate::config::{Bootstrap, ConfigError, NodeConfig};
+use crate::data_dir::{self, ClusterId, DataDir, DataDirError};
 use crate::gossip::{self, GossipConfig, GossipHandle, GossipIdentity, next_generation};
 use crate::raft::contact::{ContactClock, LeaseWitness};
 use crate::raft::log_store::{CommitDurability, LogStore};
@@ -64,6 +65,8 @@ struct Inner {
     gossip: OnceLock<GossipHandle>,
     /// Proven contact with a leader, for the staleness of stale reads.
     contact: ContactClock,
+    /// The locked data directory and its identity stamp; the lock lives as long as the node.
+    data_dir: Arc<DataDir>,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -71,6 +74,8 @@ struct Inner {
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error("storage in {dir}: {source}")]
     Storage { dir: PathBuf, source: std::io::Error },
     #[error("cannot listen for peers on {address}: {source}")]
@@ -101,6 +106,30 @@ async fn prepare_gossip(
     Ok(Some((gossip.clone(), identity, socket)))
 }
 
+/// The checks that need raft's recovered state, then the gossip preparation: a refused start
+/// must not have bumped the gossip generation, so that it leaves the directory as it was.
+async fn prepare(
+    config: &NodeConfig,
+    raft: &Raft,
+    disk: &dyn Disk,
+) -> Result<Option<(GossipConfig, GossipIdentity, UdpSocket)>, StartError> {
+    if let Bootstrap::InitialCluster(listed) = &config.bootstrap {
+        let held = raft
+            .with_raft_state(|state| {
+                let membership = state.membership_state.effective().membership();
+                let nodes: std::collections::BTreeMap<NodeId, Member> =
+                    membership.nodes().map(|(id, member)| (*id, member.clone())).collect();
+                nodes
+            })
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !held.is_empty() {
+            data_dir::check_initial_cluster(&config.data_dir, listed, &held)?;
+        }
+    }
+    prepare_gossip(config, disk).await
+}
+
 impl Node {
     /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
     /// bootstraps a new cluster if the configuration asks for it and the log is empty.
@@ -110,12 +139,13 @@ impl Node {
         peer_listener: TcpListener,
     ) -> Result<Node, StartError> {
         let config = config.validate()?;
-        let gossip = prepare_gossip(&config, disk.as_ref()).await?;
+        let data_dir = Arc::new(DataDir::open(disk.clone(), &config.data_dir, config.id)?);
         let storage_error = |source| StartError::Storage { dir: config.data_dir.clone(), source };
         let log_store =
             LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs).await.map_err(storage_error)?;
         let durability = log_store.durability();
-        let snapshots = Arc::new(SnapshotFiles::open(disk, config.data_dir.join("snapshots")).map_err(storage_error)?);
+        let snapshots =
+            Arc::new(SnapshotFiles::open(disk.clone(), config.data_dir.join("snapshots")).map_err(storage_error)?);
         let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
         let peers = Arc::new(Peers::new(config.id));
         let witness = Arc::new(LeaseWitness::new(config.timings.election_timeout_min / 2));
@@ -125,6 +155,15 @@ impl Node {
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let gossip = match prepare(&config, &raft, disk.as_ref()).await {
+            Ok(gossip) => gossip,
+            Err(error) => {
+                if let Err(stop) = raft.shutdown().await {
+                    tracing::warn!(error = %stop, "stopping raft after a refused start");
+                }
+                return Err(error);
+            }
+        };
         witness.attach(raft.metrics(), store.clone());
         let (shutdown, shutdown_signal) = watch::channel(false);
         let node = Node {
@@ -138,6 +177,7 @@ impl Node {
                 shutdown,
                 gossip: OnceLock::new(),
                 contact: ContactClock::default(),
+                data_dir,
             }),
         };
         if let Some((gossip_config, identity, socket)) = gossip {
@@ -198,6 +238,13 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config
+    }
+
+    /// The cluster this node belongs to, once known: drawn when the cluster was bootstrapped,
+    /// learned from the replicated state by a joiner, and stamped in the data directory. Peers
+    /// can compare it to refuse a node of another cluster.
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        self.inner.data_dir.cluster_id()
     }
 
     /// The store's revision right now (for `X-Cairn-Revision`).
