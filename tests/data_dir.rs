@@ -10,6 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_http::client::{CairnClient, Route};
@@ -150,4 +151,48 @@ async fn a_node_killed_while_holding_the_lock_restarts() {
     assert_keys(&cluster, 0..10).await;
     write_keys(&cluster, 10..12).await;
     assert!(node.is_running(), "{}", node.log());
+}
+
+/// The cluster id in a data directory's stamp, once the node has stamped it.
+fn stamped_cluster_id(data: &Path) -> Option<String> {
+    let stamp = std::fs::read_to_string(data.join("IDENTITY")).ok()?;
+    stamp.lines().find_map(|line| line.strip_prefix("cluster_id: ")).map(str::to_string)
+}
+
+/// Goal: the cluster id is drawn once at bootstrap and carried to joiners, and a directory of
+/// one cluster is never joined to another. Method: cluster A (node 1, node 2 joined through
+/// it) stamps both directories with one id, which `GET /v1/status` reports; an unrelated
+/// single-node cluster B has another id. Node 2, killed and started with `--join` to B, is
+/// refused with both ids in the message, and its directory is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_joined_to_another_cluster_is_refused_and_left_unchanged() {
+    let (root_a, root_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Process::start(root_a.path(), 1, &[]);
+    leader_index(std::slice::from_ref(&first.http)).await;
+    let mut joiner = Process::start(root_a.path(), 2, &["--join".to_string(), first.http.clone()]);
+    let cluster_a = client(vec![first.http.clone(), joiner.http.clone()]);
+    support::wait_for_voters(&cluster_a, 2).await;
+    write_keys(&cluster_a, 0..5).await;
+    let cluster_id = support::eventually(Duration::from_secs(10), "both stamps", || async {
+        let first_id = stamped_cluster_id(&first.data)?;
+        (stamped_cluster_id(&joiner.data)? == first_id).then_some(first_id)
+    })
+    .await;
+    let status = cluster_a.status(Route::Only(1)).await.expect("the joiner's status");
+    assert_eq!(status.value.cluster_id.map(|id| id.to_string()), Some(cluster_id.clone()));
+
+    let other = Process::start(root_b.path(), 1, &[]);
+    leader_index(std::slice::from_ref(&other.http)).await;
+    let other_id =
+        support::eventually(Duration::from_secs(10), "B's stamp", || async { stamped_cluster_id(&other.data) }).await;
+    assert_ne!(other_id, cluster_id, "two bootstraps draw two cluster ids");
+
+    joiner.kill();
+    let before = contents(&joiner.data);
+    let mut flags = serve_flags(2, &joiner.data);
+    flags.extend(["--join".to_string(), other.http.clone()]);
+    let stderr = refused_start(&flags);
+    let expected = format!("belongs to cluster {cluster_id}, but the member at {} is cluster {other_id}", other.http);
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(contents(&joiner.data), before, "the refused start changed the directory");
 }

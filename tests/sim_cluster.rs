@@ -137,6 +137,23 @@ async fn intruders_on_a_data_directory() {
     let (acked, lines) = cluster.with_client(options(), |c| write_keys(c, 0..10, "before")).await;
     assert_eq!(acked.len(), 10, "{lines:#?}");
     let owner = cluster.node(0).id();
+    let cluster_ids = cluster
+        .with_client(options(), |client| async move {
+            let mut ids = Vec::new();
+            for slot in 0..3 {
+                for _ in 0..50 {
+                    let id = client.status(Route::Only(slot)).await.ok().and_then(|status| status.value.cluster_id);
+                    if id.is_some() {
+                        ids.push(id);
+                        break;
+                    }
+                    madsim::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            ids
+        })
+        .await;
+    assert!(cluster_ids.len() == 3 && cluster_ids.iter().all(|id| *id == cluster_ids[0]), "{cluster_ids:?}");
 
     let refusal = cluster.start_on_directory_of(0, owner).await.expect("a second incarnation is refused");
     assert!(refusal.contains("data directory /data is in use (held by another process"), "{refusal}");
@@ -161,8 +178,8 @@ async fn intruders_on_a_data_directory() {
     assert!(reads.iter().all(Option::is_some), "the restarted node serves every write: {reads:?}");
 }
 
-/// Goal: in the simulator too, a data directory is served by one process of one node: a
-/// second incarnation on it is refused while the first runs (which keeps serving), and after
+/// Goal: in the simulator too, every member of an initial cluster learns one cluster id, and a
+/// data directory is served by one process of one node: a second incarnation on it is refused while the first runs (which keeps serving), and after
 /// the node is killed a start under another id is refused, while the node itself restarts.
 /// Method: the scenario above over two seeds.
 #[test]

@@ -21,9 +21,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::command::ClusterId;
 use crate::command::NodeId;
 use crate::raft::Member;
 use crate::storage::{DirLock, Disk, LOCK_FILE};
@@ -38,28 +38,6 @@ const STAMP_TEMPORARY: &str = "IDENTITY.tmp";
 const STAMP_HEADER: &str = "cairn data directory";
 /// A stamp is a few short lines; a longer file is not one.
 const STAMP_BYTES_MAX: u64 = 4096;
-
-/// A cluster's identity: drawn at random when the cluster is bootstrapped and kept in its
-/// replicated state, so every member (and every joiner, once it has the state) knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ClusterId(pub u64);
-
-impl fmt::Display for ClusterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-impl ClusterId {
-    /// Parses the 16 lowercase hex digits [`Display`](fmt::Display) writes.
-    pub fn parse(text: &str) -> Option<ClusterId> {
-        let hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
-        if text.len() != 16 || !text.bytes().all(hex) {
-            return None;
-        }
-        u64::from_str_radix(text, 16).ok().map(ClusterId)
-    }
-}
 
 /// What a data directory says it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! a leader change without ever applying it twice.
 
 mod autopilot;
+mod cluster_id;
 mod leader;
 mod membership;
 mod observe;
@@ -193,6 +194,7 @@ impl Node {
         rt::spawn(transport::serve(peer_listener, handler, shutdown_signal));
         node.bootstrap().await?;
         rt::spawn(node.clone().watch_removal());
+        rt::spawn(node.clone().keep_cluster_id());
         rt::spawn(node.clone().finish_joint_configurations());
         tracing::info!(id = node.id(), peer = %node.inner.config.member.peer, "node started");
         Ok(node)
@@ -299,6 +301,7 @@ impl Node {
             revision: progress.revision,
             snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
             purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
+            cluster_id: self.cluster_id(),
         }
     }
 
