@@ -53,7 +53,7 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     unproven_leader_contact: false,
 };
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -75,6 +75,14 @@ const SCENARIOS: [Scenario; 9] = [
         bugs: NO_BUGS,
         history: FULL_HISTORY,
         seed_base: 2_000,
+    },
+    Scenario {
+        name: "three_nodes_intruders",
+        nodes: 3,
+        faults: &[FaultKind::Intrude, FaultKind::Kill, FaultKind::Crash],
+        bugs: NO_BUGS,
+        history: FULL_HISTORY,
+        seed_base: 10_000,
     },
     Scenario {
         name: "three_nodes_membership",
@@ -226,6 +234,7 @@ fn check_determinism(scenario: &'static Scenario, seed: u64) {
         simulate_indexed::<6>,
         simulate_indexed::<7>,
         simulate_indexed::<8>,
+        simulate_indexed::<9>,
     ][index];
     std::thread::spawn(move || madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), check))
         .join()
@@ -319,6 +328,13 @@ fn three_nodes_partitions() {
 #[test]
 fn three_nodes_crashes() {
     sweep("three_nodes_crashes");
+}
+
+/// Processes started on a node's data directory (a second incarnation, another id) are
+/// refused, among kills and crashes, and the histories stay valid.
+#[test]
+fn three_nodes_intruders() {
+    sweep("three_nodes_intruders");
 }
 
 #[test]

@@ -199,6 +199,10 @@ impl Cluster for SimCluster {
     /// Waits, for at most [`WRITES_IN_FLIGHT_WAIT_MAX`], for a moment when every victim has
     /// written something it has not synced yet: a power cut when every disk is clean can lose
     /// nothing and so tests nothing about durability.
+    async fn intrude(&self, slot: usize, as_slot: usize) -> Option<Result<String, String>> {
+        Some(self.start_on_directory_of(slot, self.slots[as_slot].id()).await)
+    }
+
     async fn crash(&self, slots: &[usize]) -> Option<u64> {
         let deadline = cairn_node::rt::Instant::now() + WRITES_IN_FLIGHT_WAIT_MAX;
         while !slots.iter().all(|&slot| self.slots[slot].disk().unsynced_bytes() > 0)
