@@ -133,10 +133,6 @@ impl DataDir {
         Ok(DataDir { disk, dir: dir.to_path_buf(), _lock: lock, stamp: Mutex::new(stamp) })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn stamp(&self) -> Stamp {
         *self.stamp.lock().unwrap_or_else(PoisonError::into_inner)
     }
