@@ -129,7 +129,11 @@ async fn a_disagreeing_initial_cluster_is_refused_and_the_directory_left_unchang
     let data = node.data.to_str().unwrap().to_string();
     let flags = ["--id", "1", "--http", &node.http, "--peer", &node.peer, "--data", &data, "--initial-cluster", &list];
     let stderr = refused_start(&flags.map(String::from));
-    assert!(stderr.contains("--initial-cluster disagrees with (node 2 is listed but not a member)"), "{stderr}");
+    assert!(
+        stderr
+            .contains("--initial-cluster disagrees with (node 2 is listed but is not a member and was never removed)"),
+        "{stderr}"
+    );
     assert_eq!(contents(&node.data), before, "the refused start changed the directory");
 
     node.restart();

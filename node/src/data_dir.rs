@@ -15,7 +15,7 @@
 //! rename. A directory that holds cairn files but no stamp was written before stamps existed; it
 //! is adopted and stamped with the node id it is started with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -242,16 +242,20 @@ fn holds_files(disk: &dyn Disk, dir: &Path) -> io::Result<bool> {
 }
 
 /// Refuses an `--initial-cluster` that disagrees with the membership a directory already
-/// holds: every node it lists must be a member with the same addresses. Nodes added since the
-/// cluster formed need not be listed.
+/// holds: every node it lists must be a member with the same addresses, or have been removed
+/// since (`retired`: the ids among those listed that the replicated state retired). Nodes added
+/// since the cluster formed need not be listed, so a node restarted with its original flags
+/// after membership changes starts.
 pub fn check_initial_cluster<'a>(
     dir: &Path,
     listed: &BTreeMap<NodeId, Member>,
     held: impl IntoIterator<Item = (&'a NodeId, &'a Member)>,
+    retired: &BTreeSet<NodeId>,
 ) -> Result<(), DataDirError> {
     let held: BTreeMap<NodeId, &Member> = held.into_iter().map(|(id, member)| (*id, member)).collect();
     let disagreement = listed.iter().find_map(|(id, member)| match held.get(id) {
-        None => Some(format!("node {id} is listed but not a member")),
+        None if retired.contains(id) => None,
+        None => Some(format!("node {id} is listed but is not a member and was never removed")),
         Some(known) if *known != member => Some(format!(
             "node {id} is listed as {}@{} but is a member as {}@{}",
             member.peer, member.http, known.peer, known.http
@@ -345,17 +349,25 @@ mod tests {
     }
 
     // Goal: an initial cluster agrees when every listed node is a member with the same
-    // addresses (added members need not be listed), and disagrees otherwise.
+    // addresses or was removed since (added members need not be listed), and disagrees
+    // otherwise.
     #[test]
     fn an_initial_cluster_must_list_members_with_their_addresses() {
         let member = |port: u16| Member { peer: format!("127.0.0.1:{port}"), http: format!("127.0.0.1:{}", port + 1) };
         let held: BTreeMap<NodeId, Member> = [(1, member(10)), (2, member(20)), (3, member(30))].into();
         let dir = Path::new("/data");
+        let none = BTreeSet::new();
         let listed: BTreeMap<NodeId, Member> = [(1, member(10)), (2, member(20))].into();
-        check_initial_cluster(dir, &listed, &held).unwrap();
+        check_initial_cluster(dir, &listed, &held, &none).unwrap();
         let moved: BTreeMap<NodeId, Member> = [(1, member(10)), (2, member(40))].into();
-        assert!(check_initial_cluster(dir, &moved, &held).unwrap_err().to_string().contains("node 2 is listed as"));
+        let refused = check_initial_cluster(dir, &moved, &held, &none).unwrap_err();
+        assert!(refused.to_string().contains("node 2 is listed as"), "{refused}");
         let stranger: BTreeMap<NodeId, Member> = [(1, member(10)), (4, member(40))].into();
-        assert!(check_initial_cluster(dir, &stranger, &held).unwrap_err().to_string().contains("node 4"));
+        let refused = check_initial_cluster(dir, &stranger, &held, &none).unwrap_err();
+        assert!(
+            refused.to_string().contains("node 4 is listed but is not a member and was never removed"),
+            "{refused}"
+        );
+        check_initial_cluster(dir, &stranger, &held, &BTreeSet::from([4])).unwrap();
     }
 }

@@ -15,6 +15,7 @@ mod read;
 mod snapshot_receiver;
 mod write;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -112,20 +113,29 @@ async fn prepare_gossip(
 async fn prepare(
     config: &NodeConfig,
     raft: &Raft,
+    store: &StoreHandle,
     disk: &dyn Disk,
 ) -> Result<Option<(GossipConfig, GossipIdentity, UdpSocket)>, StartError> {
     if let Bootstrap::InitialCluster(listed) = &config.bootstrap {
+        // openraft re-applied the committed log before `Raft::new` returned, so the store knows
+        // which listed nodes were removed since.
         let held = raft
             .with_raft_state(|state| {
                 let membership = state.membership_state.effective().membership();
-                let nodes: std::collections::BTreeMap<NodeId, Member> =
+                let nodes: BTreeMap<NodeId, Member> =
                     membership.nodes().map(|(id, member)| (*id, member.clone())).collect();
                 nodes
             })
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !held.is_empty() {
-            data_dir::check_initial_cluster(&config.data_dir, listed, &held)?;
+            let mut retired = BTreeSet::new();
+            for id in listed.keys().filter(|id| !held.contains_key(id)) {
+                if store.is_retired(*id).await.map_err(|e| StartError::Raft(e.to_string()))? {
+                    retired.insert(*id);
+                }
+            }
+            data_dir::check_initial_cluster(&config.data_dir, listed, &held, &retired)?;
         }
     }
     prepare_gossip(config, disk).await
@@ -156,7 +166,7 @@ impl Node {
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let gossip = match prepare(&config, &raft, disk.as_ref()).await {
+        let gossip = match prepare(&config, &raft, &store, disk.as_ref()).await {
             Ok(gossip) => gossip,
             Err(error) => {
                 if let Err(stop) = raft.shutdown().await {
@@ -326,7 +336,7 @@ impl Node {
     pub fn members(&self) -> Vec<MemberView> {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let mut members: Vec<MemberView> = membership
             .nodes()
             .map(|(id, member)| MemberView {
