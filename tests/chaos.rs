@@ -86,6 +86,14 @@ const SCENARIOS: [Scenario; 10] = [
         seed_base: 2_000,
     },
     Scenario {
+        name: "three_nodes_intruders",
+        nodes: 3,
+        faults: &[FaultKind::Intrude, FaultKind::Kill, FaultKind::Crash],
+        bugs: NO_BUGS,
+        history: FULL_HISTORY,
+        seed_base: 10_000,
+    },
+    Scenario {
         name: "three_nodes_membership",
         nodes: 3,
         faults: &[FaultKind::Replace, FaultKind::IsolateLeader, FaultKind::KillLeader, FaultKind::Crash],
@@ -248,6 +256,7 @@ fn check_determinism(scenario: &'static Scenario, seed: u64) {
         simulate_indexed::<6>,
         simulate_indexed::<7>,
         simulate_indexed::<8>,
+        simulate_indexed::<9>,
     ][index];
     std::thread::spawn(move || madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), check))
         .join()
@@ -349,6 +358,13 @@ fn three_nodes_partitions() {
 #[test]
 fn three_nodes_crashes() {
     sweep("three_nodes_crashes");
+}
+
+/// Processes started on a node's data directory (a second incarnation, another id) are
+/// refused, among kills and crashes, and the histories stay valid.
+#[test]
+fn three_nodes_intruders() {
+    sweep("three_nodes_intruders");
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_http::client::{Exchanger, Method, Outgoing, Reply};
+use cairn_http::client::{Exchanger, HeaderName, HeaderValue, Method, Outgoing, Reply};
 use serde_json::Value;
 use support::{Process, leader_index};
 
@@ -19,8 +19,33 @@ struct Api {
 
 impl Api {
     async fn send(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
-        let outgoing = Outgoing { method, path_and_query: path, headers: Vec::new(), body: body.into() };
+        self.send_with(method, path, &[], body).await
+    }
+
+    async fn send_with(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                (HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap())
+            })
+            .collect();
+        let outgoing = Outgoing { method, path_and_query: path, headers, body: body.into() };
         self.exchanger.send(&self.endpoint, outgoing, Duration::from_secs(10)).await.expect("the node answers")
+    }
+
+    /// Sends `request` as raw bytes and returns the status code and the body of the answer (the
+    /// node closes the connection after answering a request whose body it could not read).
+    async fn send_raw(&self, request: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.endpoint).await.expect("the node accepts");
+        stream.write_all(request.as_bytes()).await.expect("the request is sent");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the node closes the connection: {:?}", String::from_utf8_lossy(&answer));
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer.get(9..12).and_then(|code| code.parse().ok()).expect("a status line");
+        let body = answer.split_once("\r\n\r\n").map_or(String::new(), |(_, body)| body.to_string());
+        (status, body)
     }
 }
 
@@ -142,6 +167,59 @@ async fn bad_input_gets_a_clear_error_code() {
     }
     let still = api.send(Method::PUT, "/v1/kv/a", "fine").await;
     assert_eq!(still.status, 200);
+}
+
+/// Goal: the edge cases issue 18 found get the right answer, each a wrong answer before:
+/// media types are case-insensitive, a malformed chunked body is 400 `invalid_body` (not 413),
+/// `Last-Event-ID` past the node's revision (or at u64::MAX, which wrapped) is 400, and client
+/// tags and query numbers are plain digits only (`+a` was taken). Method: one request each;
+/// the well-formed neighbours still work.
+#[tokio::test]
+async fn http_edge_cases_get_the_right_answer() {
+    let (_root, _node, api) = single_node().await;
+    let body = r#"{"value":"5s","labels":{"app":"order"}}"#;
+    for content_type in ["APPLICATION/JSON", "Application/Json; charset=utf-8", "application/json ;charset=UTF-8"] {
+        let put = api.send_with(Method::PUT, "/v1/kv/json", &[("content-type", content_type)], body).await;
+        let record = json(&put);
+        assert_eq!(
+            (record["value"].as_str(), record["labels"]["app"].as_str()),
+            (Some("5s"), Some("order")),
+            "{content_type}"
+        );
+    }
+    let raw = api.send_with(Method::PUT, "/v1/kv/text", &[("content-type", "application/jsonl")], body).await;
+    assert_eq!(json(&raw)["value"], body, "another media type is a raw value");
+
+    for size in ["zz", "10000000000000000", "ffffffffffffffffff"] {
+        let request = format!(
+            "PUT /v1/kv/chunked HTTP/1.1\r\nHost: cairn\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nabc\r\n0\r\n\r\n"
+        );
+        let (status, answer) = api.send_raw(&request).await;
+        assert_eq!(status, 400, "chunk size {size}: {answer}");
+        assert!(answer.contains("\"invalid_body\""), "chunk size {size}: {answer}");
+    }
+
+    let revision: u64 = json(&api.send(Method::GET, "/v1/status", Bytes::new()).await)["revision"].as_u64().unwrap();
+    for last in ["18446744073709551615", &(revision + 1).to_string(), "+1", "-1", " 1x"] {
+        let watch = api.send_with(Method::GET, "/v1/watch", &[("last-event-id", last)], Bytes::new()).await;
+        assert_eq!(
+            (watch.status.as_u16(), error_code(&watch).as_str()),
+            (400, "invalid_header"),
+            "Last-Event-ID {last}"
+        );
+    }
+
+    for (client, serial) in [("+a", "1"), ("+5", "1"), ("a", "+1"), ("a", "1 2"), ("0x1", "1"), (&"f".repeat(33), "1")]
+    {
+        let headers = [("x-cairn-client", client), ("x-cairn-serial", serial)];
+        let put = api.send_with(Method::PUT, "/v1/kv/tagged", &headers, "v").await;
+        assert_eq!((put.status.as_u16(), error_code(&put).as_str()), (400, "invalid_header"), "{client} {serial}");
+    }
+    let tagged =
+        api.send_with(Method::PUT, "/v1/kv/tagged", &[("x-cairn-client", "aB0"), ("x-cairn-serial", "7")], "v").await;
+    assert_eq!(tagged.status, 200);
+    let plus = api.send(Method::PUT, "/v1/kv/tagged?prev_revision=+0", "v").await;
+    assert_eq!((plus.status.as_u16(), error_code(&plus).as_str()), (400, "invalid_parameter"));
 }
 
 /// Goal: the status, members and health routes describe the node. Method: read them on a

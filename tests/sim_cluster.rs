@@ -129,3 +129,66 @@ fn the_same_seed_replays_the_same_trace() {
         madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), faults_then_heal);
     }
 }
+
+/// The data-directory scenario: a second incarnation and another id on slot 1's directory.
+async fn intruders_on_a_data_directory() {
+    let cluster = SimCluster::start(ClusterOptions::default()).await;
+    cluster.await_leader(MINUTE).await.expect("a leader");
+    let (acked, lines) = cluster.with_client(options(), |c| write_keys(c, 0..10, "before")).await;
+    assert_eq!(acked.len(), 10, "{lines:#?}");
+    let owner = cluster.node(0).id();
+    let cluster_ids = cluster
+        .with_client(options(), |client| async move {
+            let mut ids = Vec::new();
+            for slot in 0..3 {
+                for _ in 0..50 {
+                    let id = client.status(Route::Only(slot)).await.ok().and_then(|status| status.value.cluster_id);
+                    if id.is_some() {
+                        ids.push(id);
+                        break;
+                    }
+                    madsim::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            ids
+        })
+        .await;
+    assert!(cluster_ids.len() == 3 && cluster_ids.iter().all(|id| *id == cluster_ids[0]), "{cluster_ids:?}");
+
+    let refusal = cluster.start_on_directory_of(0, owner).await.expect("a second incarnation is refused");
+    assert!(refusal.contains("data directory /data is in use (held by another process"), "{refusal}");
+    let (acked, lines) = cluster.with_client(options(), |c| write_keys(c, 10..20, "after")).await;
+    assert_eq!(acked.len(), 10, "the cluster keeps serving: {lines:#?}");
+
+    cluster.kill(0);
+    let refusal = cluster.start_on_directory_of(0, 99).await.expect("another id is refused");
+    assert!(refusal.contains(&format!("belongs to node {owner}, not node 99")), "{refusal}");
+    cluster.restart(0);
+    let reads = cluster
+        .with_client(options(), |client| async move {
+            let mut values = Vec::new();
+            for i in 0..20 {
+                let key = format!("key-{i}");
+                let read = client.get(Route::Only(0), &key, Consistency::Linearizable).await;
+                values.push(read.ok().and_then(|answer| answer.value).map(|record| record.value));
+            }
+            values
+        })
+        .await;
+    assert!(reads.iter().all(Option::is_some), "the restarted node serves every write: {reads:?}");
+}
+
+/// Goal: in the simulator too, every member of an initial cluster learns one cluster id, and a
+/// data directory is served by one process of one node: a second incarnation on it is refused while the first runs (which keeps serving), and after
+/// the node is killed a start under another id is refused, while the node itself restarts.
+/// Method: the scenario above over two seeds.
+#[test]
+fn a_data_directory_refuses_a_second_incarnation_and_another_node_id() {
+    let replay = Replay {
+        test_binary: "sim_cluster",
+        test_name: "a_data_directory_refuses_a_second_incarnation_and_another_node_id",
+    };
+    for seed in seeds(1..=2) {
+        run_seed(replay, seed, TIME_LIMIT, intruders_on_a_data_directory);
+    }
+}

@@ -57,6 +57,14 @@ pub trait Cluster {
     }
     /// Ends a [`Cluster::fail_disk`] fault.
     async fn heal_disk(&self, _slot: usize) {}
+    /// An operator's mistake: starts another process on the data directory of the node in
+    /// `slot`, with the node id of the node in `as_slot` (the same slot: a second incarnation).
+    /// It must refuse to start: returns its refusal, or an error if it started. `None` when the
+    /// cluster cannot do this.
+    async fn intrude(&self, slot: usize, as_slot: usize) -> Option<Result<String, String>> {
+        let _ = (slot, as_slot);
+        None
+    }
 }
 
 /// The kinds of fault the nemesis can inject.
@@ -93,11 +101,16 @@ pub enum FaultKind {
     DiskFull,
     /// A random node's disk failing (EIO, failed fsyncs) for a while.
     DiskFailure,
+    /// Another process started on a node's data directory: a second incarnation while the node
+    /// runs, or another node's id while it is down (then restarted later). It must be refused.
+    Intrude,
 }
 
 impl FaultKind {
     /// Every kind the simulator's scenarios draw from. [`FaultKind::Restart`] is left out: a
     /// simulated node cannot shut down cleanly, so there it would be another [`FaultKind::Kill`].
+    /// [`FaultKind::Intrude`] is drawn only by scenarios that name it: it changes no state of a
+    /// correct cluster, and leaving it out keeps the other scenarios' seeded schedules.
     pub const ALL: [FaultKind; 12] = [
         FaultKind::Partition,
         FaultKind::IsolateLeader,
@@ -131,6 +144,7 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::DiskFull => "disk-full",
             FaultKind::DiskFailure => "disk-failure",
+            FaultKind::Intrude => "intrude",
         }
     }
 }
@@ -273,6 +287,7 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
                 (format!("{}: not supported here", victim + 1), Undo::Nothing)
             }
         }
+        FaultKind::Intrude => intrude(cluster, rng, nodes).await,
         FaultKind::Latency => {
             let low = rng.range(20, 100);
             let high = low + rng.range(10, 200);
@@ -280,6 +295,25 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
             (format!("{low}..{high}ms"), Undo::Heal)
         }
     }
+}
+
+/// Starts an intruder on a random node's directory: itself while it runs (the lock must refuse
+/// it), or another node's id while it is down (the identity stamp must). An intruder that starts
+/// is a bug no history checker would see, so it stops the run here.
+async fn intrude<C: Cluster>(cluster: &C, rng: &mut Rng, nodes: usize) -> (String, Undo) {
+    let victim = rng.range(0, nodes as u64 - 1) as usize;
+    let (as_slot, undo) = if nodes > 1 && rng.range(0, 1) == 1 {
+        cluster.kill(victim).await;
+        ((victim + 1 + rng.range(0, nodes as u64 - 2) as usize) % nodes, Undo::Start(vec![victim]))
+    } else {
+        (victim, Undo::Nothing)
+    };
+    let description = match cluster.intrude(victim, as_slot).await {
+        None => format!("{}'s directory as {}: not supported by this cluster", victim + 1, as_slot + 1),
+        Some(Ok(refusal)) => format!("{}'s directory as {}: refused: {refusal}", victim + 1, as_slot + 1),
+        Some(Err(started)) => panic!("an intruder on a data directory was not refused: {started}"),
+    };
+    (description, undo)
 }
 
 async fn stop<C: Cluster>(cluster: &C, undo: Undo) {

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use cairn_node::Node;
 use cairn_node::config::{Bootstrap, NodeConfig};
+use cairn_node::data_dir::{DataDirError, read_stamp};
 use cairn_node::node::StartError;
-use cairn_node::rt::{self, watch};
+use cairn_node::rt::{self, Duration, watch};
 use cairn_node::storage::Disk;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
+use crate::client::{CairnClient, ClientOptions, Route};
 use crate::{join, router, serve};
 
 /// A started node and the switch that stops its HTTP actor.
@@ -38,6 +40,9 @@ pub enum LaunchError {
 /// Binds the peer and HTTP addresses of `config`, starts the node and its HTTP actor, and joins
 /// the cluster in the background if the node is not a voter yet and was told whom to ask.
 pub async fn launch(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched, LaunchError> {
+    if let Bootstrap::Join { seeds, .. } = &config.bootstrap {
+        check_join_target(&config, disk.as_ref(), seeds).await?;
+    }
     let bind = |what: &'static str, address: String| async move {
         TcpListener::bind(address.as_str()).await.map_err(|source| LaunchError::Listen { what, address, source })
     };
@@ -54,4 +59,33 @@ pub async fn launch(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched,
         rt::spawn(join::join_cluster(node.clone(), seeds, kind));
     }
     Ok(Launched { node, http_shutdown })
+}
+
+/// How long the join check waits for each seed's status.
+const SEED_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A directory that belongs to a cluster must not be joined to another one: asks the seeds
+/// which cluster they are and refuses a different one before anything in the directory
+/// changes. Seeds that do not answer (or predate cluster ids) prove nothing: if none tells,
+/// the node starts and rejoins its own cluster from its state, as `--join` is then ignored.
+async fn check_join_target(config: &NodeConfig, disk: &dyn Disk, seeds: &[String]) -> Result<(), LaunchError> {
+    let stamp = read_stamp(disk, &config.data_dir).map_err(StartError::from)?;
+    let Some(stamped) = stamp.and_then(|stamp| stamp.cluster_id) else { return Ok(()) };
+    let options = ClientOptions { attempt_timeout: SEED_STATUS_TIMEOUT, call_timeout: SEED_STATUS_TIMEOUT };
+    let client = CairnClient::new(seeds.to_vec(), options);
+    for (index, seed) in seeds.iter().enumerate() {
+        let Ok(status) = client.status(Route::Only(index)).await else { continue };
+        match status.value.cluster_id {
+            Some(found) if found != stamped => {
+                let dir = config.data_dir.clone();
+                let source_of_found = format!("the member at {seed}");
+                return Err(
+                    StartError::from(DataDirError::OtherCluster { dir, stamped, found, source_of_found }).into()
+                );
+            }
+            Some(_) => return Ok(()),
+            None => {}
+        }
+    }
+    Ok(())
 }

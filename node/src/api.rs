@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::command::{NodeId, Request, Response};
+use crate::command::{ClusterId, NodeId, Request, Response};
 use crate::raft::Member;
 use crate::record::{Key, Record};
 use crate::store::filter::Filter;
@@ -85,6 +85,10 @@ pub struct Status {
     /// The last log index purged from the log (0: none); a member further behind than this
     /// catches up from a snapshot.
     pub purged_index: u64,
+    /// The cluster this node belongs to, once it knows (see `data_dir`); absent in answers
+    /// from nodes that predate cluster ids.
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,42 @@ use crate::record::{Key, Labels, Record};
 /// A node's id in the raft membership. Never reused after the node is removed.
 pub type NodeId = u64;
 
+/// A cluster's identity: drawn at random when the cluster is bootstrapped and kept in its
+/// replicated state, so every member (and every joiner, once it has the state) knows it.
+/// Written, on disk and on the wire, as 16 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterId(pub u64);
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl ClusterId {
+    /// Parses the 16 lowercase hex digits [`Display`](fmt::Display) writes, and nothing else.
+    pub fn parse(text: &str) -> Option<ClusterId> {
+        let hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+        if text.len() != 16 || !text.bytes().all(hex) {
+            return None;
+        }
+        u64::from_str_radix(text, 16).ok().map(ClusterId)
+    }
+}
+
+impl Serialize for ClusterId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ClusterId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ClusterId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ClusterId::parse(&text).ok_or_else(|| serde::de::Error::custom("a cluster id is 16 lowercase hex digits"))
+    }
+}
+
 /// The identity of a client request, so that a retry of the same request applies at most once.
 ///
 /// A client numbers its requests with increasing serials and repeats the same tag when it
@@ -57,6 +93,12 @@ pub enum Command {
     /// Records that a node id left the cluster for good, so it is never admitted again.
     RetireNode {
         id: NodeId,
+    },
+    /// Gives the cluster its id, unless it has one: the first one applied wins for good.
+    /// Proposed by a leader that finds none, so after a bootstrap (or an upgrade from before
+    /// cluster ids) every replica learns the same id from the log.
+    SetClusterId {
+        cluster_id: ClusterId,
     },
     /// Creates kie kv `id`, unless the project already has a kv with this key and labels.
     KieCreate {
@@ -164,6 +206,7 @@ impl fmt::Display for Request {
             Command::Put { key, value, .. } => write!(f, "put {key} ({} bytes)", value.len()),
             Command::Delete { key, .. } => write!(f, "delete {key}"),
             Command::RetireNode { id } => write!(f, "retire node {id}"),
+            Command::SetClusterId { cluster_id } => write!(f, "set cluster id {cluster_id}"),
             Command::KieCreate { project, key, .. } => write!(f, "kie create {project}/{key}"),
             Command::KieUpdate { project, id, .. } => write!(f, "kie update {project}/{id}"),
             Command::KieDelete { project, ids } => write!(f, "kie delete {} in {project}", ids.len()),

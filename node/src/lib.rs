@@ -2,6 +2,7 @@
 //! tokio and madsim.
 //!
 //! # Layout
+//! - [`data_dir`]: the data directory's lock and identity stamp, checked at every start.
 //! - [`gossip`]: the gossip-notifier actor (SWIM membership, metadata, change notices).
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
 //! - [`storage`]: the disk seam (real and simulated) and the write-ahead log.
@@ -16,6 +17,7 @@ pub mod bounded_decode;
 pub mod bugs;
 pub mod command;
 pub mod config;
+pub mod data_dir;
 pub mod gossip;
 #[cfg(test)]
 mod hostile_bytes;

@@ -56,8 +56,8 @@ fn invalid(rule: Rule, message: impl Into<String>) -> Invalid {
     Invalid { rule, message: message.into() }
 }
 
-/// Checks a command a client asked for. Internal commands (retiring a node) are refused: only
-/// the leader proposes them, and never through this door.
+/// Checks a command a client asked for. Internal commands (retiring a node, setting the cluster
+/// id) are refused: only the leader proposes them, and never through this door.
 pub fn client_command(command: &Command, limits: &Limits) -> Result<(), Invalid> {
     match command {
         Command::Put { key, value, labels, .. } => {
@@ -67,6 +67,7 @@ pub fn client_command(command: &Command, limits: &Limits) -> Result<(), Invalid>
         }
         Command::Delete { key, .. } => native_key(key, limits),
         Command::RetireNode { .. } => Err(invalid(Rule::Reserved, "retiring a node is not a client command")),
+        Command::SetClusterId { .. } => Err(invalid(Rule::Reserved, "setting the cluster id is not a client command")),
         Command::KieCreate { project, id, key, labels, value, value_type, status } => {
             kie_project(project)?;
             kie_id(id)?;

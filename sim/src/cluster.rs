@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cairn_http::client::{CairnClient, ClientOptions, Route};
@@ -99,9 +99,11 @@ pub struct SimCluster {
     pub(crate) clients: NodeHandle,
     pub(crate) options: ClusterOptions,
     next_id: AtomicU64,
+    /// Intruders started on another node's data directory so far; each gets a spare machine.
+    pub(crate) intruders: AtomicU8,
 }
 
-fn slot_ip(slot: usize) -> IpAddr {
+pub(crate) fn slot_ip(slot: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, u8::try_from(slot + 1).expect("at most 254 slots")))
 }
 
@@ -114,7 +116,8 @@ impl SimCluster {
             (0..options.nodes).map(|slot| (slot as NodeId + 1, member(slot))).collect();
         let clients = runtime.create_node().name("clients").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
         let next_id = AtomicU64::new(options.nodes as u64 + 1);
-        let mut cluster = SimCluster { runtime, slots: Vec::new(), clients, options, next_id };
+        let mut cluster =
+            SimCluster { runtime, slots: Vec::new(), clients, options, next_id, intruders: AtomicU8::new(0) };
         for slot in 0..cluster.options.nodes {
             let config = cluster.config(slot as NodeId + 1, slot, Bootstrap::InitialCluster(members.clone()));
             let incarnation = Incarnation { config, disk: Arc::new(fresh_disk()) };

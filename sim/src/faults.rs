@@ -11,7 +11,9 @@ use cairn_node::storage::DiskFault;
 use futures_util::future::BoxFuture;
 use madsim::net::NetSim;
 
-use crate::cluster::{Incarnation, SimCluster, fresh_disk};
+use std::sync::atomic::Ordering;
+
+use crate::cluster::{Incarnation, SimCluster, fresh_disk, slot_ip};
 
 /// How long a power cut may wait for writes in flight on every victim.
 const WRITES_IN_FLIGHT_WAIT_MAX: Duration = Duration::from_millis(200);
@@ -21,12 +23,14 @@ impl SimCluster {
     /// (a process crash loses nothing the kernel already has). It stays down until started.
     pub fn kill(&self, slot: usize) {
         self.runtime.kill(self.slots[slot].handle.id());
+        // The kernel frees a dead process's flock at once; madsim drops its tasks only lazily.
+        self.slots[slot].disk().release_locks();
     }
 
     /// (Re)starts a node from its disk. madsim requires a kill first, so this kills it too.
     pub fn restart(&self, slot: usize) {
         let id = self.slots[slot].handle.id();
-        self.runtime.kill(id);
+        self.kill(slot);
         self.runtime.restart(id);
     }
 
@@ -134,6 +138,32 @@ impl SimCluster {
         id
     }
 
+    /// An operator's mistake: starts another process, as node `id` (the slot's own id for a
+    /// second incarnation) on a spare machine, on the data directory of `slot`'s node, and
+    /// returns why it refused to start. A start that succeeds is the mistake going unnoticed:
+    /// it is reported as an `Err` and the intruder is killed at once.
+    pub async fn start_on_directory_of(&self, slot: usize, id: NodeId) -> Result<String, String> {
+        let spare = self.slots.len() + usize::from(self.intruders.fetch_add(1, Ordering::Relaxed) % 100);
+        let mut config = self.config(id, spare, Bootstrap::Single);
+        let Incarnation { config: owner, disk } = self.slots[slot].incarnation();
+        config.data_dir = owner.data_dir;
+        let machine = self.runtime.create_node().name(format!("intruder-{spare}")).ip(slot_ip(spare)).build();
+        let started = machine
+            .spawn(async move {
+                match cairn_http::launch(config, disk).await {
+                    Ok(_launched) => Ok(()),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
+            .await
+            .expect("the intruder's start completes");
+        self.runtime.kill(machine.id());
+        match started {
+            Ok(()) => Err(format!("node {id} started on the data directory of slot {}", slot + 1)),
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
     /// Removes the slot's member and puts a fresh node in its place.
     pub async fn replace_member(&self, slot: usize) -> Result<String, String> {
         let old = self.slots[slot].id();
@@ -170,6 +200,10 @@ impl Cluster for SimCluster {
     /// Waits, for at most [`WRITES_IN_FLIGHT_WAIT_MAX`], for a moment when every victim has
     /// written something it has not synced yet: a power cut when every disk is clean can lose
     /// nothing and so tests nothing about durability.
+    async fn intrude(&self, slot: usize, as_slot: usize) -> Option<Result<String, String>> {
+        Some(self.start_on_directory_of(slot, self.slots[as_slot].id()).await)
+    }
+
     async fn crash(&self, slots: &[usize]) -> Option<u64> {
         let deadline = cairn_node::rt::Instant::now() + WRITES_IN_FLIGHT_WAIT_MAX;
         while !slots.iter().all(|&slot| self.slots[slot].disk().unsynced_bytes() > 0)

@@ -17,7 +17,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::labels::validate_label_map;
 use super::longpoll::{Waited, wait_for_change};
-use super::query::Query;
+use super::query::{Query, decimal_u64};
 use super::staleness::{self, Bounds};
 use crate::wire::{CLIENT_HEADER, DeleteBody, PutBody, REVISION_HEADER, RecordBody, SERIAL_HEADER};
 
@@ -79,11 +79,7 @@ pub(super) async fn put(
     let expect = precondition(&query)?;
     let tag = client_tag(&headers)?;
     let limit = state.node.config().limits.value_bytes_max;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    let (value, labels) = if is_json {
+    let (value, labels) = if is_json(&headers) {
         value_and_labels(read_body(body, limit + JSON_OVERHEAD_MAX).await?, limit)?
     } else {
         (read_body(body, limit).await?, None)
@@ -93,6 +89,14 @@ pub(super) async fn put(
     }
     let command = Command::Put { key, value, labels, expect };
     answer(state.node.write(command, tag).await?)
+}
+
+/// Whether the body is JSON: a media type is case-insensitive and may carry parameters
+/// (`Application/JSON; charset=utf-8`).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else { return false };
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/json")
 }
 
 /// Room for the JSON around a value (quoting, escapes, base64, labels) beyond the value limit.
@@ -184,13 +188,10 @@ fn client_tag(headers: &HeaderMap) -> Result<Option<ClientTag>, ApiError> {
     match (text(CLIENT_HEADER), text(SERIAL_HEADER)) {
         (None, None) => Ok(None),
         (Some(client), Some(serial)) => {
-            // from_str_radix and parse accept a leading `+`; a tag is plain digits only.
-            let hex = !client.is_empty() && client.len() <= 32 && client.bytes().all(|b| b.is_ascii_hexdigit());
-            let client = u128::from_str_radix(client, 16).ok().filter(|_| hex).ok_or_else(|| {
+            let client = client_id(client).ok_or_else(|| {
                 ApiError::bad_request("invalid_header", format!("{CLIENT_HEADER} must be 1 to 32 hex digits"))
             })?;
-            let decimal = !serial.is_empty() && serial.bytes().all(|b| b.is_ascii_digit());
-            let serial = serial.parse().ok().filter(|_| decimal).ok_or_else(|| {
+            let serial = decimal_u64(serial).ok_or_else(|| {
                 ApiError::bad_request("invalid_header", format!("{SERIAL_HEADER} must be a decimal integer"))
             })?;
             Ok(Some(ClientTag { client, serial }))
@@ -199,13 +200,25 @@ fn client_tag(headers: &HeaderMap) -> Result<Option<ClientTag>, ApiError> {
     }
 }
 
+/// A client id: 1 to 32 hex digits and nothing else (`u128::from_str_radix` alone also takes a
+/// leading `+`).
+fn client_id(text: &str) -> Option<u128> {
+    if text.is_empty() || text.len() > 32 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok()
+}
+
+/// The whole body, at most `limit` bytes: a longer one is 413, one that cannot be read (a
+/// malformed chunked encoding, a connection cut mid-body) is 400.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
-            format!("the value exceeds the {limit}-byte limit"),
-        )
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let error = error.into_inner();
+        if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            let message = format!("the value exceeds the {limit}-byte limit");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", message);
+        }
+        ApiError::bad_request("invalid_body", format!("the request body is malformed: {error}"))
     })
 }
 

@@ -12,6 +12,15 @@ use super::labels::{parse_label_pair, validate_labels};
 /// The longest a long poll may wait.
 pub const WAIT_MAX: Duration = Duration::from_secs(300);
 
+/// A number written as plain ASCII decimal digits and nothing else: Rust's own parser also
+/// takes a leading `+`, which no client means to send.
+pub fn decimal_u64(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 /// A parsed query string, checked against the parameters a route accepts.
 #[derive(Debug, Default)]
 pub struct Query {
@@ -68,7 +77,7 @@ impl Query {
 
     pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.get(name)
-            .map(|value| value.parse().map_err(|_| invalid(name, value, "a non-negative integer")))
+            .map(|value| decimal_u64(value).ok_or_else(|| invalid(name, value, "a non-negative integer")))
             .transpose()
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::ApiState;
 use super::error::ApiError;
-use super::query::{Accepts, Query, invalid, parse_duration};
+use super::query::{Accepts, Query, decimal_u64, invalid, parse_duration};
 use crate::wire::{REVISION_HEADER, RecordBody, WatchEventBody, WatchProgressBody};
 
 /// Events fetched from the store per round.
@@ -38,10 +38,10 @@ pub(super) async fn watch(State(state): State<ApiState>, uri: Uri, headers: Head
     let filter =
         Filter { prefix: query.get("prefix").unwrap_or("").to_string(), labels: query.labels()?, ..Filter::default() };
     let progress = progress_interval(&query)?;
-    let resume = headers.get("last-event-id").and_then(|value| value.to_str().ok());
+    let resume = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("\u{fffd}"));
     let start = match (query.u64("start_revision")?, resume) {
         (Some(start), _) => start.max(1),
-        (None, Some(last)) => last.parse::<u64>().map_err(|_| invalid("Last-Event-ID", last, "a revision"))? + 1,
+        (None, Some(last)) => resume_after(last, state.node.revision())?,
         (None, None) => state.node.revision() + 1,
     };
     if let Err(Compacted { oldest }) = state.node.events(start, filter.clone(), 0).await? {
@@ -58,6 +58,20 @@ pub(super) async fn watch(State(state): State<ApiState>, uri: Uri, headers: Head
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(REVISION_HEADER, HeaderValue::from(start.saturating_sub(1)));
     Ok(response)
+}
+
+/// Where a watch resuming after `Last-Event-ID: last` starts: the revision after it. An id
+/// beyond this node's revision was never sent by it, and is refused rather than wrapped.
+fn resume_after(last: &str, revision: u64) -> Result<u64, ApiError> {
+    let refuse = |expected: &str| {
+        ApiError::bad_request("invalid_header", format!("Last-Event-ID {last:?} is invalid: expected {expected}"))
+    };
+    let beyond = || refuse(&format!("a revision this node has reached (it is at {revision})"));
+    let last = decimal_u64(last).ok_or_else(|| refuse("a revision"))?;
+    if last > revision {
+        return Err(beyond());
+    }
+    last.checked_add(1).ok_or_else(beyond)
 }
 
 fn progress_interval(query: &Query) -> Result<Duration, ApiError> {

@@ -14,7 +14,7 @@ use cairn_node::api::{ClusterView, Consistency, MemberKind, MemberView, Status};
 use cairn_node::raft::Member;
 use cairn_node::rt::{self, Duration, Instant};
 use hyper::StatusCode;
-use hyper::header::{HeaderName, HeaderValue};
+pub use hyper::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 

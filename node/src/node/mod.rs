@@ -6,6 +6,7 @@
 //! a leader change without ever applying it twice.
 
 mod autopilot;
+mod cluster_id;
 mod leader;
 mod membership;
 mod observe;
@@ -14,6 +15,7 @@ mod read;
 mod snapshot_receiver;
 mod write;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -26,6 +28,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use crate::api::{MemberView, NodeError, Role, Status};
 use crate::command::{ClientTag, NodeId};
 use crate::config::{Bootstrap, ConfigError, NodeConfig};
+use crate::data_dir::{self, ClusterId, DataDir, DataDirError};
 use crate::gossip::{self, GossipConfig, GossipHandle, GossipIdentity, next_generation};
 use crate::raft::contact::{ContactClock, LeaseWitness};
 use crate::raft::log_store::{CommitDurability, LogStore};
@@ -67,6 +70,8 @@ struct Inner {
     gossip: OnceLock<GossipHandle>,
     /// Proven contact with a leader, for the staleness of stale reads.
     contact: ContactClock,
+    /// The locked data directory and its identity stamp; the lock lives as long as the node.
+    data_dir: Arc<DataDir>,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -74,6 +79,8 @@ struct Inner {
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error("storage in {dir}: {source}")]
     Storage { dir: PathBuf, source: std::io::Error },
     #[error("cannot listen for peers on {address}: {source}")]
@@ -104,6 +111,39 @@ async fn prepare_gossip(
     Ok(Some((gossip.clone(), identity, socket)))
 }
 
+/// The checks that need raft's recovered state, then the gossip preparation: a refused start
+/// must not have bumped the gossip generation, so that it leaves the directory as it was.
+async fn prepare(
+    config: &NodeConfig,
+    raft: &Raft,
+    store: &StoreHandle,
+    disk: &dyn Disk,
+) -> Result<Option<(GossipConfig, GossipIdentity, UdpSocket)>, StartError> {
+    if let Bootstrap::InitialCluster(listed) = &config.bootstrap {
+        // openraft re-applied the committed log before `Raft::new` returned, so the store knows
+        // which listed nodes were removed since.
+        let held = raft
+            .with_raft_state(|state| {
+                let membership = state.membership_state.effective().membership();
+                let nodes: BTreeMap<NodeId, Member> =
+                    membership.nodes().map(|(id, member)| (*id, member.clone())).collect();
+                nodes
+            })
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !held.is_empty() {
+            let mut retired = BTreeSet::new();
+            for id in listed.keys().filter(|id| !held.contains_key(id)) {
+                if store.is_retired(*id).await.map_err(|e| StartError::Raft(e.to_string()))? {
+                    retired.insert(*id);
+                }
+            }
+            data_dir::check_initial_cluster(&config.data_dir, listed, &held, &retired)?;
+        }
+    }
+    prepare_gossip(config, disk).await
+}
+
 impl Node {
     /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
     /// bootstraps a new cluster if the configuration asks for it and the log is empty.
@@ -113,12 +153,13 @@ impl Node {
         peer_listener: TcpListener,
     ) -> Result<Node, StartError> {
         let config = config.validate()?;
-        let gossip = prepare_gossip(&config, disk.as_ref()).await?;
+        let data_dir = Arc::new(DataDir::open(disk.clone(), &config.data_dir, config.id)?);
         let storage_error = |source| StartError::Storage { dir: config.data_dir.clone(), source };
         let log_store =
             LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs).await.map_err(storage_error)?;
         let durability = log_store.durability();
-        let snapshots = Arc::new(SnapshotFiles::open(disk, config.data_dir.join("snapshots")).map_err(storage_error)?);
+        let snapshots =
+            Arc::new(SnapshotFiles::open(disk.clone(), config.data_dir.join("snapshots")).map_err(storage_error)?);
         let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
         let auth = Arc::new(PeerAuth::new(config.id, config.cluster_secret.as_deref()));
         if config.cluster_secret.is_none() {
@@ -135,6 +176,15 @@ impl Node {
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let gossip = match prepare(&config, &raft, &store, disk.as_ref()).await {
+            Ok(gossip) => gossip,
+            Err(error) => {
+                if let Err(stop) = raft.shutdown().await {
+                    tracing::warn!(error = %stop, "stopping raft after a refused start");
+                }
+                return Err(error);
+            }
+        };
         witness.attach(raft.metrics(), store.clone());
         let (shutdown, shutdown_signal) = watch::channel(false);
         let node = Node {
@@ -148,6 +198,7 @@ impl Node {
                 shutdown,
                 gossip: OnceLock::new(),
                 contact: ContactClock::default(),
+                data_dir,
             }),
         };
         if let Some((gossip_config, identity, socket)) = gossip {
@@ -163,6 +214,7 @@ impl Node {
         rt::spawn(transport::serve(peer_listener, auth, handler, shutdown_signal));
         node.bootstrap().await?;
         rt::spawn(node.clone().watch_removal());
+        rt::spawn(node.clone().keep_cluster_id());
         rt::spawn(node.clone().finish_joint_configurations());
         tracing::info!(id = node.id(), peer = %node.inner.config.member.peer, "node started");
         Ok(node)
@@ -225,6 +277,13 @@ impl Node {
         &self.inner.config
     }
 
+    /// The cluster this node belongs to, once known: drawn when the cluster was bootstrapped,
+    /// learned from the replicated state by a joiner, and stamped in the data directory. Peers
+    /// can compare it to refuse a node of another cluster.
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        self.inner.data_dir.cluster_id()
+    }
+
     /// The store's revision right now (for `X-Cairn-Revision`).
     pub fn revision(&self) -> u64 {
         self.inner.store.progress().revision
@@ -283,6 +342,7 @@ impl Node {
             revision: progress.revision,
             snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
             purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
+            cluster_id: self.cluster_id(),
         }
     }
 
@@ -307,7 +367,7 @@ impl Node {
     pub fn members(&self) -> Vec<MemberView> {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let mut members: Vec<MemberView> = membership
             .nodes()
             .map(|(id, member)| MemberView {

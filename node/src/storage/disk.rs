@@ -2,9 +2,30 @@
 //! on the real filesystem ([`FsDisk`](super::FsDisk)) and on a simulated disk that can lose
 //! unsynced writes on power failure ([`SimDisk`](super::SimDisk)).
 
+use std::any::Any;
+use std::fmt;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
+
+/// An exclusive hold on a directory from [`Disk::lock_dir`], released when dropped.
+pub struct DirLock {
+    /// Whatever keeps the lock held: an open, locked file, or a simulated lock's release.
+    _held: Box<dyn Any + Send + Sync>,
+}
+
+impl DirLock {
+    /// A lock that stays held while `held` lives.
+    pub fn new(held: impl Any + Send + Sync) -> DirLock {
+        DirLock { _held: Box::new(held) }
+    }
+}
+
+impl fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DirLock")
+    }
+}
 
 /// A synchronous, path-based disk, shared as `Arc<dyn Disk>`.
 ///
@@ -105,6 +126,17 @@ pub trait Disk: Send + Sync + 'static {
 
     /// Whether a file or directory exists at `path` right now.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// Takes the exclusive lock on `dir` (which must exist) for as long as the returned guard
+    /// lives, so that two processes never write one data directory.
+    ///
+    /// ### To ensure correctness
+    /// - Fails with [`io::ErrorKind::WouldBlock`] while another holder has it, with a message
+    ///   naming that holder where it is known; the directory is not changed then.
+    /// - The lock dies with its holder however it ends: dropping the guard, a crash, a kill (the
+    ///   kernel releases a real one; the harness releases a simulated one, see
+    ///   [`SimDisk::release_locks`](super::SimDisk::release_locks)). No cleanup is ever needed.
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock>;
 
     /// How long the next [`Disk::sync`] takes on a simulated disk. The WAL waits this long
     /// between writing a batch and syncing it, so that a simulated crash can fall between the

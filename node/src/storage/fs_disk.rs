@@ -2,17 +2,24 @@
 //! [`Disk::sync`] and an fsync of the directory for [`Disk::sync_dir`].
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::Disk;
+use super::{DirLock, Disk};
 
 /// How many open files [`FsDisk`] keeps before it drops them all and starts over. cairn keeps a
 /// handful of segments, a meta file and a few snapshots open, far below this.
 const HANDLES_MAX: usize = 256;
+
+/// The file in a locked directory that carries the lock (an advisory `flock`) and the pid of
+/// the process that last took it.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// How much of a lock file is read for its holder's pid; anything longer is not one.
+const LOCK_FILE_READ_MAX: u64 = 32;
 
 /// The production [`Disk`].
 ///
@@ -128,6 +135,39 @@ impl Disk for FsDisk {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
     }
+
+    /// An exclusive `flock` on `dir/LOCK`: the kernel releases it when the file is closed, so
+    /// on any exit of the process, a crash or SIGKILL included. It is advisory: it keeps out
+    /// other cairn processes, which is what it is for. The pid written after locking is only a
+    /// hint for the error message of the process that is refused.
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder =
+                    lock_holder(&file).map_or_else(|| "another process".to_string(), |pid| format!("process {pid}"));
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, format!("held by {holder}")));
+            }
+            Err(TryLockError::Error(error)) => return Err(error),
+        }
+        file.set_len(0)?;
+        file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)?;
+        Ok(DirLock::new(file))
+    }
+}
+
+/// The pid a lock file names, if it names one: the file is read bounded and trusted for nothing
+/// but digits.
+fn lock_holder(file: &File) -> Option<u32> {
+    let mut text = String::new();
+    file.take(LOCK_FILE_READ_MAX).read_to_string(&mut text).ok()?;
+    let text = text.trim_end_matches('\n');
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 #[cfg(test)]
@@ -156,5 +196,19 @@ mod tests {
         assert_eq!(disk.read_at(&path, 0, &mut buf).unwrap_err().kind(), io::ErrorKind::NotFound);
         disk.remove(&renamed).unwrap();
         assert!(!disk.exists(&renamed).unwrap());
+    }
+
+    // Goal: a locked directory refuses a second holder, names the first one's pid, and is free
+    // again once the first guard is dropped. flock locks belong to the open file, so two
+    // `FsDisk`s in one process exclude each other as two processes do.
+    #[test]
+    fn a_locked_directory_refuses_a_second_holder_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FsDisk::new().lock_dir(dir.path()).unwrap();
+        let refused = FsDisk::new().lock_dir(dir.path()).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(refused.to_string(), format!("held by process {}", std::process::id()));
+        drop(first);
+        FsDisk::new().lock_dir(dir.path()).unwrap();
     }
 }

@@ -13,7 +13,7 @@ mod fs_disk;
 mod sim_disk;
 pub mod wal;
 
-pub use self::disk::Disk;
-pub use self::fs_disk::FsDisk;
+pub use self::disk::{DirLock, Disk};
+pub use self::fs_disk::{FsDisk, LOCK_FILE};
 pub use self::sim_disk::{CrashReport, DiskFault, SECTOR_BYTES, SimDisk, SimDiskCounters};
 pub use self::wal::{OnDurable, Recovered, TruncatedTail, Wal, WalError, WalOptions};

@@ -26,13 +26,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use super::Disk;
+use super::{DirLock, Disk};
 
 /// The unit a torn write is cut at: disks write whole sectors atomically, not whole writes.
 pub const SECTOR_BYTES: u64 = 512;
@@ -43,6 +43,34 @@ pub struct SimDisk {
     /// Everything, behind one lock: calls are short, memory-only and never `.await` inside, so
     /// a std `Mutex` is right, and it makes each call atomic with respect to [`SimDisk::crash`].
     state: Mutex<SimState>,
+    /// Which directories are locked, and by which lock (a number that is never reused). Apart
+    /// from `state` so that a guard can release its lock after the disk's user is gone; shared
+    /// with the guards.
+    locks: Arc<Mutex<SimLocks>>,
+}
+
+/// The simulated disk's directory locks: the holder of each locked directory.
+#[derive(Debug, Default)]
+struct SimLocks {
+    held: BTreeMap<PathBuf, u64>,
+    next: u64,
+}
+
+/// Releases a simulated lock when dropped, unless it was released meanwhile and perhaps taken
+/// by a later holder (a killed node's tasks may be dropped long after the node restarted).
+struct SimLockGuard {
+    locks: Arc<Mutex<SimLocks>>,
+    dir: PathBuf,
+    lock: u64,
+}
+
+impl Drop for SimLockGuard {
+    fn drop(&mut self) {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if locks.held.get(&self.dir) == Some(&self.lock) {
+            locks.held.remove(&self.dir);
+        }
+    }
 }
 
 /// What [`SimDisk::crash`] did to the unsynced state.
@@ -187,7 +215,15 @@ impl SimDisk {
                 counters: SimDiskCounters::default(),
                 last_crash: CrashReport::default(),
             }),
+            locks: Arc::default(),
         }
+    }
+
+    /// Releases every directory lock, as the kernel does when a process dies: the harness calls
+    /// it when it kills the node using this disk (madsim drops a killed node's tasks, and with
+    /// them its guards, only lazily).
+    pub fn release_locks(&self) {
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner).held.clear();
     }
 
     /// A disk whose syncs take between `min` and `max` (drawn from the seeded RNG), leaving
@@ -544,11 +580,42 @@ impl Disk for SimDisk {
         let state = self.state();
         Ok(state.names.contains_key(path) || state.directories.contains(path))
     }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        self.state().require_directory(dir)?;
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(holder) = locks.held.get(dir) {
+            let message = format!("held by another process on this simulated disk (lock {holder})");
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, message));
+        }
+        let lock = locks.next;
+        locks.next += 1;
+        locks.held.insert(dir.to_path_buf(), lock);
+        Ok(DirLock::new(SimLockGuard { locks: self.locks.clone(), dir: dir.to_path_buf(), lock }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Goal: a simulated directory lock excludes a second holder until its guard is dropped or
+    // the harness releases it (the holder was killed), and a stale guard dropped after a
+    // release does not free the next holder's lock.
+    #[test]
+    fn a_simulated_lock_excludes_until_released_and_a_stale_guard_frees_nothing() {
+        let disk = SimDisk::new(1);
+        let dir = Path::new("/data");
+        disk.create_dir_all(dir).unwrap();
+        let first = disk.lock_dir(dir).unwrap();
+        assert_eq!(disk.lock_dir(dir).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        disk.release_locks();
+        let second = disk.lock_dir(dir).unwrap();
+        drop(first);
+        assert_eq!(disk.lock_dir(dir).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        drop(second);
+        disk.lock_dir(dir).unwrap();
+    }
 
     fn disk_with_dir(seed: u64) -> (SimDisk, PathBuf) {
         let disk = SimDisk::new(seed);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::api::{ListResult, ReadResult};
 use crate::bugs::InjectedBugs;
-use crate::command::{NodeId, Response};
+use crate::command::{ClusterId, NodeId, Response};
 use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership};
 use crate::record::Key;
 use crate::rt::{self, watch};
@@ -27,6 +27,8 @@ pub struct StoreProgress {
     pub applied_index: u64,
     /// This node's id was retired by an applied entry: it was removed from the cluster.
     pub self_retired: bool,
+    /// The cluster's id, once an applied entry gave it one.
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// The state at one applied log id, frozen for a snapshot (an O(1) clone).
@@ -224,6 +226,7 @@ impl StoreActor {
             revision: self.state.revision(),
             applied_index: self.last_applied.as_ref().map_or(0, |id| id.index),
             self_retired: self.state.is_retired(self.id),
+            cluster_id: self.state.cluster_id(),
         };
         self.progress.send_if_modified(|current| {
             let changed = *current != progress;

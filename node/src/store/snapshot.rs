@@ -2,7 +2,9 @@
 //! simulator can lose what was not synced.
 //!
 //! A file is `[magic 8][format u32][crc32c u32][body length u64][body]`, the body being the
-//! bincode of the snapshot's meta and the [`KvState`]. It is written to a temporary name,
+//! bincode of the snapshot's meta, the [`KvState`] and (from format 2 on) the cluster id, which
+//! the state does not serialize itself so that format 1 files, written before cluster ids,
+//! still decode: as a state without one. It is written to a temporary name,
 //! synced, renamed into place and the directory synced, so a crash leaves either the old
 //! snapshot or the new one, never a torn one under a final name. The CRC is checked before a
 //! file is decoded, both at startup and when a snapshot arrives from the leader.
@@ -14,13 +16,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_decode;
+use crate::command::ClusterId;
 use crate::raft::SnapshotMeta;
 use crate::rt;
 use crate::storage::Disk;
 use crate::store::state::KvState;
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
-/// 2: sessions carry request fingerprints. Format 1 files are refused, naming the version.
+/// 2: sessions carry request fingerprints, and the body the cluster id. Format 1 files are
+/// refused, naming the version: their sessions cannot be read as fingerprinted ones.
 const FORMAT: u32 = 2;
 const HEADER_BYTES: u64 = 8 + 4 + 4 + 8;
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
@@ -37,6 +41,7 @@ pub struct SnapshotFile {
 struct Body<'a> {
     meta: std::borrow::Cow<'a, SnapshotMeta>,
     state: std::borrow::Cow<'a, KvState>,
+    cluster_id: Option<ClusterId>,
 }
 
 /// The snapshot directory of one node.
@@ -190,7 +195,11 @@ fn final_name(meta: &SnapshotMeta) -> String {
 /// Streams the body to the file behind a placeholder header, then fills in the header and syncs;
 /// the state is never encoded into one big buffer.
 fn write_file(disk: &dyn Disk, path: &Path, meta: &SnapshotMeta, state: &KvState) -> io::Result<()> {
-    let body = Body { meta: std::borrow::Cow::Borrowed(meta), state: std::borrow::Cow::Borrowed(state) };
+    let body = Body {
+        meta: std::borrow::Cow::Borrowed(meta),
+        state: std::borrow::Cow::Borrowed(state),
+        cluster_id: state.cluster_id(),
+    };
     let mut writer =
         DiskWriter { disk, path, offset: HEADER_BYTES, buffer: Vec::with_capacity(IO_CHUNK_BYTES), crc: 0 };
     bincode::serde::encode_into_std_write(&body, &mut writer, bincode::config::standard()).map_err(io::Error::other)?;
@@ -237,12 +246,14 @@ impl Write for DiskWriter<'_> {
 }
 
 fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
-    let body: Body<'static> = decode_verified(disk, path)?;
+    let (body_len, reader) = verified_body(disk, path)?;
+    let body: Body<'static> = decode(path, reader, body_len)?;
     if let Some(why) = body.state.inconsistency() {
-        let message = format!("{}: not a state the store could have reached: {why}", path.display());
-        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        return Err(invalid(path, &format!("not a state the store could have reached: {why}")));
     }
-    Ok((body.meta.into_owned(), body.state.into_owned()))
+    let mut state = body.state.into_owned();
+    state.restore_cluster_id(body.cluster_id);
+    Ok((body.meta.into_owned(), state))
 }
 
 /// The meta of a verified snapshot file, without decoding its state: bincode writes the body's
@@ -250,12 +261,24 @@ fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)
 /// snapshot at startup therefore costs a checksum pass, not a second copy of the whole state
 /// next to the one openraft then installs.
 fn load_meta(disk: &dyn Disk, path: &Path) -> io::Result<SnapshotMeta> {
-    decode_verified(disk, path)
+    let (body_len, reader) = verified_body(disk, path)?;
+    decode(path, reader, body_len)
 }
 
-/// Checks a snapshot file's header and CRC, then decodes `T` from the start of its body.
-fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path) -> io::Result<T> {
-    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+fn invalid(path: &Path, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()))
+}
+
+/// Decodes `T` from the start of a snapshot body of `body_len` bytes. The checksum only proves
+/// the file is what its writer wrote; a hostile leader writes valid checksums too, so the
+/// decode is bounded by the body's length like any other input.
+fn decode<T: serde::de::DeserializeOwned>(path: &Path, body: impl Read, body_len: u64) -> io::Result<T> {
+    bounded_decode::decode_reader(body, body_len).map_err(|e| invalid(path, &format!("cannot decode: {e}")))
+}
+
+/// Checks a snapshot file's header and CRC; returns its body's length and a reader over it.
+fn verified_body<'a>(disk: &'a dyn Disk, path: &'a Path) -> io::Result<(u64, io::BufReader<DiskReader<'a>>)> {
+    let invalid = |why: &str| invalid(path, why);
     let mut header = [0u8; HEADER_BYTES as usize];
     if disk.read_at(path, 0, &mut header)? != header.len() {
         return Err(invalid("shorter than a snapshot header"));
@@ -265,10 +288,9 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     }
     let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if format != FORMAT {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("snapshot format {format}, this build reads format {FORMAT}: wipe the data directory and rejoin"),
-        ));
+        let why =
+            format!("snapshot format {format}, this build reads format {FORMAT}: wipe the data directory and rejoin");
+        return Err(invalid(&why));
     }
     let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
     let body_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
@@ -285,10 +307,7 @@ fn decode_verified<T: serde::de::DeserializeOwned>(disk: &dyn Disk, path: &Path)
     // bincode reads field by field, often a byte at a time; unbuffered, each of those would be
     // one read through `Disk` (a pread), which made loading a million keys take ten seconds.
     let reader = DiskReader { disk, path, offset: HEADER_BYTES, end, crc: 0 };
-    let buffered = io::BufReader::with_capacity(IO_CHUNK_BYTES, reader);
-    // The checksum only proves the file is what its writer wrote; a hostile leader writes valid
-    // checksums too, so the decode is bounded by the body's length like any other input.
-    bounded_decode::decode_reader(buffered, body_len).map_err(|e| invalid(&format!("cannot decode: {e}")))
+    Ok((body_len, io::BufReader::with_capacity(IO_CHUNK_BYTES, reader)))
 }
 
 /// Reads a byte range of a file through [`Disk`], keeping a running CRC32C of what it read.
@@ -508,5 +527,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Goal: snapshots carry the cluster id, and format 1 snapshots (written before sessions
+    /// kept fingerprints) are refused with their version named, never misread. Method: a state
+    /// with a cluster id round trips; a format 1 header is refused.
+    #[tokio::test]
+    async fn snapshots_carry_the_cluster_id_and_format_1_is_refused_by_name() {
+        let disk = Arc::new(SimDisk::new(4));
+        let files = files(&disk);
+        let mut state = state_with(3);
+        let command = Command::SetClusterId { cluster_id: ClusterId(0x1234) };
+        state.apply(4, &Request { tag: None, proposed_at_ms: 0, command }, InjectedBugs::default());
+        let file = files.write(&meta(4), &state).await.unwrap();
+        let (_, loaded) = files.load(&file).await.unwrap();
+        assert_eq!(loaded.cluster_id(), Some(ClusterId(0x1234)));
+
+        let old_body = bincode::serde::encode_to_vec((meta(3), state_with(3)), bincode::config::standard()).unwrap();
+        let mut old = Vec::new();
+        old.extend_from_slice(&MAGIC);
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.extend_from_slice(&crc32c::crc32c(&old_body).to_le_bytes());
+        old.extend_from_slice(&(old_body.len() as u64).to_le_bytes());
+        old.extend_from_slice(&old_body);
+        let old_path = PathBuf::from("/snapshots/old.snap");
+        disk.write_at(&old_path, 0, &old).unwrap();
+        let refused = files.load(&SnapshotFile { path: old_path }).await.unwrap_err();
+        assert!(refused.to_string().contains("snapshot format 1"), "{refused}");
     }
 }

@@ -9,7 +9,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::InjectedBugs;
-use crate::command::{Command, NodeId, Precondition, Request, Response};
+use crate::command::{ClusterId, Command, NodeId, Precondition, Request, Response};
 use crate::record::{KIE_PREFIX, Key, KieFields, Labels, Record, kie_key};
 use crate::store::events::{Action, Compacted, Event, EventLog, HistoryLimits};
 use crate::store::filter::Filter;
@@ -45,6 +45,11 @@ pub struct KvState {
     /// kie kvs by identity, to refuse a second kv with the same key and labels in a project.
     #[serde(deserialize_with = "super::cautious::ord_map")]
     kie_ids: OrdMap<KieIdentity, Arc<str>>,
+    /// The cluster's id, once a `SetClusterId` was applied. Skipped here because snapshots of
+    /// format 1 were written without it: the snapshot file carries it beside the state
+    /// (`store/snapshot.rs`).
+    #[serde(skip)]
+    cluster_id: Option<ClusterId>,
 }
 
 impl KvState {
@@ -56,7 +61,18 @@ impl KvState {
             retired: BTreeSet::new(),
             events: EventLog::new(history),
             kie_ids: OrdMap::new(),
+            cluster_id: None,
         }
+    }
+
+    /// The cluster's id, once one was applied.
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        self.cluster_id
+    }
+
+    /// Restores the cluster id a snapshot file carried beside the state.
+    pub fn restore_cluster_id(&mut self, cluster_id: Option<ClusterId>) {
+        self.cluster_id = cluster_id;
     }
 
     pub fn revision(&self) -> u64 {
@@ -179,6 +195,10 @@ impl KvState {
             Command::RetireNode { id } => {
                 self.retired.insert(*id);
                 Response::Retired { id: *id }
+            }
+            Command::SetClusterId { cluster_id } => {
+                self.cluster_id.get_or_insert(*cluster_id);
+                Response::Noop { revision: self.revision }
             }
             Command::KieCreate { project, id, key, labels, value, value_type, status } => {
                 let fields = KieFields {
@@ -410,6 +430,7 @@ fn command_key(command: &Command) -> Option<&Key> {
     match command {
         Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
         Command::RetireNode { .. }
+        | Command::SetClusterId { .. }
         | Command::KieCreate { .. }
         | Command::KieUpdate { .. }
         | Command::KieDelete { .. } => None,

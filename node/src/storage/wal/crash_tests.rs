@@ -101,6 +101,9 @@ impl Disk for FencedDisk {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.call(|disk| disk.exists(path))
     }
+    fn lock_dir(&self, dir: &Path) -> io::Result<crate::storage::DirLock> {
+        self.call(|disk| disk.lock_dir(dir))
+    }
 }
 
 /// An append whose callback reported it durable.
