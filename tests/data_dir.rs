@@ -200,3 +200,52 @@ async fn a_directory_joined_to_another_cluster_is_refused_and_left_unchanged() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(contents(&joiner.data), before, "the refused start changed the directory");
 }
+
+/// Goal: peers exchange their cluster ids in the handshake, so a node of another cluster that
+/// turns up at a member's address (the wrong process restarted on a host) is refused by both
+/// sides before any raft message passes, and neither cluster's data is touched. Method:
+/// cluster A is nodes 1 and 2; node 2 is killed and a new single-node cluster B whose node is
+/// also id 2 starts on node 2's addresses. Node 1 keeps calling node 2's peer address: both
+/// logs name the other cluster, B holds none of A's keys and keeps its own id, and node 1
+/// still holds A's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_at_a_members_address_is_refused_by_both_sides() {
+    let (root_a, root_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Process::start(root_a.path(), 1, &[]);
+    leader_index(std::slice::from_ref(&first.http)).await;
+    let mut second = Process::start(root_a.path(), 2, &["--join".to_string(), first.http.clone()]);
+    let cluster_a = client(vec![first.http.clone(), second.http.clone()]);
+    support::wait_for_voters(&cluster_a, 2).await;
+    write_keys(&cluster_a, 0..5).await;
+    let cluster_id = support::eventually(Duration::from_secs(10), "both stamps", || async {
+        let first_id = stamped_cluster_id(&first.data)?;
+        (stamped_cluster_id(&second.data)? == first_id).then_some(first_id)
+    })
+    .await;
+    second.kill();
+
+    let stranger = Process::start_at(root_b.path(), 2, &second.http, &second.peer, &[]);
+    let other_id =
+        support::eventually(Duration::from_secs(10), "B's stamp", || async { stamped_cluster_id(&stranger.data) })
+            .await;
+    assert_ne!(other_id, cluster_id);
+    support::eventually(Duration::from_secs(15), "both sides refuse each other", || async {
+        let (a_log, b_log) = (first.log(), stranger.log());
+        (a_log.contains(&format!("belongs to cluster {other_id}"))
+            && b_log.contains(&format!("belongs to cluster {cluster_id}")))
+        .then_some(())
+    })
+    .await;
+
+    let b = client(vec![stranger.http.clone()]);
+    leader_index(std::slice::from_ref(&stranger.http)).await;
+    let status = b.status(Route::Only(0)).await.expect("B's status");
+    assert_eq!(status.value.cluster_id.map(|id| id.to_string()), Some(other_id));
+    let read = b.get(Route::Only(0), "key-0", Consistency::Linearizable).await.expect("a read on B");
+    assert!(read.value.is_none(), "B holds A's key: {read:?}\n{}", stranger.log());
+    let a = client(vec![first.http.clone()]);
+    for key in (0..5).map(|i| format!("key-{i}")) {
+        let read = a.get(Route::Only(0), &key, Consistency::Stale).await.expect("a stale read on A");
+        assert!(read.value.is_some(), "A lost {key}\n{}", first.log());
+    }
+}

@@ -238,8 +238,10 @@ async fn votes_claiming_a_leadership_transfer_do_not_unseat_a_live_leader() {
     let leader = leader_index(&endpoints).await;
     let term = cluster.status(Route::Only(leader)).await.unwrap().value.term;
     let claimed = nodes[(leader + 1) % 3].id;
-    let attackers: Vec<PeerClient> =
-        nodes.iter().map(|node| PeerClient::new(Arc::new(PeerAuth::new(claimed, None)), node.peer.clone())).collect();
+    let attackers: Vec<PeerClient> = nodes
+        .iter()
+        .map(|node| PeerClient::new(Arc::new(PeerAuth::new(claimed, None, Arc::new(|| None))), node.peer.clone()))
+        .collect();
     for round in 1..=100u64 {
         for attacker in &attackers {
             let leader_id = openraft::vote::leader_id_adv::CommittedLeaderId { term: term + round, node_id: claimed };
@@ -303,13 +305,13 @@ mod decoders {
 
     use crate::support::{Process, client, eventually, wait_for_voters};
 
-    /// `Hello { protocol: 3, from: 7, nonce }`: the frame every peer connection starts with (see
-    /// node/src/transport/handshake.rs). The lying frame then arrives where the handshake
-    /// expects the caller's proof; the same frame after a completed handshake is the frame
-    /// module's unit and property tests.
-    const HELLO: [u8; 38] = [
-        0, 0, 0, 34, 3, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
-        26, 27, 28, 29, 30, 31, 32,
+    /// `Hello { protocol: 4, from: 7, cluster: None, nonce }`: the frame every peer connection
+    /// starts with (see node/src/transport/handshake.rs). The lying frame then arrives where the
+    /// handshake expects the caller's proof; the same frame after a completed handshake is the
+    /// frame module's unit and property tests.
+    const HELLO: [u8; 39] = [
+        0, 0, 0, 35, 4, 7, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27, 28, 29, 30, 31, 32,
     ];
     /// Bytes the gossip envelope puts before foca's packet: magic, cluster id, tag.
     const GOSSIP_ENVELOPE_BYTES: usize = 3 + 8 + 32;

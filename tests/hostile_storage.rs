@@ -2,6 +2,8 @@
 //! at start (naming the file and byte, and how to recover), never silently shortened; a full
 //! disk refuses writes with 507 and the node resumes by itself once space is freed.
 
+#![cfg(not(madsim))]
+
 mod support;
 
 use std::path::{Path, PathBuf};

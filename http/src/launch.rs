@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cairn_node::Node;
 use cairn_node::config::{Bootstrap, NodeConfig};
-use cairn_node::data_dir::{DataDirError, read_stamp};
+use cairn_node::data_dir::{ClusterId, DataDirError, read_stamp};
 use cairn_node::node::StartError;
 use cairn_node::rt::{self, Duration, watch};
 use cairn_node::storage::Disk;
@@ -39,9 +39,12 @@ pub enum LaunchError {
 
 /// Binds the peer and HTTP addresses of `config`, starts the node and its HTTP actor, and joins
 /// the cluster in the background if the node is not a voter yet and was told whom to ask.
-pub async fn launch(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched, LaunchError> {
+pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched, LaunchError> {
     if let Bootstrap::Join { seeds, .. } = &config.bootstrap {
-        check_join_target(&config, disk.as_ref(), seeds).await?;
+        let learned = check_join_target(&config, disk.as_ref(), seeds).await?;
+        if let Bootstrap::Join { cluster_id, .. } = &mut config.bootstrap {
+            *cluster_id = learned;
+        }
     }
     let bind = |what: &'static str, address: String| async move {
         TcpListener::bind(address.as_str()).await.map_err(|source| LaunchError::Listen { what, address, source })
@@ -49,7 +52,7 @@ pub async fn launch(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched,
     let peer_listener = bind("peer", config.member.peer.clone()).await?;
     let http_listener = bind("http", config.member.http.clone()).await?;
     let joining = match &config.bootstrap {
-        Bootstrap::Join { seeds, kind } => Some((seeds.clone(), *kind)),
+        Bootstrap::Join { seeds, kind, .. } => Some((seeds.clone(), *kind)),
         _ => None,
     };
     let node = Node::start(config, disk, peer_listener).await?;
@@ -64,28 +67,33 @@ pub async fn launch(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched,
 /// How long the join check waits for each seed's status.
 const SEED_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A directory that belongs to a cluster must not be joined to another one: asks the seeds
-/// which cluster they are and refuses a different one before anything in the directory
-/// changes. Seeds that do not answer (or predate cluster ids) prove nothing: if none tells,
-/// the node starts and rejoins its own cluster from its state, as `--join` is then ignored.
-async fn check_join_target(config: &NodeConfig, disk: &dyn Disk, seeds: &[String]) -> Result<(), LaunchError> {
+/// Asks the seeds which cluster they are, and answers the first id one tells. A directory that
+/// belongs to a cluster must not be joined to another one: a different id is refused before
+/// anything in the directory changes. Seeds that do not answer (or predate cluster ids) prove
+/// nothing: if none tells, the node starts and rejoins its own cluster from its state, as
+/// `--join` is then ignored.
+async fn check_join_target(
+    config: &NodeConfig,
+    disk: &dyn Disk,
+    seeds: &[String],
+) -> Result<Option<ClusterId>, LaunchError> {
     let stamp = read_stamp(disk, &config.data_dir).map_err(StartError::from)?;
-    let Some(stamped) = stamp.and_then(|stamp| stamp.cluster_id) else { return Ok(()) };
+    let stamped = stamp.and_then(|stamp| stamp.cluster_id);
     let options = ClientOptions { attempt_timeout: SEED_STATUS_TIMEOUT, call_timeout: SEED_STATUS_TIMEOUT };
     let client = CairnClient::new(seeds.to_vec(), options);
     for (index, seed) in seeds.iter().enumerate() {
         let Ok(status) = client.status(Route::Only(index)).await else { continue };
-        match status.value.cluster_id {
-            Some(found) if found != stamped => {
+        match (status.value.cluster_id, stamped) {
+            (Some(found), Some(stamped)) if found != stamped => {
                 let dir = config.data_dir.clone();
                 let source_of_found = format!("the member at {seed}");
                 return Err(
                     StartError::from(DataDirError::OtherCluster { dir, stamped, found, source_of_found }).into()
                 );
             }
-            Some(_) => return Ok(()),
-            None => {}
+            (Some(found), _) => return Ok(Some(found)),
+            (None, _) => {}
         }
     }
-    Ok(())
+    Ok(None)
 }

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::api::MemberKind;
 use crate::bugs::InjectedBugs;
-use crate::command::NodeId;
+use crate::command::{ClusterId, NodeId};
 use crate::gossip::GossipConfig;
 use crate::node::AutopilotConfig;
 use crate::raft::Member;
@@ -21,8 +21,9 @@ pub enum Bootstrap {
     /// Start a new single-node cluster.
     Single,
     /// Ask a member (any of these HTTP addresses) to add this node as `kind`; done by the HTTP
-    /// layer.
-    Join { seeds: Vec<String>, kind: MemberKind },
+    /// layer. `cluster_id` is the cluster the seeds said they are, when the HTTP layer asked
+    /// before the start: a new node stamps it before it talks to any peer.
+    Join { seeds: Vec<String>, kind: MemberKind, cluster_id: Option<ClusterId> },
     /// Every listed node starts with the same list and the cluster forms without joins.
     InitialCluster(BTreeMap<NodeId, Member>),
 }

@@ -100,7 +100,7 @@ impl ServeArgs {
         let mut config = NodeConfig::new(self.id, member, self.data.clone());
         config.bootstrap = match (&self.initial_cluster, self.join.is_empty()) {
             (Some(list), _) => Bootstrap::InitialCluster(parse_initial_cluster(list)?),
-            (None, false) => Bootstrap::Join { seeds: self.join.clone(), kind: self.join_kind() },
+            (None, false) => Bootstrap::Join { seeds: self.join.clone(), kind: self.join_kind(), cluster_id: None },
             (None, true) => Bootstrap::Single,
         };
         config.timings = RaftTimings {

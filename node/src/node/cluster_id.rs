@@ -34,10 +34,11 @@ impl Node {
         self.stamp_cluster_id(cluster_id).await;
     }
 
-    /// Proposes a fresh random id; the first one applied wins, so a race between leaders (or
-    /// with an earlier proposal) is harmless.
+    /// Proposes the id this node's directory was stamped with at start (a new single-node
+    /// cluster's), or else a fresh random one; the first one applied wins, so a race between
+    /// leaders (or with an earlier proposal) is harmless.
     async fn propose_cluster_id(&self) {
-        let cluster_id = ClusterId(rt::random_u64());
+        let cluster_id = self.cluster_id().unwrap_or_else(|| ClusterId(rt::random_u64()));
         let command = Command::SetClusterId { cluster_id };
         let request = Request { tag: None, proposed_at_ms: unix_time_ms(), command };
         if self.propose(request).await.is_err() {

@@ -144,6 +144,25 @@ async fn prepare(
     prepare_gossip(config, disk).await
 }
 
+/// Stamps what a new node already knows of its cluster before it talks to any peer, so that the
+/// handshake refuses another cluster's nodes from the first connection: a new single-node
+/// cluster draws its id here (its first leadership proposes this id), and a joiner records the
+/// id its seeds told. A node of a new `--initial-cluster` learns the id its first leader draws.
+fn stamp_known_cluster(config: &NodeConfig, data_dir: &DataDir, initialized: bool) -> Result<(), StartError> {
+    if initialized || data_dir.cluster_id().is_some() {
+        return Ok(());
+    }
+    let known = match &config.bootstrap {
+        Bootstrap::Single => Some((ClusterId(rt::random_u64()), "a new single-node cluster")),
+        Bootstrap::Join { cluster_id, .. } => cluster_id.map(|id| (id, "the members named by --join")),
+        Bootstrap::InitialCluster(_) => None,
+    };
+    if let Some((cluster_id, source)) = known {
+        data_dir.record_cluster_id(cluster_id, source)?;
+    }
+    Ok(())
+}
+
 impl Node {
     /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
     /// bootstraps a new cluster if the configuration asks for it and the log is empty.
@@ -161,7 +180,12 @@ impl Node {
         let snapshots =
             Arc::new(SnapshotFiles::open(disk.clone(), config.data_dir.join("snapshots")).map_err(storage_error)?);
         let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
-        let auth = Arc::new(PeerAuth::new(config.id, config.cluster_secret.as_deref()));
+        let stamped = data_dir.clone();
+        let auth = Arc::new(PeerAuth::new(
+            config.id,
+            config.cluster_secret.as_deref(),
+            Arc::new(move || stamped.cluster_id()),
+        ));
         if config.cluster_secret.is_none() {
             tracing::warn!(
                 "no --cluster-secret: the peer port and gossip are unauthenticated; anyone who reaches them \
@@ -176,6 +200,8 @@ impl Node {
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        stamp_known_cluster(&config, &data_dir, initialized)?;
         let gossip = match prepare(&config, &raft, &store, disk.as_ref()).await {
             Ok(gossip) => gossip,
             Err(error) => {

@@ -18,6 +18,7 @@ use super::frame::{self, read_frame, write_frames};
 use super::handshake::{Challenge, PeerAuth};
 use super::message::{Envelope, PeerRequest, PeerResponse};
 use super::server::read_handshake_frame;
+use crate::command::ClusterId;
 use crate::rt::{self, Duration, Instant};
 
 /// Why a call failed, and so whether the request may have reached the peer.
@@ -60,6 +61,8 @@ struct Link {
 
 struct Connection {
     outbox: mpsc::Sender<Vec<u8>>,
+    /// The cluster the answerer named in its handshake.
+    peer_cluster: Option<ClusterId>,
     /// Calls awaiting an answer. A std mutex: every critical section is a map operation.
     pending: Mutex<BTreeMap<u64, Reply>>,
     /// When this connection last delivered a frame; tells a stalled connection from a slow call.
@@ -109,6 +112,12 @@ impl PeerClient {
     pub async fn call(&self, request: PeerRequest, timeout: Duration) -> Result<PeerResponse, RpcError> {
         let deadline = Instant::now() + timeout;
         let connection = self.connection(deadline).await?;
+        if let Err(refusal) = self.auth.admits(connection.peer_cluster) {
+            tracing::warn!(peer = %self.address, %refusal, "closing a peer connection");
+            connection.close();
+            self.forget(&connection).await;
+            return Err(RpcError::Unreachable(format!("refused peer {}: {refusal}", self.address)));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode(&Envelope { id, body: request })
             .map_err(|e| RpcError::Unreachable(format!("request cannot be encoded: {e}")))?;
@@ -180,16 +189,18 @@ impl PeerClient {
         let hello = self.auth.hello();
         write_frames(&mut writer, &[frame::encode(&hello)?]).await?;
         let challenge: Challenge = read_handshake_frame(&mut reader).await?;
-        let Some(proof) = self.auth.prove(&hello, &challenge) else {
-            let message = format!("peer {} does not know the cluster secret (or it has another one)", self.address);
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
-        };
+        let proof = self.auth.prove(&hello, &challenge).map_err(|refusal| {
+            let message = format!("refused peer {}: {refusal}", self.address);
+            tracing::warn!(peer = %self.address, %refusal, "refused a peer");
+            io::Error::new(io::ErrorKind::PermissionDenied, message)
+        })?;
         write_frames(&mut writer, &[frame::encode(&proof)?]).await?;
         let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES_MAX);
         let (closed, closed_for_writer) = rt::watch::channel(false);
         let closed_for_reader = closed.subscribe();
         let connection = Arc::new(Connection {
             outbox,
+            peer_cluster: challenge.cluster,
             pending: Mutex::new(BTreeMap::new()),
             last_heard: Mutex::new(Instant::now()),
             closed,

@@ -17,7 +17,8 @@ pub(super) struct Envelope<T> {
 
 /// Bumped on any incompatible change to the messages below or the handshake. 3: the
 /// authenticated handshake; sessions remember request fingerprints (`Response::TagReused`).
-pub(super) const PROTOCOL: u32 = 3;
+/// 4: the handshake carries both sides' cluster ids.
+pub(super) const PROTOCOL: u32 = 4;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {

@@ -14,6 +14,6 @@ mod tests;
 
 pub use client::{PeerClient, RpcError};
 pub use frame::FRAME_BYTES_MAX;
-pub use handshake::PeerAuth;
+pub use handshake::{ClusterSource, PeerAuth};
 pub use message::{PeerRequest, PeerResponse, SnapshotChunk};
 pub use server::{PeerHandler, serve};

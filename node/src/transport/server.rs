@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::frame::{self, read_frame, read_frame_limited, write_frames};
 use super::handshake::{HANDSHAKE_FRAME_BYTES_MAX, Hello, PeerAuth, Proof};
 use super::message::{Envelope, PROTOCOL, PeerRequest, PeerResponse};
-use crate::command::NodeId;
+use crate::command::{ClusterId, NodeId};
 use crate::rt::{self, Duration};
 
 /// Handles requests arriving from peers.
@@ -86,7 +86,7 @@ pub async fn serve<H: PeerHandler>(
             let Some(admission) = registry.admit(from, handler.is_member(from)) else {
                 return tracing::warn!(%address, from, "refused a peer connection: too many connections");
             };
-            if let Err(error) = serve_connection(proven, handler, admission.closed.clone(), shutdown).await {
+            if let Err(error) = serve_connection(proven, &auth, handler, admission.closed.clone(), shutdown).await {
                 tracing::debug!(%address, %error, "peer connection closed");
             }
             registry.release(from, admission.serial);
@@ -126,9 +126,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A connection whose caller proved itself as `from`.
+/// A connection whose caller proved itself as `from`, of the cluster it named.
 struct Proven {
     from: NodeId,
+    cluster: Option<ClusterId>,
     reader: tokio::io::ReadHalf<TcpStream>,
     writer: tokio::io::WriteHalf<TcpStream>,
 }
@@ -143,11 +144,16 @@ async fn answer_handshake(stream: TcpStream, auth: &PeerAuth) -> io::Result<Prov
     }
     let challenge = auth.challenge(&hello);
     write_frames(&mut writer, &[frame::encode(&challenge)?]).await?;
-    let proof: Proof = read_handshake_frame(&mut reader).await?;
-    if !auth.verify(&hello, &challenge, &proof) {
-        return Err(invalid(format!("a caller claiming node id {} does not know the cluster secret", hello.from)));
+    // The challenge names this node's cluster, so a caller of another cluster learns why it is
+    // refused; the refusal needs no proof, as it grants nothing.
+    if let Err(refusal) = auth.admits(hello.cluster) {
+        return Err(invalid(format!("a caller claiming node id {}: {refusal}", hello.from)));
     }
-    Ok(Proven { from: hello.from, reader, writer })
+    let proof: Proof = read_handshake_frame(&mut reader).await?;
+    if let Err(refusal) = auth.verify(&hello, &challenge, &proof) {
+        return Err(invalid(format!("a caller claiming node id {}: {refusal}", hello.from)));
+    }
+    Ok(Proven { from: hello.from, cluster: hello.cluster, reader, writer })
 }
 
 /// Reads and decodes one small frame of the handshake.
@@ -251,11 +257,12 @@ fn close(admission: &Admission) {
 
 async fn serve_connection<H: PeerHandler>(
     proven: Proven,
+    auth: &PeerAuth,
     handler: Arc<H>,
     evicted: rt::watch::Sender<bool>,
     mut shutdown: rt::watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let Proven { from, mut reader, writer } = proven;
+    let Proven { from, cluster, mut reader, writer } = proven;
     let mut evicted = evicted.subscribe();
     let (outbox, inbox) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
     rt::spawn(write_answers(writer, inbox));
@@ -268,6 +275,10 @@ async fn serve_connection<H: PeerHandler>(
             body = read_frame(&mut reader) => body?,
         };
         let Some(body) = body else { return Ok(()) };
+        if let Err(refusal) = auth.admits(cluster) {
+            tracing::warn!(from, %refusal, "closing a peer connection");
+            return Err(invalid(format!("node {from}: {refusal}")));
+        }
         let envelope: Envelope<PeerRequest> = frame::decode(&body)?;
         let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
         let handler = handler.clone();

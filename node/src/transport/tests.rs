@@ -12,7 +12,7 @@ use super::handshake::{Challenge, PeerAuth, Proof};
 use super::message::Envelope;
 use super::*;
 use crate::api::Forward;
-use crate::command::NodeId;
+use crate::command::{ClusterId, NodeId};
 use crate::rt::{self, Duration};
 
 /// Answers every request with the id the caller proved.
@@ -28,12 +28,24 @@ impl PeerHandler for Echo {
     }
 }
 
+fn auth(id: NodeId, secret: Option<&[u8]>, cluster: Option<u64>) -> Arc<PeerAuth> {
+    Arc::new(PeerAuth::new(id, secret, Arc::new(move || cluster.map(ClusterId))))
+}
+
 /// A peer server on a free loopback port with `secret`; it stops when the sender drops.
 async fn server(secret: &[u8]) -> (String, rt::watch::Sender<bool>) {
+    server_of_cluster(secret, None).await
+}
+
+/// A peer server that knows its cluster's id.
+async fn server_of_cluster(secret: &[u8], cluster: Option<u64>) -> (String, rt::watch::Sender<bool>) {
+    server_with_auth(auth(100, Some(secret), cluster)).await
+}
+
+async fn server_with_auth(auth: Arc<PeerAuth>) -> (String, rt::watch::Sender<bool>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = rt::watch::channel(false);
-    let auth = Arc::new(PeerAuth::new(100, Some(secret)));
     rt::spawn(serve(listener, auth, Arc::new(Echo), stopped));
     (address, stop)
 }
@@ -43,7 +55,7 @@ fn request() -> PeerRequest {
 }
 
 async fn call_as(id: NodeId, secret: &[u8], address: &str) -> Result<PeerResponse, RpcError> {
-    let client = PeerClient::new(Arc::new(PeerAuth::new(id, Some(secret))), address.to_string());
+    let client = PeerClient::new(auth(id, Some(secret), None), address.to_string());
     client.call(request(), Duration::from_secs(2)).await
 }
 
@@ -71,7 +83,7 @@ async fn members_with_the_secret_are_served_and_a_caller_without_it_is_refused()
 async fn a_caller_that_claims_an_id_without_proving_it_is_closed_unanswered() {
     let (address, _stop) = server(b"s3cret").await;
     let mut stream = TcpStream::connect(&address).await.unwrap();
-    let hello = PeerAuth::new(1, Some(b"guess")).hello();
+    let hello = auth(1, Some(b"guess"), None).hello();
     stream.write_all(&frame::encode(&hello).unwrap()).await.unwrap();
     let body = frame::read_frame(&mut stream).await.unwrap().expect("a challenge");
     let _challenge: Challenge = frame::decode(&body).unwrap();
@@ -112,7 +124,46 @@ async fn idle_connections_cannot_keep_a_member_out() {
 #[tokio::test]
 async fn nodes_without_a_secret_talk_only_to_each_other() {
     let (address, _stop) = server(b"").await;
-    let open = PeerClient::new(Arc::new(PeerAuth::new(1, None)), address.clone());
+    let open = PeerClient::new(auth(1, None, None), address.clone());
     assert!(open.call(request(), Duration::from_secs(2)).await.is_ok());
     assert!(call_as(1, b"s3cret", &address).await.is_err());
+}
+
+/// Goal: a node of another cluster (its data directory came from elsewhere, or an address
+/// reaches the wrong cluster) gets no request through, even with the same secret; a node that
+/// does not know its cluster yet (a joiner) and one of the same cluster are served.
+#[tokio::test]
+async fn a_node_of_another_cluster_is_refused_at_the_handshake() {
+    let (address, _stop) = server_of_cluster(b"s3cret", Some(7)).await;
+    let call = |cluster: Option<u64>| {
+        let client = PeerClient::new(auth(1, Some(b"s3cret"), cluster), address.clone());
+        async move { client.call(request(), Duration::from_secs(2)).await }
+    };
+    let stranger = call(Some(8)).await;
+    assert!(
+        matches!(&stranger, Err(RpcError::Unreachable(reason)) if reason.contains("belongs to cluster 0000000000000007")),
+        "{stranger:?}"
+    );
+    assert!(call(Some(7)).await.is_ok(), "a member of the same cluster is served");
+    assert!(call(None).await.is_ok(), "a joiner that does not know the cluster id yet is served");
+}
+
+/// Goal: a connection opened while the answerer did not know its cluster yet is closed once it
+/// learns an id that differs from the caller's, before it handles another request.
+#[tokio::test]
+async fn a_connection_is_refused_once_the_answerer_learns_it_is_of_another_cluster() {
+    let learned = Arc::new(std::sync::Mutex::new(None));
+    let source = learned.clone();
+    let answerer = PeerAuth::new(100, Some(b"s3cret"), Arc::new(move || source.lock().unwrap().map(ClusterId)));
+    let (address, _stop) = server_with_auth(Arc::new(answerer)).await;
+    let client = PeerClient::new(auth(1, Some(b"s3cret"), Some(8)), address.clone());
+    assert!(client.call(request(), Duration::from_secs(2)).await.is_ok(), "nobody knows of a conflict yet");
+    *learned.lock().unwrap() = Some(7);
+    let refused = client.call(request(), Duration::from_secs(2)).await;
+    assert!(matches!(refused, Err(RpcError::Disconnected)), "{refused:?}");
+    let reconnected = client.call(request(), Duration::from_secs(2)).await;
+    assert!(
+        matches!(&reconnected, Err(RpcError::Unreachable(reason)) if reason.contains("belongs to cluster")),
+        "{reconnected:?}"
+    );
 }
