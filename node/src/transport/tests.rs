@@ -167,3 +167,21 @@ async fn a_connection_is_refused_once_the_answerer_learns_it_is_of_another_clust
         "{reconnected:?}"
     );
 }
+
+/// Goal: the caller's side of the same rule: a caller that did not know its cluster when it
+/// connected stops using the connection once it learns an id that differs from the answerer's.
+#[tokio::test]
+async fn a_caller_stops_using_a_connection_once_it_learns_the_answerer_is_of_another_cluster() {
+    let (address, _stop) = server_of_cluster(b"s3cret", Some(7)).await;
+    let learned = Arc::new(std::sync::Mutex::new(None));
+    let source = learned.clone();
+    let caller = PeerAuth::new(1, Some(b"s3cret"), Arc::new(move || source.lock().unwrap().map(ClusterId)));
+    let client = PeerClient::new(Arc::new(caller), address);
+    assert!(client.call(request(), Duration::from_secs(2)).await.is_ok(), "nobody knows of a conflict yet");
+    *learned.lock().unwrap() = Some(8);
+    let refused = client.call(request(), Duration::from_secs(2)).await;
+    assert!(
+        matches!(&refused, Err(RpcError::Unreachable(reason)) if reason.contains("belongs to cluster")),
+        "{refused:?}"
+    );
+}
