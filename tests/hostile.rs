@@ -92,10 +92,14 @@ async fn a_client_tag_reused_for_any_other_write_is_refused_and_the_node_survive
     assert_eq!(written.status.as_u16(), 200, "{}", node.log());
 }
 
+/// The peer protocol the nodes speak (`PROTOCOL` in node/src/transport/message.rs).
+const PEER_PROTOCOL: u8 = 4;
+
 /// The first handshake frame a peer sends, encoded by hand as bincode's standard configuration
-/// lays it out: protocol and node id as varints, then the 32-byte nonce.
-fn hello_frame(protocol: u8, from: u8) -> Vec<u8> {
-    let mut body = vec![protocol, from];
+/// lays it out: protocol and node id as varints, no cluster id (a joiner's), then the 32-byte
+/// nonce.
+fn hello_frame(from: u8) -> Vec<u8> {
+    let mut body = vec![PEER_PROTOCOL, from, 0];
     body.extend_from_slice(&[7u8; 32]);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
@@ -112,8 +116,10 @@ async fn a_peer_that_cannot_prove_the_cluster_secret_is_closed_unanswered() {
     let node = Process::start(root.path(), 1, &["--cluster-secret".into(), "s3cret".into()]);
     leader_index(std::slice::from_ref(&node.http)).await;
     let mut stream = TcpStream::connect(&node.peer).await.unwrap();
-    stream.write_all(&hello_frame(3, 1)).await.unwrap();
-    let mut challenge = [0u8; 4 + 32 + 32];
+    stream.write_all(&hello_frame(1)).await.unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).await.expect("a challenge");
+    let mut challenge = vec![0u8; u32::from_be_bytes(length) as usize];
     stream.read_exact(&mut challenge).await.expect("a challenge");
     let mut proof = 32u32.to_be_bytes().to_vec();
     proof.extend_from_slice(&[0u8; 32]);
@@ -275,7 +281,7 @@ async fn held_connections_do_not_keep_followers_from_electing_a_leader() {
     for &follower in &followers {
         for _ in 0..300 {
             let mut stream = TcpStream::connect(&nodes[follower].peer).await.unwrap();
-            let mut hello_and_part_of_a_proof = hello_frame(3, 9);
+            let mut hello_and_part_of_a_proof = hello_frame(9);
             hello_and_part_of_a_proof.extend_from_slice(&[0, 0, 0, 32, 1, 2]);
             let _ = stream.write_all(&hello_and_part_of_a_proof).await;
             held.push(stream);
@@ -305,14 +311,6 @@ mod decoders {
 
     use crate::support::{Process, client, eventually, wait_for_voters};
 
-    /// `Hello { protocol: 4, from: 7, cluster: None, nonce }`: the frame every peer connection
-    /// starts with (see node/src/transport/handshake.rs). The lying frame then arrives where the
-    /// handshake expects the caller's proof; the same frame after a completed handshake is the
-    /// frame module's unit and property tests.
-    const HELLO: [u8; 39] = [
-        0, 0, 0, 35, 4, 7, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-        25, 26, 27, 28, 29, 30, 31, 32,
-    ];
     /// Bytes the gossip envelope puts before foca's packet: magic, cluster id, tag.
     const GOSSIP_ENVELOPE_BYTES: usize = 3 + 8 + 32;
 
@@ -344,7 +342,9 @@ mod decoders {
     }
 
     /// Goal: a frame declaring a huge string is refused, not allocated. Method: send the probe's
-    /// 31-byte frame after a valid hello; the node closes that connection and keeps serving.
+    /// 31-byte frame after a valid hello, where the handshake expects the caller's proof (the
+    /// same frame after a completed handshake is the frame module's unit and property tests);
+    /// the node closes that connection and keeps serving.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_frame_declaring_a_huge_string_leaves_the_node_serving() {
         let root = tempfile::tempdir().expect("a temporary directory");
@@ -355,12 +355,16 @@ mod decoders {
 
         let mut stream = TcpStream::connect(&node.peer).expect("the peer port accepts");
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
-        stream.write_all(&HELLO).expect("the hello is sent");
+        stream.write_all(&super::hello_frame(7)).expect("the hello is sent");
         stream.write_all(&lying_frame()).expect("the frame is sent");
         let mut rest = Vec::new();
         let closed = stream.read_to_end(&mut rest);
-        // The node's challenge (4 + 32 + 32 bytes) is all it sends before it closes.
-        assert!(closed.is_ok() && rest.len() == 68, "the node closes the connection without answering: {closed:?}");
+        // The node's challenge is all it sends before it closes.
+        let challenge_bytes = rest.get(..4).map_or(0, |length| 4 + u32::from_be_bytes(length.try_into().unwrap()));
+        assert!(
+            closed.is_ok() && rest.len() == challenge_bytes as usize,
+            "the node closes the connection without answering: {closed:?} {rest:?}"
+        );
 
         assert_serving(&cluster, "after").await;
         assert!(!node.log().contains("memory allocation"), "{}", node.log());
