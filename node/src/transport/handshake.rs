@@ -197,15 +197,15 @@ mod tests {
         (hello, challenge, proof)
     }
 
-    #[test]
-    fn members_sharing_the_secret_prove_themselves_to_each_other() {
+    #[tokio::test]
+    async fn members_sharing_the_secret_prove_themselves_to_each_other() {
         let (a, b) = (auth(1, b"s3cret", Some(7)), auth(2, b"s3cret", Some(7)));
         let (hello, challenge, proof) = exchange(&a, &b);
         assert_eq!(b.verify(&hello, &challenge, &proof.expect("the answerer proved itself")), Ok(()));
     }
 
-    #[test]
-    fn a_caller_without_the_secret_cannot_prove_itself() {
+    #[tokio::test]
+    async fn a_caller_without_the_secret_cannot_prove_itself() {
         let (outsider, member) = (auth(1, b"guess", None), auth(2, b"s3cret", None));
         let (hello, challenge, proof) = exchange(&outsider, &member);
         assert_eq!(proof.err(), Some(Refusal::WrongSecret), "the caller sees the answerer's proof fail under its key");
@@ -213,8 +213,8 @@ mod tests {
         assert_eq!(member.verify(&hello, &challenge, &forged), Err(Refusal::WrongSecret));
     }
 
-    #[test]
-    fn a_recorded_proof_does_not_replay_and_does_not_move_to_another_id_or_cluster() {
+    #[tokio::test]
+    async fn a_recorded_proof_does_not_replay_and_does_not_move_to_another_id_or_cluster() {
         let (a, b) = (auth(1, b"s3cret", Some(7)), auth(2, b"s3cret", Some(7)));
         let (hello, challenge, proof) = exchange(&a, &b);
         let proof = proof.expect("members prove themselves");
@@ -238,8 +238,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn nodes_of_two_clusters_refuse_each_other_in_both_directions() {
+    #[tokio::test]
+    async fn nodes_of_two_clusters_refuse_each_other_in_both_directions() {
         let (a, b) = (auth(1, b"s3cret", Some(7)), auth(2, b"s3cret", Some(8)));
         let (hello, challenge, proof) = exchange(&a, &b);
         let other = Refusal::OtherCluster { ours: ClusterId(7), theirs: ClusterId(8) };
@@ -249,8 +249,8 @@ mod tests {
         assert_eq!(b.verify(&hello, &challenge, &honest), Err(other), "the answerer refuses the caller");
     }
 
-    #[test]
-    fn a_node_that_does_not_know_its_cluster_yet_is_not_refused_for_it() {
+    #[tokio::test]
+    async fn a_node_that_does_not_know_its_cluster_yet_is_not_refused_for_it() {
         let (joiner, member) = (auth(4, b"s3cret", None), auth(1, b"s3cret", Some(7)));
         for (caller, answerer) in [(&joiner, &member), (&member, &joiner)] {
             let (hello, challenge, proof) = exchange(caller, answerer);
