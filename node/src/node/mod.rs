@@ -63,8 +63,9 @@ struct Inner {
     store: StoreHandle,
     peers: Arc<Peers>,
     durability: CommitDurability,
-    /// Set once this node learns it was removed; it then refuses every request.
-    removed: AtomicBool,
+    /// Set once this node learns it was removed (from its applied state, or from a peer that
+    /// has applied it); it then refuses every request.
+    removed: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     /// The gossip actor, set once right after start when gossip is configured.
     gossip: OnceLock<GossipHandle>,
@@ -194,7 +195,8 @@ impl Node {
         }
         let peers = Arc::new(Peers::new(auth.clone()));
         let witness = Arc::new(LeaseWitness::new(config.timings.election_timeout_min / 2));
-        let network = Network::new(peers.clone(), snapshots.clone(), witness.clone());
+        let removed = Arc::new(AtomicBool::new(false));
+        let network = Network::new(peers.clone(), snapshots.clone(), witness.clone(), removed.clone());
         let state_machine = StateMachine::new(store.clone(), snapshots.clone());
         let raft_config = Arc::new(raft_config(&config)?);
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
@@ -220,7 +222,7 @@ impl Node {
                 store,
                 peers,
                 durability,
-                removed: AtomicBool::new(false),
+                removed,
                 shutdown,
                 gossip: OnceLock::new(),
                 contact: ContactClock::default(),

@@ -28,8 +28,7 @@ impl PeerHandler for NodePeerHandler {
 
     async fn handle(&self, from: NodeId, request: PeerRequest) -> PeerResponse {
         if let Err(refusal) = self.admit(from, &request).await {
-            tracing::warn!(from, %refusal, "refused a peer request");
-            return PeerResponse::refused(refusal);
+            return refusal;
         }
         let raft = &self.node.inner.raft;
         match request {
@@ -63,19 +62,27 @@ impl NodePeerHandler {
     /// removed nodes and strangers to the configuration out of elections and client requests.
     /// Appends and snapshots are not limited to known members: a follower that missed the entry
     /// adding a new leader must still accept that leader's log to catch up; raft's own term and
-    /// log checks decide them, and a retired id is refused.
-    async fn admit(&self, from: NodeId, request: &PeerRequest) -> Result<(), String> {
+    /// log checks decide them. A retired id is told so, whatever it asks.
+    async fn admit(&self, from: NodeId, request: &PeerRequest) -> Result<(), PeerResponse> {
         if self.is_member(from) {
             return Ok(());
         }
-        if matches!(request, PeerRequest::Vote(_) | PeerRequest::PreVote(_) | PeerRequest::Forward(_)) {
-            return Err(format!("node {from} is not a member of this node's configuration"));
-        }
+        let refused = |refusal: String| {
+            tracing::warn!(from, %refusal, "refused a peer request");
+            PeerResponse::refused(refusal)
+        };
         match self.node.inner.store.is_retired(from).await {
-            Ok(false) => Ok(()),
-            Ok(true) => Err(format!("node {from} was removed from the cluster")),
-            Err(_) => Err("the store is stopping".to_string()),
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!(from, "refused a request from a removed node");
+                return Err(PeerResponse::Retired);
+            }
+            Err(_) => return Err(refused("the store is stopping".to_string())),
         }
+        if matches!(request, PeerRequest::Vote(_) | PeerRequest::PreVote(_) | PeerRequest::Forward(_)) {
+            return Err(refused(format!("node {from} is not a member of this node's configuration")));
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -61,11 +62,18 @@ pub struct Network {
     peers: Arc<Peers>,
     snapshots: Arc<SnapshotFiles>,
     witness: Arc<LeaseWitness>,
+    removed: Arc<AtomicBool>,
 }
 
 impl Network {
-    pub fn new(peers: Arc<Peers>, snapshots: Arc<SnapshotFiles>, witness: Arc<LeaseWitness>) -> Network {
-        Network { peers, snapshots, witness }
+    /// `removed` is set when a peer answers that this node's id is retired.
+    pub fn new(
+        peers: Arc<Peers>,
+        snapshots: Arc<SnapshotFiles>,
+        witness: Arc<LeaseWitness>,
+        removed: Arc<AtomicBool>,
+    ) -> Network {
+        Network { peers, snapshots, witness, removed }
     }
 }
 
@@ -79,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.peers.client(target, &node.peer),
             snapshots: self.snapshots.clone(),
             witness: self.witness.clone(),
+            removed: self.removed.clone(),
             echo: None,
         }
     }
@@ -91,6 +100,7 @@ pub struct PeerLink {
     client: Arc<PeerClient>,
     snapshots: Arc<SnapshotFiles>,
     witness: Arc<LeaseWitness>,
+    removed: Arc<AtomicBool>,
     /// The peer's stamp from its latest answer on this link, echoed in the next request's lease
     /// proof. The proof's applied index is read when that request is sent, after the stamp
     /// arrived, so it covers every write acknowledged before the stamp.
@@ -111,6 +121,17 @@ impl PeerLink {
             }
             Err(RpcError::Disconnected) => RPCError::Network(NetworkError::from_string("connection lost")),
             Ok(PeerResponse::Refused(reason)) => RPCError::Network(NetworkError::from_string(reason)),
+            Ok(PeerResponse::Retired) => {
+                if !self.removed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        id = self.from,
+                        peer = self.target,
+                        "node {} says this node was removed from the cluster; it no longer serves",
+                        self.target
+                    );
+                }
+                RPCError::Network(NetworkError::from_string("this node was removed from the cluster"))
+            }
             Ok(other) => RPCError::Network(NetworkError::from_string(format!("unexpected answer {other:?}"))),
         }
     }

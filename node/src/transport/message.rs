@@ -17,7 +17,7 @@ pub(super) struct Envelope<T> {
 
 /// Bumped on any incompatible change to the messages below or the handshake. 3: the
 /// authenticated handshake; sessions remember request fingerprints (`Response::TagReused`).
-/// 4: the handshake carries both sides' cluster ids.
+/// 4: the handshake carries both sides' cluster ids; `PeerResponse::Retired`.
 pub(super) const PROTOCOL: u32 = 4;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +46,10 @@ pub enum PeerResponse {
     Forward(Result<ForwardReply, NodeError>),
     /// The peer could not handle the request (its raft stopped, a chunk arrived out of order).
     Refused(String),
+    /// The caller was removed from the cluster: its id is retired in the peer's applied state,
+    /// for good. A removed node that missed the commit of its own retirement (the leader stops
+    /// replicating to it once the configuration without it commits) learns it this way.
+    Retired,
 }
 
 /// One piece of a snapshot streamed from the leader. Chunks of one transfer arrive in order;
