@@ -38,6 +38,8 @@ struct Scenario {
     history: HistoryLimits,
     /// First seed; scenarios use disjoint seed ranges.
     seed_base: u64,
+    /// HTTPS only, with client certificates, on every node.
+    tls: bool,
 }
 
 /// As in production.
@@ -68,6 +70,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: NO_BUGS,
         history: SHORT_HISTORY,
         seed_base: 1_000,
+        tls: true,
     },
     Scenario {
         name: "three_nodes_crashes",
@@ -84,6 +87,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: NO_BUGS,
         history: FULL_HISTORY,
         seed_base: 2_000,
+        tls: false,
     },
     Scenario {
         name: "three_nodes_intruders",
@@ -92,6 +96,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: NO_BUGS,
         history: FULL_HISTORY,
         seed_base: 10_000,
+        tls: false,
     },
     Scenario {
         name: "three_nodes_membership",
@@ -100,6 +105,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: NO_BUGS,
         history: FULL_HISTORY,
         seed_base: 3_000,
+        tls: false,
     },
     Scenario {
         name: "five_nodes_everything",
@@ -108,6 +114,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: NO_BUGS,
         history: SHORT_HISTORY,
         seed_base: 4_000,
+        tls: false,
     },
     Scenario {
         name: "bug_local_linearizable_reads",
@@ -116,6 +123,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: InjectedBugs { local_linearizable_reads: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 5_000,
+        tls: false,
     },
     Scenario {
         name: "bug_ack_before_fsync",
@@ -124,6 +132,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: InjectedBugs { ack_before_fsync: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 6_000,
+        tls: false,
     },
     Scenario {
         name: "bug_skip_dedup",
@@ -132,6 +141,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: InjectedBugs { skip_dedup: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 7_000,
+        tls: false,
     },
     Scenario {
         name: "bug_drop_watch_events",
@@ -140,6 +150,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: InjectedBugs { drop_watch_events: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 8_000,
+        tls: false,
     },
     Scenario {
         name: "bug_unproven_leader_contact",
@@ -148,6 +159,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: InjectedBugs { unproven_leader_contact: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 9_000,
+        tls: false,
     },
     Scenario {
         name: "bug_ignore_tag_reuse",
@@ -156,6 +168,7 @@ const SCENARIOS: [Scenario; 11] = [
         bugs: InjectedBugs { ignore_tag_reuse: true, ..NO_BUGS },
         history: FULL_HISTORY,
         seed_base: 11_000,
+        tls: false,
     },
 ];
 
@@ -184,6 +197,7 @@ async fn simulate(scenario: &'static Scenario) -> (RunOutcome, Duration) {
         nodes: scenario.nodes,
         bugs: scenario.bugs,
         history: scenario.history,
+        tls: scenario.tls,
         ..ClusterOptions::default()
     })
     .await;

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_http::client::{CairnClient, ClientOptions, Route};
+use cairn_http::client::{CairnClient, ClientError, ClientOptions, Route};
 use cairn_node::api::Consistency;
+use cairn_node::tls::{ClientTls, DevCa, Identity};
 use cairn_sim::{ClusterOptions, Replay, SimCluster, run_seed, seeds};
 
 const TIME_LIMIT: Duration = Duration::from_secs(600);
@@ -190,5 +191,45 @@ fn a_data_directory_refuses_a_second_incarnation_and_another_node_id() {
     };
     for seed in seeds(1..=2) {
         run_seed(replay, seed, TIME_LIMIT, intruders_on_a_data_directory);
+    }
+}
+
+/// Goal: a simulated cluster with TLS on speaks only HTTPS and serves only clients with a
+/// certificate of its CA, so the chaos scenario that turns TLS on really runs over it. Method: a
+/// write and a linearizable read with the cluster's client certificate; then a plain HTTP
+/// client, an HTTPS client without a certificate and one trusting another CA, each refused.
+#[madsim::test]
+async fn a_tls_cluster_serves_only_https_clients_with_a_certificate() {
+    let cluster = SimCluster::start(ClusterOptions { tls: true, ..ClusterOptions::default() }).await;
+    cluster.await_leader(MINUTE).await.expect("a leader");
+    let read = cluster
+        .with_client(options(), |client| async move {
+            client.put(Route::Any, "k", Bytes::from("v"), None).await.expect("a write over HTTPS");
+            client.get(Route::Any, "k", Consistency::Linearizable).await.expect("a read over HTTPS")
+        })
+        .await;
+    assert_eq!(read.value.map(|record| record.value), Some("v".to_string()));
+
+    let endpoints = cluster.http_endpoints();
+    let ca_pem = cluster.ca_pem().expect("the cluster's CA");
+    let other_ca = DevCa::new("another CA").expect("a CA");
+    let foreign_certificate = other_ca.client("stranger").expect("a client certificate");
+    let refusals = cluster
+        .on_clients(async move {
+            let trusting = |identity: Option<&Identity>| {
+                ClientTls::from_pem(&ca_pem, identity, std::path::Path::new("test")).expect("a client's TLS")
+            };
+            let plain = CairnClient::new(endpoints.clone(), options());
+            let no_certificate = CairnClient::with_tls(endpoints.clone(), options(), Some(trusting(None)));
+            let foreign = CairnClient::with_tls(endpoints, options(), Some(trusting(Some(&foreign_certificate))));
+            let mut refusals = Vec::new();
+            for client in [plain, no_certificate, foreign] {
+                refusals.push(client.get(Route::Any, "k", Consistency::Stale).await);
+            }
+            refusals
+        })
+        .await;
+    for refusal in refusals {
+        assert!(matches!(refusal, Err(ClientError::Unavailable { .. })), "{refusal:?}");
     }
 }

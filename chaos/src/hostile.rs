@@ -11,6 +11,7 @@
 use bytes::Bytes;
 use cairn_http::client::{Exchanger, Method, Outgoing, Reply};
 use cairn_node::rt::{self, Duration, watch};
+use cairn_node::tls::ClientTls;
 use hyper::header::{HeaderName, HeaderValue};
 
 use crate::generate::Rng;
@@ -54,6 +55,8 @@ pub struct HostileOptions {
     /// Its recorded writes use processes from here up, one each (an unknown outcome retires a
     /// process, as in Jepsen).
     pub process_base: u64,
+    /// How to reach nodes that speak only HTTPS.
+    pub tls: Option<ClientTls>,
 }
 
 /// Runs until `stop`, then returns what it saw.
@@ -62,9 +65,9 @@ pub async fn run_hostile(
     recorder: Recorder,
     mut stop: watch::Receiver<bool>,
 ) -> HostileCounts {
-    let HostileOptions { endpoints, keys, seed, process_base } = options;
+    let HostileOptions { endpoints, keys, seed, process_base, tls } = options;
     let mut rng = Rng::new(seed ^ 0x6e6f_7420_6672_6965);
-    let exchanger = Exchanger::default();
+    let exchanger = tls.map_or_else(Exchanger::default, Exchanger::with_tls);
     let mut counts = HostileCounts::default();
     let mut n = 0;
     while !*stop.borrow_and_update() {

@@ -3,6 +3,7 @@
 //! simulator's, or real processes.
 
 use cairn_node::rt::{self, Duration, Instant};
+use cairn_node::tls::ClientTls;
 use futures_util::future::BoxFuture;
 
 use crate::generate::Rng;
@@ -16,6 +17,8 @@ use crate::recorder::Recorder;
 pub trait Cluster {
     /// Every slot's HTTP address, in slot order.
     fn endpoints(&self) -> Vec<String>;
+    /// How clients reach the nodes over HTTPS, when the cluster speaks only HTTPS.
+    fn client_tls(&self) -> Option<ClientTls>;
     /// Runs `task` on the clients' side of the network; the returned future completes with it.
     fn spawn_client(&self, task: BoxFuture<'static, ()>) -> BoxFuture<'static, ()>;
     /// The slot whose node says it leads, if any.

@@ -57,17 +57,17 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
     for index in 0..options.workload.clients {
         let (recorder, endpoints, stopped, workload) =
             (recorder.clone(), endpoints.clone(), stopped.clone(), options.workload);
-        let (seed, client_options) = (options.seed, options.client);
+        let (seed, client_options, tls) = (options.seed, options.client, cluster.client_tls());
         clients.push(cluster.spawn_client(Box::pin(async move {
-            let client = CairnClient::new(endpoints, client_options);
+            let client = CairnClient::with_tls(endpoints, client_options, tls);
             run_client(index, client, recorder, workload, seed, stopped).await;
         })));
     }
     for index in 0..options.workload.watchers {
         let (recorder, endpoints, stopped) = (recorder.clone(), endpoints.clone(), stopped.clone());
-        let (seed, client_options) = (options.seed, options.client);
+        let (seed, client_options, tls) = (options.seed, options.client, cluster.client_tls());
         clients.push(cluster.spawn_client(Box::pin(async move {
-            let client = CairnClient::new(endpoints, client_options);
+            let client = CairnClient::with_tls(endpoints, client_options, tls);
             run_watcher(index, client, recorder, seed, stopped).await;
         })));
     }
@@ -80,6 +80,7 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
             keys: options.workload.keys,
             seed: options.seed,
             process_base: options.workload.clients * 1_000_000 + 1,
+            tls: cluster.client_tls(),
         };
         let (recorder, stopped) = (recorder.clone(), stopped.clone());
         clients.push(cluster.spawn_client(Box::pin(async move {
@@ -106,10 +107,11 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
 /// Probes the healed cluster until a write and a linearizable read both succeed.
 async fn recover<C: Cluster>(cluster: &C, options: &RunOptions) -> Result<Duration, String> {
     let (endpoints, bound, client_options) = (cluster.endpoints(), options.recovery_bound, options.client);
+    let tls = cluster.client_tls();
     let (answer, outcome) = tokio::sync::oneshot::channel();
     cluster
         .spawn_client(Box::pin(async move {
-            let client = CairnClient::new(endpoints, client_options);
+            let client = CairnClient::with_tls(endpoints, client_options, tls);
             let started = Instant::now();
             let mut last_error = String::from("no attempt finished");
             while started.elapsed() < bound {
@@ -136,11 +138,12 @@ async fn recover<C: Cluster>(cluster: &C, options: &RunOptions) -> Result<Durati
 /// Reads every key linearizably, recorded as final reads, retrying each until it succeeds.
 async fn read_every_key<C: Cluster>(cluster: &C, recorder: &Recorder, options: &RunOptions) {
     let (endpoints, keys, client_options) = (cluster.endpoints(), options.workload.keys, options.client);
+    let tls = cluster.client_tls();
     let recorder = recorder.clone();
     let process = options.workload.clients * 1_000_000;
     cluster
         .spawn_client(Box::pin(async move {
-            let client = CairnClient::new(endpoints, client_options);
+            let client = CairnClient::with_tls(endpoints, client_options, tls);
             for key in (0..keys).map(|k| format!("k{k}")) {
                 loop {
                     let mut invoke = ClientEvent::new(process, EventType::Invoke, Function::Read, &key, Value::Null);

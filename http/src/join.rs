@@ -10,6 +10,7 @@
 use cairn_node::Node;
 use cairn_node::api::{MemberKind, Role};
 use cairn_node::rt::{self, Duration};
+use cairn_node::tls::ClientTls;
 
 use crate::client::{CairnClient, ClientError, ClientOptions, Route};
 
@@ -19,14 +20,15 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// Runs until this node is a member of `kind` (a voter also satisfies a learner), or a member
 /// refuses it for good (its id was retired or is taken by other addresses), which is logged as
 /// an error.
-pub async fn join_cluster(node: Node, seeds: Vec<String>, kind: MemberKind) {
+pub async fn join_cluster(node: Node, seeds: Vec<String>, kind: MemberKind, tls: Option<ClientTls>) {
     let member = node.config().member.clone();
     let mut pause = RETRY_PAUSE_MIN;
     while !has_joined(&node, kind) {
         let endpoints = endpoints(&node, &seeds).await;
-        let client = CairnClient::new(
+        let client = CairnClient::with_tls(
             endpoints.clone(),
             ClientOptions { attempt_timeout: Duration::from_secs(20), call_timeout: Duration::from_secs(30) },
+            tls.clone(),
         );
         // One attempt per address: a gossip address refuses TCP at once, and a call allowed to
         // retry would spend its whole time on it before gossip could offer a member's HTTP one.

@@ -9,6 +9,7 @@ use cairn_node::data_dir::{ClusterId, DataDirError, read_stamp};
 use cairn_node::node::StartError;
 use cairn_node::rt::{self, Duration, watch};
 use cairn_node::storage::Disk;
+use cairn_node::tls::{ClientTls, ServerTls, TlsError};
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -33,6 +34,8 @@ impl Launched {
 pub enum LaunchError {
     #[error("cannot listen on {address} ({what}): {source}")]
     Listen { what: &'static str, address: String, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Start(#[from] StartError),
 }
@@ -40,8 +43,13 @@ pub enum LaunchError {
 /// Binds the peer and HTTP addresses of `config`, starts the node and its HTTP actor, and joins
 /// the cluster in the background if the node is not a voter yet and was told whom to ask.
 pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched, LaunchError> {
+    let server_tls = config.tls.clone().map(|files| ServerTls::load(disk.clone(), files)).transpose()?;
+    let member_tls = match (&config.tls, &config.bootstrap) {
+        (Some(files), Bootstrap::Join { .. }) => Some(ClientTls::of_node(disk.as_ref(), files)?),
+        _ => None,
+    };
     if let Bootstrap::Join { seeds, .. } = &config.bootstrap {
-        let learned = check_join_target(&config, disk.as_ref(), seeds).await?;
+        let learned = check_join_target(&config, disk.as_ref(), seeds, member_tls.clone()).await?;
         if let Bootstrap::Join { cluster_id, .. } = &mut config.bootstrap {
             *cluster_id = learned;
         }
@@ -57,9 +65,12 @@ pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launc
     };
     let node = Node::start(config, disk, peer_listener).await?;
     let (http_shutdown, http_stop) = watch::channel(false);
-    rt::spawn(serve(http_listener, router(node.clone()), http_stop));
+    if let Some(tls) = &server_tls {
+        rt::spawn(tls.clone().keep_reloading(http_stop.clone()));
+    }
+    rt::spawn(serve(http_listener, router(node.clone()), server_tls, http_stop));
     if let Some((seeds, kind)) = joining {
-        rt::spawn(join::join_cluster(node.clone(), seeds, kind));
+        rt::spawn(join::join_cluster(node.clone(), seeds, kind, member_tls));
     }
     Ok(Launched { node, http_shutdown })
 }
@@ -76,11 +87,12 @@ async fn check_join_target(
     config: &NodeConfig,
     disk: &dyn Disk,
     seeds: &[String],
+    tls: Option<ClientTls>,
 ) -> Result<Option<ClusterId>, LaunchError> {
     let stamp = read_stamp(disk, &config.data_dir).map_err(StartError::from)?;
     let stamped = stamp.and_then(|stamp| stamp.cluster_id);
     let options = ClientOptions { attempt_timeout: SEED_STATUS_TIMEOUT, call_timeout: SEED_STATUS_TIMEOUT };
-    let client = CairnClient::new(seeds.to_vec(), options);
+    let client = CairnClient::with_tls(seeds.to_vec(), options, tls);
     for (index, seed) in seeds.iter().enumerate() {
         let Ok(status) = client.status(Route::Only(index)).await else { continue };
         match (status.value.cluster_id, stamped) {

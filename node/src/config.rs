@@ -13,6 +13,7 @@ use crate::node::AutopilotConfig;
 use crate::raft::Member;
 use crate::rt::Duration;
 use crate::store::events::HistoryLimits;
+use crate::tls::TlsFiles;
 
 /// How a node with an empty data directory becomes part of a cluster. Ignored when the data
 /// directory already holds a raft log: the node simply rejoins.
@@ -91,6 +92,8 @@ pub struct NodeConfig {
     /// The secret peers prove knowledge of in the peer handshake. Without one, anyone who
     /// reaches the peer port is taken for the node it claims to be.
     pub cluster_secret: Option<Vec<u8>>,
+    /// TLS on the HTTP port: only HTTPS is spoken when set.
+    pub tls: Option<TlsFiles>,
     pub bugs: InjectedBugs,
 }
 
@@ -111,6 +114,7 @@ impl NodeConfig {
             gossip: None,
             autopilot: None,
             cluster_secret: None,
+            tls: None,
             bugs: InjectedBugs::default(),
         }
     }

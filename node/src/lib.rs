@@ -27,6 +27,7 @@ pub mod record;
 pub mod rt;
 pub mod storage;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod validate;
 

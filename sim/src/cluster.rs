@@ -18,8 +18,9 @@ use cairn_node::gossip::{GossipConfig, GossipTimings, derived_address};
 use cairn_node::node::AutopilotConfig;
 use cairn_node::raft::Member;
 use cairn_node::rt::Duration;
-use cairn_node::storage::SimDisk;
+use cairn_node::storage::{Disk, SimDisk};
 use cairn_node::store::events::HistoryLimits;
+use cairn_node::tls::{ClientTls, DevCa, Identity, TlsFiles};
 use madsim::runtime::{Handle, NodeHandle};
 
 const HTTP_PORT: u16 = 7700;
@@ -45,6 +46,9 @@ pub struct ClusterOptions {
     pub gossip: Option<GossipTimings>,
     /// Autopilot on every node (needs gossip); off when none.
     pub autopilot: Option<AutopilotConfig>,
+    /// HTTPS only, with client certificates required, on every node: certificates from a CA
+    /// made inside the simulation, so they replay with the seed.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -57,6 +61,7 @@ impl Default for ClusterOptions {
             history: HistoryLimits::default(),
             gossip: None,
             autopilot: None,
+            tls: false,
         }
     }
 }
@@ -101,6 +106,50 @@ pub struct SimCluster {
     next_id: AtomicU64,
     /// Intruders started on another node's data directory so far; each gets a spare machine.
     pub(crate) intruders: AtomicU8,
+    pki: Option<Arc<SimPki>>,
+}
+
+/// Where a simulated node finds its TLS files on its disk.
+const TLS_CERT: &str = "/tls/node.crt";
+const TLS_KEY: &str = "/tls/node.key";
+const TLS_CA: &str = "/tls/ca.crt";
+
+/// The certificates of a cluster with TLS on.
+struct SimPki {
+    ca_pem: Vec<u8>,
+    /// By slot: each valid for its slot's IP address, whichever node runs there.
+    nodes: Vec<Identity>,
+    client: ClientTls,
+}
+
+impl SimPki {
+    fn new(slots: usize) -> SimPki {
+        let ca = DevCa::new("simulated CA").expect("a CA is made");
+        let nodes = (0..slots)
+            .map(|slot| {
+                ca.node(&format!("slot-{}", slot + 1), &[slot_ip(slot).to_string()]).expect("a node certificate")
+            })
+            .collect();
+        let client_identity = ca.client("simulated client").expect("a client certificate");
+        let client = ClientTls::from_pem(ca.cert_pem().as_bytes(), Some(&client_identity), std::path::Path::new("sim"))
+            .expect("the client's TLS");
+        SimPki { ca_pem: ca.cert_pem().as_bytes().to_vec(), nodes, client }
+    }
+
+    /// Puts `slot`'s files on `disk`, durably: a node reads them at every start.
+    fn install(&self, slot: usize, disk: &SimDisk) {
+        let identity = &self.nodes[slot];
+        for (path, bytes) in [(TLS_CERT, &identity.cert_pem), (TLS_KEY, &identity.key_pem), (TLS_CA, &self.ca_pem)] {
+            let path = std::path::Path::new(path);
+            let written = disk
+                .create_dir_all(path.parent().expect("a file in a directory"))
+                .and_then(|()| disk.set_len(path, 0).or_else(|_| disk.write_at(path, 0, b"")))
+                .and_then(|()| disk.write_at(path, 0, bytes))
+                .and_then(|()| disk.sync(path))
+                .and_then(|()| disk.sync_dir(path.parent().expect("a file in a directory")));
+            written.expect("a simulated disk takes the TLS files");
+        }
+    }
 }
 
 pub(crate) fn slot_ip(slot: usize) -> IpAddr {
@@ -116,8 +165,9 @@ impl SimCluster {
             (0..options.nodes).map(|slot| (slot as NodeId + 1, member(slot))).collect();
         let clients = runtime.create_node().name("clients").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))).build();
         let next_id = AtomicU64::new(options.nodes as u64 + 1);
+        let pki = options.tls.then(|| Arc::new(SimPki::new(options.nodes)));
         let mut cluster =
-            SimCluster { runtime, slots: Vec::new(), clients, options, next_id, intruders: AtomicU8::new(0) };
+            SimCluster { runtime, slots: Vec::new(), clients, options, next_id, intruders: AtomicU8::new(0), pki };
         for slot in 0..cluster.options.nodes {
             let config = cluster.config(slot as NodeId + 1, slot, Bootstrap::InitialCluster(members.clone()));
             let incarnation = Incarnation { config, disk: Arc::new(fresh_disk()) };
@@ -139,7 +189,23 @@ impl SimCluster {
             GossipConfig { timings, ..GossipConfig::new(address) }
         });
         config.autopilot = self.options.autopilot;
+        config.tls = self.pki.as_ref().map(|_| TlsFiles {
+            cert: PathBuf::from(TLS_CERT),
+            key: PathBuf::from(TLS_KEY),
+            trusted_ca: Some(PathBuf::from(TLS_CA)),
+            client_cert_auth: true,
+        });
         config
+    }
+
+    /// How clients reach the nodes when they speak only HTTPS.
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.pki.as_ref().map(|pki| pki.client.clone())
+    }
+
+    /// The CA certificate (PEM) of a cluster with TLS on, for clients made outside the harness.
+    pub fn ca_pem(&self) -> Option<Vec<u8>> {
+        self.pki.as_ref().map(|pki| pki.ca_pem.clone())
     }
 
     pub(crate) fn fresh_id(&self) -> NodeId {
@@ -149,6 +215,7 @@ impl SimCluster {
     fn create_node(&self, slot: usize, incarnation: Incarnation) -> SimNode {
         let incarnation = Arc::new(Mutex::new(incarnation));
         let current = incarnation.clone();
+        let pki = self.pki.clone();
         let handle = self
             .runtime
             .create_node()
@@ -156,6 +223,9 @@ impl SimCluster {
             .ip(slot_ip(slot))
             .init(move || {
                 let Incarnation { config, disk } = current.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                if let Some(pki) = &pki {
+                    pki.install(slot, &disk);
+                }
                 async move {
                     let launched = cairn_http::launch(config, disk).await.expect("a simulated node starts");
                     std::future::pending::<()>().await;
@@ -190,8 +260,17 @@ impl SimCluster {
         F: FnOnce(CairnClient) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T> + Send + 'static,
     {
-        let client = CairnClient::new(self.http_endpoints(), options);
-        self.clients.spawn(work(client)).await.expect("the client task completes")
+        let client = CairnClient::with_tls(self.http_endpoints(), options, self.client_tls());
+        self.on_clients(work(client)).await
+    }
+
+    /// Runs `work` on the clients' node (outside the cluster's subnet) and returns its result.
+    pub async fn on_clients<T, Fut>(&self, work: Fut) -> T
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        self.clients.spawn(work).await.expect("the client task completes")
     }
 
     /// The slot whose node says it leads, asking each over HTTP.

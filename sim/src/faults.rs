@@ -8,6 +8,7 @@ use cairn_node::command::NodeId;
 use cairn_node::config::Bootstrap;
 use cairn_node::rt::Duration;
 use cairn_node::storage::DiskFault;
+use cairn_node::tls::ClientTls;
 use futures_util::future::BoxFuture;
 use madsim::net::NetSim;
 
@@ -176,6 +177,10 @@ impl SimCluster {
 impl Cluster for SimCluster {
     fn endpoints(&self) -> Vec<String> {
         self.http_endpoints()
+    }
+
+    fn client_tls(&self) -> Option<ClientTls> {
+        SimCluster::client_tls(self)
     }
 
     fn spawn_client(&self, task: BoxFuture<'static, ()>) -> BoxFuture<'static, ()> {

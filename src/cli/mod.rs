@@ -6,6 +6,7 @@ mod client;
 mod duration;
 mod jepsen;
 mod serve;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a Jepsen-style test against real cairn processes: faults, then the history checked.
     Jepsen(jepsen::JepsenArgs),
+    /// Certificates for trying TLS on a local cluster.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -48,6 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Jepsen(args)) => jepsen::run(args),
+        Some(Command::Tls(command)) => tls::run(command),
         Some(Command::Client(command)) => client::run(command),
         None => serve::run(cli.serve),
     }

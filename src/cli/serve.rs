@@ -14,6 +14,7 @@ use cairn_node::node::AutopilotConfig;
 use cairn_node::raft::Member;
 use cairn_node::storage::FsDisk;
 use cairn_node::store::events::HistoryLimits;
+use cairn_node::tls::TlsFiles;
 use clap::Args;
 
 use super::duration;
@@ -75,6 +76,9 @@ pub struct ServeArgs {
     /// Gossip and autopilot flags (boxed: they would make every `Command` variant large).
     #[command(flatten)]
     cluster: Box<ClusterArgs>,
+    /// TLS flags of the HTTP port (boxed for the same reason).
+    #[command(flatten)]
+    tls: Box<TlsArgs>,
     /// Log filter, e.g. `info` or `cairn_node=debug,info`.
     #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
@@ -114,6 +118,7 @@ impl ServeArgs {
         config.history = HistoryLimits { events_max: self.history_events, bytes_max: self.history_bytes };
         config.gossip = Some(self.gossip_config()?);
         config.cluster_secret = self.cluster.cluster_secret.as_ref().map(|secret| secret.as_bytes().to_vec());
+        config.tls = self.tls.files();
         let cluster = &self.cluster;
         config.autopilot = cluster.autopilot.then_some(AutopilotConfig {
             dead_node_timeout: cluster.dead_node_timeout,
@@ -125,6 +130,36 @@ impl ServeArgs {
             config.bugs = cairn_node::bugs::InjectedBugs::parse(bugs)?;
         }
         config.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// Flags of `cairn serve` for TLS on the HTTP port, named as etcd names them.
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// The HTTP port's certificate chain (PEM); with it the port speaks only HTTPS. Re-read
+    /// when the file changes.
+    #[arg(long, env = "CAIRN_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --cert-file.
+    #[arg(long, env = "CAIRN_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// The CA (PEM) that client certificates, and other members' certificates when this node
+    /// calls them, must chain to.
+    #[arg(long, env = "CAIRN_TRUSTED_CA_FILE", requires = "cert_file")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Require every HTTPS client to present a certificate the trusted CA signed.
+    #[arg(long, env = "CAIRN_CLIENT_CERT_AUTH", requires = "trusted_ca_file")]
+    client_cert_auth: bool,
+}
+
+impl TlsArgs {
+    fn files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.cert_file.clone()?,
+            key: self.key_file.clone()?,
+            trusted_ca: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+        })
     }
 }
 

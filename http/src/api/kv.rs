@@ -234,7 +234,8 @@ fn redirect_to_leader(state: &ApiState, query: &Query, uri: &Uri) -> Result<Opti
     }
     let member = node.member(leader).ok_or_else(|| ApiError::from(cairn_node::api::NodeError::NoLeader))?;
     let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-    let location = format!("http://{}{path_and_query}", member.http);
+    let scheme = if node.config().tls.is_some() { "https" } else { "http" };
+    let location = format!("{scheme}://{}{path_and_query}", member.http);
     let location = HeaderValue::try_from(location).map_err(|_| ApiError::from(cairn_node::api::NodeError::NoLeader))?;
     Ok(Some((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()))
 }

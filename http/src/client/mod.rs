@@ -13,6 +13,7 @@ use bytes::Bytes;
 use cairn_node::api::{ClusterView, Consistency, MemberKind, MemberView, Status};
 use cairn_node::raft::Member;
 use cairn_node::rt::{self, Duration, Instant};
+use cairn_node::tls::ClientTls;
 use hyper::StatusCode;
 pub use hyper::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
@@ -156,6 +157,14 @@ enum Kind {
 }
 
 impl CairnClient {
+    /// A client of `endpoints` that speaks HTTPS with `tls`, or plain HTTP without.
+    pub fn with_tls(endpoints: Vec<String>, options: ClientOptions, tls: Option<ClientTls>) -> CairnClient {
+        match tls {
+            Some(tls) => CairnClient { exchanger: Exchanger::with_tls(tls), ..CairnClient::new(endpoints, options) },
+            None => CairnClient::new(endpoints, options),
+        }
+    }
+
     pub fn new(endpoints: Vec<String>, options: ClientOptions) -> CairnClient {
         assert!(!endpoints.is_empty(), "a client needs at least one endpoint");
         let identity = (u128::from(rt::random_u64()) << 64) | u128::from(rt::random_u64());

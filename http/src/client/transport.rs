@@ -1,12 +1,13 @@
-//! HTTP/1.1 over the runtime's TCP with hyper's connection API, keeping idle connections per
-//! endpoint. hyper-util's pooled client and reqwest call real tokio and would panic in the
-//! simulator.
+//! HTTP/1.1 over the runtime's TCP (or TLS over it) with hyper's connection API, keeping idle
+//! connections per endpoint. hyper-util's pooled client and reqwest call real tokio and would
+//! panic in the simulator.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use cairn_node::rt::{self, Duration};
+use cairn_node::tls::{ClientTls, FlushOnShutdown, ServerName};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -78,6 +79,15 @@ fn build(endpoint: &str, outgoing: Outgoing<'_>) -> Result<Request<Full<Bytes>>,
 pub struct Exchanger {
     /// Idle connections by endpoint. A std mutex: each critical section pops or pushes one.
     idle: Mutex<BTreeMap<String, Vec<SendRequest<Full<Bytes>>>>>,
+    /// HTTPS to every endpoint when set.
+    tls: Option<ClientTls>,
+}
+
+/// The name a server's certificate must carry for `endpoint` (`host:port`, `[v6]:port`).
+fn server_name(endpoint: &str) -> Result<ServerName<'static>, String> {
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|_| format!("{host:?} is not a host name or IP address"))
 }
 
 /// One request to send.
@@ -89,6 +99,11 @@ pub struct Outgoing<'a> {
 }
 
 impl Exchanger {
+    /// An exchanger that speaks HTTPS with `tls`.
+    pub fn with_tls(tls: ClientTls) -> Exchanger {
+        Exchanger { idle: Mutex::default(), tls: Some(tls) }
+    }
+
     /// Sends `outgoing` to `endpoint` (`host:port`) and reads the whole answer within `timeout`.
     pub async fn send(
         &self,
@@ -127,13 +142,14 @@ impl Exchanger {
         let refused = |reason: String| ExchangeError::Connect { endpoint: endpoint.to_string(), reason };
         let stream = TcpStream::connect(endpoint).await.map_err(|e| refused(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| refused(e.to_string()))?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| refused(e.to_string()))?;
-        rt::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "client connection ended");
-            }
-        });
-        Ok(sender)
+        let Some(tls) = &self.tls else { return handshake(stream).await.map_err(refused) };
+        let name = server_name(endpoint).map_err(refused)?;
+        let session = tls
+            .connector()
+            .connect(name, FlushOnShutdown(stream))
+            .await
+            .map_err(|e| refused(format!("TLS handshake failed: {e}")))?;
+        handshake(session).await.map_err(refused)
     }
 
     /// Sends `outgoing` on a fresh connection of its own and returns the answer's head and its
@@ -170,4 +186,18 @@ impl Exchanger {
             pool.push(sender);
         }
     }
+}
+
+/// Starts HTTP/1.1 on `stream`, its connection driven by a task of its own.
+async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    rt::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "client connection ended");
+        }
+    });
+    Ok(sender)
 }

@@ -57,6 +57,13 @@ pub trait Disk: Send + Sync + 'static {
         Ok(bytes)
     }
 
+    /// Reads a whole file that others replace while the node runs (certificates renewed by
+    /// renaming a new file over the old one): through the name as it is now, never through a
+    /// handle opened earlier.
+    fn read_replaceable(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.read_all(path)
+    }
+
     /// Writes all of `data` at `offset`, creating the file if it does not exist and extending it
     /// (with zeros over any gap) if `offset` is past its end.
     ///

@@ -68,6 +68,10 @@ impl FsDisk {
 }
 
 impl Disk for FsDisk {
+    fn read_replaceable(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let file = self.handle(path, false)?;
         let mut read = 0;

@@ -145,7 +145,10 @@ pub async fn put(args: PutArgs) -> Outcome {
             return Outcome::Refused;
         }
     };
-    let client = connect(&args.client).await;
+    let client = match connect(&args.client).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     let written = if args.labels.is_empty() {
         client.put(Route::Any, &args.key, value, args.prev_revision).await
     } else {
@@ -160,7 +163,10 @@ pub async fn put(args: PutArgs) -> Outcome {
 }
 
 pub async fn get(args: GetArgs) -> Outcome {
-    let client = connect(&args.client).await;
+    let client = match connect(&args.client).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     match client.get(Route::Any, &args.key, args.consistency.into()).await {
         Ok(answer) => match answer.value {
             Some(record) => output::record(&record, args.client.json),
@@ -174,7 +180,10 @@ pub async fn get(args: GetArgs) -> Outcome {
 }
 
 pub async fn del(args: DelArgs) -> Outcome {
-    let client = connect(&args.client).await;
+    let client = match connect(&args.client).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     match client.delete(Route::Any, &args.key, args.prev_revision).await {
         Ok(answer) => output::deleted(&args.key, &answer.value, args.client.json),
         Err(ClientError::Mismatch { current }) => output::mismatch(current.as_deref(), args.client.json),
@@ -184,7 +193,10 @@ pub async fn del(args: DelArgs) -> Outcome {
 
 pub async fn list(args: ListArgs) -> Outcome {
     const PAGE: usize = 1_000;
-    let client = connect(&args.client).await;
+    let client = match connect(&args.client).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     let wanted = args.limit.unwrap_or(usize::MAX);
     let (mut records, mut continuation) = (Vec::new(), None);
     let (total, revision) = loop {
@@ -207,7 +219,10 @@ pub async fn list(args: ListArgs) -> Outcome {
 
 /// Follows changes until interrupted, reconnecting (to any endpoint) from the last revision seen.
 pub async fn watch(args: WatchArgs) -> Outcome {
-    let client = connect(&args.client).await;
+    let client = match connect(&args.client).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     let mut next = args.from;
     loop {
         let mut stream = match client.watch(Route::Any, &args.prefix, &args.labels, next).await {
@@ -242,7 +257,10 @@ pub async fn watch(args: WatchArgs) -> Outcome {
 }
 
 pub async fn members(args: ClientArgs) -> Outcome {
-    let client = connect(&args).await;
+    let client = match connect(&args).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     match client.cluster(Route::Any).await {
         Ok(cluster) => output::cluster(&cluster, args.json),
         Err(error) => failure(&error),
@@ -250,7 +268,10 @@ pub async fn members(args: ClientArgs) -> Outcome {
 }
 
 pub async fn status(args: ClientArgs) -> Outcome {
-    let client = connect(&args).await;
+    let client = match connect(&args).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     match client.status(Route::Any).await {
         Ok(answer) => output::status(&answer.value, args.json),
         Err(error) => failure(&error),
@@ -261,10 +282,12 @@ pub async fn member(command: MemberCommand) -> Outcome {
     let (changed, json) = match command {
         MemberCommand::Add { id, peer, http, learner, client } => {
             let kind = if learner { MemberKind::Learner } else { MemberKind::Voter };
-            (connect(&client).await.add_member(Route::Any, id, &Member { peer, http }, kind).await, client.json)
+            let Ok(connected) = connect(&client).await else { return Outcome::Refused };
+            (connected.add_member(Route::Any, id, &Member { peer, http }, kind).await, client.json)
         }
         MemberCommand::Remove { id, client } => {
-            (connect(&client).await.remove_member(Route::Any, id).await, client.json)
+            let Ok(connected) = connect(&client).await else { return Outcome::Refused };
+            (connected.remove_member(Route::Any, id).await, client.json)
         }
     };
     match changed {

@@ -9,10 +9,13 @@
 mod commands;
 mod output;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_http::client::{CairnClient, ClientError, ClientOptions, Route};
+use cairn_node::storage::FsDisk;
+use cairn_node::tls::ClientTls;
 use clap::{Args, Subcommand};
 
 use super::duration;
@@ -33,6 +36,51 @@ pub struct ClientArgs {
     /// How long a command may take before it gives up.
     #[arg(long, env = "CAIRN_TIMEOUT", default_value = "15s", value_parser = duration::parse, global = true)]
     pub timeout: Duration,
+    /// For https:// endpoints: the CA certificate (PEM) the nodes' certificates must chain to.
+    #[arg(long, env = "CAIRN_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// For nodes that require client certificates: this client's certificate (PEM), with --key.
+    #[arg(long, env = "CAIRN_CERT", requires = "key", global = true)]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "CAIRN_KEY", requires = "cert", global = true)]
+    pub key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The endpoints without their scheme, and the TLS to reach them with when they are
+    /// `https://` ones. All endpoints share one scheme; none means `http://`.
+    pub fn tls_endpoints(&self) -> Result<(Vec<String>, Option<ClientTls>), String> {
+        let mut https = None;
+        let mut endpoints = Vec::new();
+        for endpoint in &self.endpoints {
+            let (secure, bare) = match endpoint.split_once("://") {
+                Some(("https", bare)) => (true, bare),
+                Some(("http", bare)) => (false, bare),
+                Some((scheme, _)) => {
+                    return Err(format!("endpoint {endpoint:?}: {scheme}:// is neither http nor https"));
+                }
+                None => (false, endpoint.as_str()),
+            };
+            if https.replace(secure).is_some_and(|earlier| earlier != secure) {
+                return Err("--endpoints mixes https:// and http:// addresses".to_string());
+            }
+            endpoints.push(bare.trim_end_matches('/').to_string());
+        }
+        if https != Some(true) {
+            if self.cacert.is_some() || self.cert.is_some() {
+                return Err("--cacert, --cert and --key are for https:// endpoints".to_string());
+            }
+            return Ok((endpoints, None));
+        }
+        let ca = self
+            .cacert
+            .as_deref()
+            .ok_or("https:// endpoints need --cacert (the CA that signed the nodes' certificates)")?;
+        let identity = self.cert.as_deref().zip(self.key.as_deref());
+        let tls = ClientTls::from_files(&FsDisk::new(), ca, identity).map_err(|e| e.to_string())?;
+        Ok((endpoints, Some(tls)))
+    }
 }
 
 /// What a command's exit code says.
@@ -74,19 +122,23 @@ pub fn failure(error: &ClientError) -> Outcome {
     outcome
 }
 
-/// A client whose first endpoint is the leader, when some endpoint can name it.
-pub async fn connect(args: &ClientArgs) -> CairnClient {
+/// A client whose first endpoint is the leader, when some endpoint can name it. Refuses
+/// (saying why) endpoints and TLS flags that do not fit together.
+pub async fn connect(args: &ClientArgs) -> Result<CairnClient, Outcome> {
     let options =
         ClientOptions { attempt_timeout: args.timeout.min(Duration::from_secs(8)), call_timeout: args.timeout };
-    let probe = CairnClient::new(args.endpoints.clone(), options);
-    let mut endpoints = args.endpoints.clone();
+    let (mut endpoints, tls) = args.tls_endpoints().map_err(|error| {
+        eprintln!("cairn: {error}");
+        Outcome::Refused
+    })?;
+    let probe = CairnClient::with_tls(endpoints.clone(), options, tls.clone());
     if let Ok(members) = probe.members(Route::Any).await
         && let Some(leader) = members.iter().find(|member| member.leader)
     {
         endpoints.retain(|endpoint| *endpoint != leader.http);
         endpoints.insert(0, leader.http.clone());
     }
-    CairnClient::new(endpoints, options)
+    Ok(CairnClient::with_tls(endpoints, options, tls))
 }
 
 /// The client commands, as they appear in `cairn`'s command list.

@@ -3,6 +3,7 @@
 //! membership changes through the public API. Dropping it kills every node, then deletes the
 //! network: the teardown for normal ends, errors, panics and interrupts alike.
 
+use cairn_node::tls::ClientTls;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +144,11 @@ impl Drop for ProcessCluster {
 }
 
 impl Cluster for ProcessCluster {
+    /// `cairn jepsen` runs its nodes without TLS.
+    fn client_tls(&self) -> Option<ClientTls> {
+        None
+    }
+
     fn endpoints(&self) -> Vec<String> {
         (0..self.nodes).map(|slot| self.network.http(slot)).collect()
     }

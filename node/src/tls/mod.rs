@@ -1,0 +1,21 @@
+//! TLS for the node's HTTP port and its clients, on rustls with ring, TLS 1.3 only. One code path
+//! for both runtimes: tokio-rustls runs over madsim's simulated TCP, and every random byte and
+//! clock reading goes through the seam (`seam`), so seeds still replay.
+
+mod config;
+mod generate;
+mod seam;
+mod stream;
+
+pub use config::{ClientTls, Identity, ServerTls, TlsError, TlsFiles};
+pub use generate::{DevCa, GenerateError};
+pub use rustls::pki_types::ServerName;
+pub use stream::FlushOnShutdown;
+pub use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+/// How long a TLS handshake may take before the connection is closed: a client that connects
+/// and says nothing must not hold a connection slot.
+pub const HANDSHAKE_TIMEOUT: crate::rt::Duration = crate::rt::Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests;
