@@ -1,6 +1,6 @@
-//! TLS on the HTTP port with real `cairn serve` processes and certificates from `cairn tls
-//! init`: an HTTPS-only cluster formed through `--join`, client certificate authentication, and
-//! a certificate renewed without a restart.
+//! TLS with real `cairn serve` processes and certificates from `cairn tls init`: an HTTPS-only
+//! cluster with mutual TLS between peers formed through `--join`, a peer of another CA refused,
+//! client certificate authentication, and a certificate renewed without a restart.
 
 #![cfg(not(madsim))]
 
@@ -30,17 +30,26 @@ fn tls_init(root: &Path, name: &str, nodes: u32) -> PathBuf {
     dir
 }
 
-/// `--cert-file`, `--key-file` and `--trusted-ca-file` for node `id` from `certs`.
+/// `--cert-file`, `--key-file` and `--trusted-ca-file` for node `id` from `certs`, and the
+/// same files for the peer port from `peer_certs`.
+fn tls_flags_with_peers(certs: &Path, peer_certs: &Path, id: u64) -> Vec<String> {
+    let path = |dir: &Path, name: String| dir.join(name).to_str().expect("a UTF-8 path").to_string();
+    let mut flags = Vec::new();
+    for (prefix, dir) in [("", certs), ("peer-", peer_certs)] {
+        flags.extend([
+            format!("--{prefix}cert-file"),
+            path(dir, format!("node-{id}.crt")),
+            format!("--{prefix}key-file"),
+            path(dir, format!("node-{id}.key")),
+            format!("--{prefix}trusted-ca-file"),
+            path(dir, "ca.crt".to_string()),
+        ]);
+    }
+    flags
+}
+
 fn tls_flags(certs: &Path, id: u64) -> Vec<String> {
-    let path = |name: String| certs.join(name).to_str().expect("a UTF-8 path").to_string();
-    vec![
-        "--cert-file".to_string(),
-        path(format!("node-{id}.crt")),
-        "--key-file".to_string(),
-        path(format!("node-{id}.key")),
-        "--trusted-ca-file".to_string(),
-        path("ca.crt".to_string()),
-    ]
+    tls_flags_with_peers(certs, certs, id)
 }
 
 fn https_client(endpoints: Vec<String>, certs: &Path, identity: Option<&str>) -> CairnClient {
@@ -100,6 +109,38 @@ async fn a_cluster_from_cairn_tls_init_speaks_only_https() {
         .expect("cairn runs");
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     assert_eq!(String::from_utf8_lossy(&cli.stdout).trim(), "hello");
+}
+
+/// Goal: a peer whose certificate does not chain to the cluster's CA is refused. Method: node 2
+/// joins through node 1's HTTPS port with a good HTTP certificate but a peer certificate (and
+/// peer CA) of another CA: node 1 adds it as a learner, but no entry reaches it, it is never
+/// promoted, and node 1 says why in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_certificate_of_another_ca_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = tls_init(root.path(), "certs", 2);
+    let stranger = tls_init(root.path(), "stranger", 2);
+    let first = Process::start(root.path(), 1, &tls_flags(&certs, 1));
+    let cluster = https_client(vec![first.http.clone()], &certs, None);
+    eventually(Duration::from_secs(30), "a first write", || async {
+        cluster.put(Route::Any, "greeting", Bytes::from("hello"), None).await.ok()
+    })
+    .await;
+    let mut flags = tls_flags_with_peers(&certs, &stranger, 2);
+    flags.extend(["--join".to_string(), first.http.clone()]);
+    let second = Process::start(root.path(), 2, &flags);
+    eventually(Duration::from_secs(30), "node 2 added as a learner", || async {
+        let members = cluster.members(Route::Any).await.ok()?;
+        members.iter().any(|member| member.id == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let on_second = https_client(vec![second.http.clone()], &certs, None);
+    let read = on_second.get(Route::Only(0), "greeting", Consistency::Stale).await;
+    assert!(!matches!(&read, Ok(answer) if answer.value.is_some()), "an entry reached node 2: {read:?}");
+    let members = cluster.members(Route::Any).await.expect("the members");
+    assert!(members.iter().any(|member| member.id == 2 && !member.voter), "{members:?}");
+    assert!(first.log().contains("invalid peer certificate"), "{}", first.log());
 }
 
 /// Goal: `--client-cert-auth` serves only clients with a certificate the trusted CA signed.

@@ -94,6 +94,8 @@ pub struct NodeConfig {
     pub cluster_secret: Option<Vec<u8>>,
     /// TLS on the HTTP port: only HTTPS is spoken when set.
     pub tls: Option<TlsFiles>,
+    /// Mutual TLS on the peer port (the CA is required, and so are client certificates).
+    pub peer_tls: Option<TlsFiles>,
     pub bugs: InjectedBugs,
 }
 
@@ -115,6 +117,7 @@ impl NodeConfig {
             autopilot: None,
             cluster_secret: None,
             tls: None,
+            peer_tls: None,
             bugs: InjectedBugs::default(),
         }
     }

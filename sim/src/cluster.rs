@@ -46,8 +46,8 @@ pub struct ClusterOptions {
     pub gossip: Option<GossipTimings>,
     /// Autopilot on every node (needs gossip); off when none.
     pub autopilot: Option<AutopilotConfig>,
-    /// HTTPS only, with client certificates required, on every node: certificates from a CA
-    /// made inside the simulation, so they replay with the seed.
+    /// HTTPS only, with client certificates required, and mutual TLS between peers, on every
+    /// node: certificates from a CA made inside the simulation, so they replay with the seed.
     pub tls: bool,
 }
 
@@ -195,6 +195,7 @@ impl SimCluster {
             trusted_ca: Some(PathBuf::from(TLS_CA)),
             client_cert_auth: true,
         });
+        config.peer_tls = config.tls.clone();
         config
     }
 

@@ -119,6 +119,7 @@ impl ServeArgs {
         config.gossip = Some(self.gossip_config()?);
         config.cluster_secret = self.cluster.cluster_secret.as_ref().map(|secret| secret.as_bytes().to_vec());
         config.tls = self.tls.files();
+        config.peer_tls = self.tls.peer_files();
         let cluster = &self.cluster;
         config.autopilot = cluster.autopilot.then_some(AutopilotConfig {
             dead_node_timeout: cluster.dead_node_timeout,
@@ -133,7 +134,7 @@ impl ServeArgs {
     }
 }
 
-/// Flags of `cairn serve` for TLS on the HTTP port, named as etcd names them.
+/// Flags of `cairn serve` for TLS on the HTTP and peer ports, named as etcd names them.
 #[derive(Debug, Args)]
 struct TlsArgs {
     /// The HTTP port's certificate chain (PEM); with it the port speaks only HTTPS. Re-read
@@ -150,6 +151,16 @@ struct TlsArgs {
     /// Require every HTTPS client to present a certificate the trusted CA signed.
     #[arg(long, env = "CAIRN_CLIENT_CERT_AUTH", requires = "trusted_ca_file")]
     client_cert_auth: bool,
+    /// The peer port's certificate chain (PEM): peers then talk mutual TLS, each side
+    /// presenting a certificate the peer CA signed. Re-read when the file changes.
+    #[arg(long, env = "CAIRN_PEER_CERT_FILE", requires_all = ["peer_key_file", "peer_trusted_ca_file"])]
+    peer_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --peer-cert-file.
+    #[arg(long, env = "CAIRN_PEER_KEY_FILE", requires = "peer_cert_file")]
+    peer_key_file: Option<PathBuf>,
+    /// The CA (PEM) every peer's certificate must chain to.
+    #[arg(long, env = "CAIRN_PEER_TRUSTED_CA_FILE", requires = "peer_cert_file")]
+    peer_trusted_ca_file: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -159,6 +170,15 @@ impl TlsArgs {
             key: self.key_file.clone()?,
             trusted_ca: self.trusted_ca_file.clone(),
             client_cert_auth: self.client_cert_auth,
+        })
+    }
+
+    fn peer_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.peer_cert_file.clone()?,
+            key: self.peer_key_file.clone()?,
+            trusted_ca: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: true,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use cairn_node::rt::{self, Duration};
-use cairn_node::tls::{ClientTls, FlushOnShutdown, ServerName};
+use cairn_node::tls::{ClientTls, FlushOnShutdown, server_name};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -81,13 +81,6 @@ pub struct Exchanger {
     idle: Mutex<BTreeMap<String, Vec<SendRequest<Full<Bytes>>>>>,
     /// HTTPS to every endpoint when set.
     tls: Option<ClientTls>,
-}
-
-/// The name a server's certificate must carry for `endpoint` (`host:port`, `[v6]:port`).
-fn server_name(endpoint: &str) -> Result<ServerName<'static>, String> {
-    let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|_| format!("{host:?} is not a host name or IP address"))
 }
 
 /// One request to send.

@@ -39,6 +39,7 @@ use crate::rt::{self, Duration, watch};
 use crate::storage::Disk;
 use crate::store::snapshot::SnapshotFiles;
 use crate::store::{StoreHandle, StoreProgress};
+use crate::tls::{PeerTls, TlsError};
 use crate::transport::{self, PeerAuth};
 
 use self::peer_handler::NodePeerHandler;
@@ -88,6 +89,8 @@ pub enum StartError {
     Listen { address: String, source: std::io::Error },
     #[error("raft failed to start: {0}")]
     Raft(String),
+    #[error("peer TLS: {0}")]
+    PeerTls(#[from] TlsError),
 }
 
 /// Reads the gossip generation and binds the gossip socket, before anything else starts.
@@ -182,11 +185,12 @@ impl Node {
             Arc::new(SnapshotFiles::open(disk.clone(), config.data_dir.join("snapshots")).map_err(storage_error)?);
         let store = StoreHandle::spawn(config.id, config.session_capacity, config.history, config.bugs);
         let stamped = data_dir.clone();
-        let auth = Arc::new(PeerAuth::new(
-            config.id,
-            config.cluster_secret.as_deref(),
-            Arc::new(move || stamped.cluster_id()),
-        ));
+        let auth = PeerAuth::new(config.id, config.cluster_secret.as_deref(), Arc::new(move || stamped.cluster_id()));
+        let peer_tls = config.peer_tls.clone().map(|files| PeerTls::load(disk.clone(), files)).transpose()?;
+        let auth = Arc::new(match &peer_tls {
+            Some(tls) => auth.with_tls(tls.clone()),
+            None => auth,
+        });
         if config.cluster_secret.is_none() {
             tracing::warn!(
                 "no --cluster-secret: the peer port and gossip are unauthenticated; anyone who reaches them \
@@ -239,6 +243,9 @@ impl Node {
             rt::spawn(node.clone().run_autopilot(autopilot));
         }
         let handler = Arc::new(NodePeerHandler::new(node.clone(), SnapshotReceiver::new(snapshots)));
+        if let Some(tls) = peer_tls {
+            rt::spawn(tls.keep_reloading(shutdown_signal.clone()));
+        }
         rt::spawn(transport::serve(peer_listener, auth, handler, shutdown_signal));
         node.bootstrap().await?;
         rt::spawn(node.clone().watch_removal());

@@ -14,12 +14,14 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::PeerStream;
 use super::frame::{self, read_frame, write_frames};
 use super::handshake::{Challenge, PeerAuth};
 use super::message::{Envelope, PeerRequest, PeerResponse};
 use super::server::read_handshake_frame;
 use crate::command::ClusterId;
 use crate::rt::{self, Duration, Instant};
+use crate::tls::FlushOnShutdown;
 
 /// Why a call failed, and so whether the request may have reached the peer.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -185,6 +187,15 @@ impl PeerClient {
     async fn connect(&self) -> io::Result<Arc<Connection>> {
         let stream = TcpStream::connect(self.address.as_str()).await?;
         stream.set_nodelay(true)?;
+        let stream: PeerStream = match self.auth.tls() {
+            Some(tls) => {
+                let refused = |reason: String| io::Error::new(io::ErrorKind::PermissionDenied, reason);
+                let name = crate::tls::server_name(&self.address).map_err(refused)?;
+                let connector = tls.connector().map_err(|e| refused(e.to_string()))?;
+                Box::new(connector.connect(name, FlushOnShutdown(stream)).await?)
+            }
+            None => Box::new(stream),
+        };
         let (mut reader, mut writer) = tokio::io::split(stream);
         let hello = self.auth.hello();
         write_frames(&mut writer, &[frame::encode(&hello)?]).await?;

@@ -25,6 +25,7 @@ use super::message::PROTOCOL;
 use crate::command::{ClusterId, NodeId};
 use crate::gossip::hmac::{self, TAG_BYTES};
 use crate::rt;
+use crate::tls::PeerTls;
 
 /// Bytes of a handshake nonce.
 const NONCE_BYTES: usize = 32;
@@ -85,13 +86,15 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// What a node needs to take part in handshakes: its id, its cluster's id and the cluster secret.
+/// What a node needs to take part in handshakes: its id, its cluster's id, the cluster secret,
+/// and the peer TLS the handshake runs inside when the node has one.
 #[derive(Clone)]
 pub struct PeerAuth {
     id: NodeId,
     /// Empty without a cluster secret.
     secret: Vec<u8>,
     cluster: ClusterSource,
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl fmt::Debug for PeerAuth {
@@ -102,7 +105,16 @@ impl fmt::Debug for PeerAuth {
 
 impl PeerAuth {
     pub fn new(id: NodeId, secret: Option<&[u8]>, cluster: ClusterSource) -> PeerAuth {
-        PeerAuth { id, secret: secret.unwrap_or_default().to_vec(), cluster }
+        PeerAuth { id, secret: secret.unwrap_or_default().to_vec(), cluster, tls: None }
+    }
+
+    /// Runs every peer connection inside mutual TLS.
+    pub fn with_tls(self, tls: Arc<PeerTls>) -> PeerAuth {
+        PeerAuth { tls: Some(tls), ..self }
+    }
+
+    pub(super) fn tls(&self) -> Option<&PeerTls> {
+        self.tls.as_deref()
     }
 
     pub fn id(&self) -> NodeId {

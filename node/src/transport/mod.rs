@@ -17,3 +17,10 @@ pub use frame::FRAME_BYTES_MAX;
 pub use handshake::{ClusterSource, PeerAuth};
 pub use message::{PeerRequest, PeerResponse, SnapshotChunk};
 pub use server::{PeerHandler, serve};
+
+/// A peer connection's byte stream: plain TCP, or TLS over it.
+pub(crate) trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PeerIo for S {}
+
+pub(crate) type PeerStream = Box<dyn PeerIo>;

@@ -18,11 +18,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::PeerStream;
 use super::frame::{self, read_frame, read_frame_limited, write_frames};
 use super::handshake::{HANDSHAKE_FRAME_BYTES_MAX, Hello, PeerAuth, Proof};
 use super::message::{Envelope, PROTOCOL, PeerRequest, PeerResponse};
 use crate::command::{ClusterId, NodeId};
 use crate::rt::{self, Duration};
+use crate::tls::FlushOnShutdown;
 
 /// Handles requests arriving from peers.
 pub trait PeerHandler: Send + Sync + 'static {
@@ -130,13 +132,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Proven {
     from: NodeId,
     cluster: Option<ClusterId>,
-    reader: tokio::io::ReadHalf<TcpStream>,
-    writer: tokio::io::WriteHalf<TcpStream>,
+    reader: tokio::io::ReadHalf<PeerStream>,
+    writer: tokio::io::WriteHalf<PeerStream>,
 }
 
-/// Runs the answerer's side of the handshake (see `handshake`).
+/// Runs the answerer's side of the handshake (see `handshake`), inside TLS when the node has
+/// peer TLS: a caller without a certificate of the cluster's CA gets no further than that.
 async fn answer_handshake(stream: TcpStream, auth: &PeerAuth) -> io::Result<Proven> {
     stream.set_nodelay(true)?;
+    let stream: PeerStream = match auth.tls() {
+        Some(tls) => Box::new(tls.acceptor().accept(FlushOnShutdown(stream)).await?),
+        None => Box::new(stream),
+    };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let hello: Hello = read_handshake_frame(&mut reader).await?;
     if hello.protocol != PROTOCOL {

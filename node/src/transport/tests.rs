@@ -185,3 +185,52 @@ async fn a_caller_stops_using_a_connection_once_it_learns_the_answerer_is_of_ano
         "{refused:?}"
     );
 }
+
+/// Peer TLS for `name` from `ca`, its files on a disk of its own.
+fn peer_tls(ca: &crate::tls::DevCa, name: &str) -> Arc<crate::tls::PeerTls> {
+    use crate::storage::Disk;
+    let disk = Arc::new(crate::storage::SimDisk::new(7));
+    let identity = ca.node(name, &["127.0.0.1".to_string()]).unwrap();
+    let dir = std::path::Path::new("/tls");
+    disk.create_dir_all(dir).unwrap();
+    for (file, bytes) in [("node.crt", &identity.cert_pem), ("node.key", &identity.key_pem)] {
+        disk.write_at(&dir.join(file), 0, bytes).unwrap();
+    }
+    disk.write_at(&dir.join("ca.crt"), 0, ca.cert_pem().as_bytes()).unwrap();
+    let files = crate::tls::TlsFiles {
+        cert: dir.join("node.crt"),
+        key: dir.join("node.key"),
+        trusted_ca: Some(dir.join("ca.crt")),
+        client_cert_auth: true,
+    };
+    crate::tls::PeerTls::load(disk, files).unwrap()
+}
+
+/// Goal: with peer TLS, members holding certificates of the cluster's CA talk (the secret's
+/// handshake runs inside TLS), a peer with another CA's certificate gets no request through,
+/// and a caller that skips TLS is closed before any frame of its is read.
+#[tokio::test]
+async fn peer_tls_admits_only_certificates_of_the_cluster_ca() {
+    let ca = crate::tls::DevCa::new("cluster CA").unwrap();
+    let answerer = PeerAuth::new(100, Some(b"s3cret"), Arc::new(|| None)).with_tls(peer_tls(&ca, "node-100"));
+    let (address, _stop) = server_with_auth(Arc::new(answerer)).await;
+    let call = |auth: PeerAuth| {
+        let client = PeerClient::new(Arc::new(auth), address.clone());
+        async move { client.call(request(), Duration::from_secs(2)).await }
+    };
+    let member = PeerAuth::new(1, Some(b"s3cret"), Arc::new(|| None)).with_tls(peer_tls(&ca, "node-1"));
+    let answer = call(member).await;
+    assert!(matches!(&answer, Ok(PeerResponse::Refused(text)) if text == "heard 1"), "{answer:?}");
+
+    let stranger_ca = crate::tls::DevCa::new("another CA").unwrap();
+    let stranger = PeerAuth::new(1, Some(b"s3cret"), Arc::new(|| None)).with_tls(peer_tls(&stranger_ca, "node-1"));
+    let refused = call(stranger).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    let mut plain = TcpStream::connect(&address).await.unwrap();
+    let hello = auth(1, Some(b"s3cret"), None).hello();
+    plain.write_all(&frame::encode(&hello).unwrap()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = rt::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(answer.is_empty() || answer[0] == 0x15, "only a TLS alert may come back: {answer:?}");
+}
