@@ -54,6 +54,7 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     drop_watch_events: false,
     unproven_leader_contact: false,
     ignore_tag_reuse: false,
+    stale_acl_cache: false,
 };
 
 const SCENARIOS: [Scenario; 11] = [

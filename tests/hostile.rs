@@ -93,7 +93,7 @@ async fn a_client_tag_reused_for_any_other_write_is_refused_and_the_node_survive
 }
 
 /// The peer protocol the nodes speak (`PROTOCOL` in node/src/transport/message.rs).
-const PEER_PROTOCOL: u8 = 4;
+const PEER_PROTOCOL: u8 = 5;
 
 /// The first handshake frame a peer sends, encoded by hand as bincode's standard configuration
 /// lays it out: protocol and node id as varints, no cluster id (a joiner's), then the 32-byte

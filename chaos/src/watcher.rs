@@ -86,6 +86,8 @@ async fn follow(
                 recorder.watch(WatchEvent { watcher, revision, node, kind });
                 return oldest;
             }
+            // Chaos clients run without ACLs; a refusal would end the stream like a drop.
+            WatchItem::Denied { .. } => return next,
         }
     }
 }

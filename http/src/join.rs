@@ -8,6 +8,7 @@
 //! shown this node since, so the request reaches the cluster even when no HTTP address was given.
 
 use cairn_node::Node;
+use cairn_node::acl::TokenSecret;
 use cairn_node::api::{MemberKind, Role};
 use cairn_node::rt::{self, Duration};
 use cairn_node::tls::ClientTls;
@@ -20,7 +21,13 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// Runs until this node is a member of `kind` (a voter also satisfies a learner), or a member
 /// refuses it for good (its id was retired or is taken by other addresses), which is logged as
 /// an error.
-pub async fn join_cluster(node: Node, seeds: Vec<String>, kind: MemberKind, tls: Option<ClientTls>) {
+pub async fn join_cluster(
+    node: Node,
+    seeds: Vec<String>,
+    kind: MemberKind,
+    tls: Option<ClientTls>,
+    token: Option<TokenSecret>,
+) {
     let member = node.config().member.clone();
     let mut pause = RETRY_PAUSE_MIN;
     while !has_joined(&node, kind) {
@@ -29,7 +36,8 @@ pub async fn join_cluster(node: Node, seeds: Vec<String>, kind: MemberKind, tls:
             endpoints.clone(),
             ClientOptions { attempt_timeout: Duration::from_secs(20), call_timeout: Duration::from_secs(30) },
             tls.clone(),
-        );
+        )
+        .with_token_secret(token.as_ref());
         // One attempt per address: a gossip address refuses TCP at once, and a call allowed to
         // retry would spend its whole time on it before gossip could offer a member's HTTP one.
         let mut failures = Vec::new();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use cairn_node::Node;
+use cairn_node::acl::TokenSecret;
 use cairn_node::config::{Bootstrap, NodeConfig};
 use cairn_node::data_dir::{ClusterId, DataDirError, read_stamp};
 use cairn_node::node::StartError;
@@ -48,8 +49,9 @@ pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launc
         (Some(files), Bootstrap::Join { .. }) => Some(ClientTls::of_node(disk.as_ref(), files)?),
         _ => None,
     };
-    if let Bootstrap::Join { seeds, .. } = &config.bootstrap {
-        let learned = check_join_target(&config, disk.as_ref(), seeds, member_tls.clone()).await?;
+    if let Bootstrap::Join { seeds, token, .. } = &config.bootstrap {
+        let client = seed_client(seeds, member_tls.clone(), token.as_ref());
+        let learned = check_join_target(&config, disk.as_ref(), seeds, &client).await?;
         if let Bootstrap::Join { cluster_id, .. } = &mut config.bootstrap {
             *cluster_id = learned;
         }
@@ -60,7 +62,7 @@ pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launc
     let peer_listener = bind("peer", config.member.peer.clone()).await?;
     let http_listener = bind("http", config.member.http.clone()).await?;
     let joining = match &config.bootstrap {
-        Bootstrap::Join { seeds, kind, .. } => Some((seeds.clone(), *kind)),
+        Bootstrap::Join { seeds, kind, token, .. } => Some((seeds.clone(), *kind, token.clone())),
         _ => None,
     };
     let node = Node::start(config, disk, peer_listener).await?;
@@ -69,10 +71,16 @@ pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launc
         rt::spawn(tls.clone().keep_reloading(http_stop.clone()));
     }
     rt::spawn(serve(http_listener, router(node.clone()), server_tls, http_stop));
-    if let Some((seeds, kind)) = joining {
-        rt::spawn(join::join_cluster(node.clone(), seeds, kind, member_tls));
+    if let Some((seeds, kind, token)) = joining {
+        rt::spawn(join::join_cluster(node.clone(), seeds, kind, member_tls, token));
     }
     Ok(Launched { node, http_shutdown })
+}
+
+/// A client of the seeds for the join check, with the node's certificate and join token.
+fn seed_client(seeds: &[String], tls: Option<ClientTls>, token: Option<&TokenSecret>) -> CairnClient {
+    let options = ClientOptions { attempt_timeout: SEED_STATUS_TIMEOUT, call_timeout: SEED_STATUS_TIMEOUT };
+    CairnClient::with_tls(seeds.to_vec(), options, tls).with_token_secret(token)
 }
 
 /// How long the join check waits for each seed's status.
@@ -87,12 +95,10 @@ async fn check_join_target(
     config: &NodeConfig,
     disk: &dyn Disk,
     seeds: &[String],
-    tls: Option<ClientTls>,
+    client: &CairnClient,
 ) -> Result<Option<ClusterId>, LaunchError> {
     let stamp = read_stamp(disk, &config.data_dir).map_err(StartError::from)?;
     let stamped = stamp.and_then(|stamp| stamp.cluster_id);
-    let options = ClientOptions { attempt_timeout: SEED_STATUS_TIMEOUT, call_timeout: SEED_STATUS_TIMEOUT };
-    let client = CairnClient::with_tls(seeds.to_vec(), options, tls);
     for (index, seed) in seeds.iter().enumerate() {
         let Ok(status) = client.status(Route::Only(index)).await else { continue };
         match (status.value.cluster_id, stamped) {

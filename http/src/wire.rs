@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use cairn_node::acl::{Access, Policy, Rule, TokenView};
 use cairn_node::api::MemberView;
-use cairn_node::record::Record;
+use cairn_node::record::{KIE_PREFIX, Record};
 use serde::{Deserialize, Serialize};
 
 /// A record as the API shows it. Values that are valid UTF-8 are plain JSON strings; others are
@@ -237,6 +238,93 @@ pub const KNOWN_LEADER_HEADER: &str = "x-cairn-known-leader";
 pub const LAST_CONTACT_HEADER: &str = "x-cairn-last-contact";
 /// On stale reads: revisions between the answer and the newest the node has heard of.
 pub const LAG_HEADER: &str = "x-cairn-lag";
+/// Request header carrying a token's secret (Consul's `X-Consul-Token`); `Authorization: Bearer`
+/// works as well.
+pub const TOKEN_HEADER: &str = "x-cairn-token";
+
+/// A token with its secret: the answer to a bootstrap and to a token's creation, the only
+/// times the secret is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSecretBody {
+    pub accessor: String,
+    pub secret: String,
+    pub policies: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// `POST /v1/acl/tokens`, `PUT /v1/acl/tokens/{accessor}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequestBody {
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// One rule of a policy as clients write it: on a key `prefix`, or on a kie `project` (the
+/// prefix its kvs live under).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    pub access: Access,
+}
+
+/// `POST /v1/acl/policies`, `PUT /v1/acl/policies/{name}`, and how policies are shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    pub name: String,
+    #[serde(default)]
+    pub rules: Vec<RuleBody>,
+    #[serde(default)]
+    pub cluster: Access,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoliciesBody {
+    pub policies: Vec<PolicyBody>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensBody {
+    pub tokens: Vec<TokenView>,
+}
+
+impl PolicyBody {
+    /// The policy as the store keeps it: project rules become prefix rules.
+    pub fn to_policy(&self) -> Result<Policy, String> {
+        let rules = self.rules.iter().map(|rule| {
+            let prefix = match (&rule.prefix, &rule.project) {
+                (Some(prefix), None) => prefix.clone(),
+                (None, Some(project)) => format!("{KIE_PREFIX}{project}/"),
+                _ => return Err("each rule has a prefix or a project, not both".to_string()),
+            };
+            Ok(Rule { prefix, access: rule.access })
+        });
+        Ok(Policy { name: self.name.clone(), rules: rules.collect::<Result<_, _>>()?, cluster: self.cluster })
+    }
+
+    /// How a stored policy is shown: rules on a kie project's prefix as project rules.
+    pub fn of(policy: &Policy) -> PolicyBody {
+        let rules = policy.rules.iter().map(|rule| {
+            let project = rule
+                .prefix
+                .strip_prefix(KIE_PREFIX)
+                .and_then(|rest| rest.strip_suffix('/'))
+                .filter(|project| !project.is_empty() && !project.contains('/'));
+            match project {
+                Some(project) => RuleBody { prefix: None, project: Some(project.to_string()), access: rule.access },
+                None => RuleBody { prefix: Some(rule.prefix.clone()), project: None, access: rule.access },
+            }
+        });
+        PolicyBody { name: policy.name.clone(), rules: rules.collect(), cluster: policy.cluster }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::acl::{Credential, Denial};
 use crate::command::{ClusterId, NodeId, Request, Response};
 use crate::raft::Member;
 use crate::record::{Key, Record};
@@ -152,14 +153,17 @@ pub enum NodeError {
     /// A bug or a storage failure; the node stops serving writes.
     #[error("internal error: {message}")]
     Internal { message: String },
+    /// The ACL state refused the request's token; nothing changed.
+    #[error("{0}")]
+    Denied(Denial),
 }
 
 /// A client request a follower hands to the leader over the peer transport.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Forward {
     Write(Request),
-    Read { key: Key, consistency: Consistency },
-    List { query: ListQuery, consistency: Consistency },
+    Read { key: Key, consistency: Consistency, credential: Credential },
+    List { query: ListQuery, consistency: Consistency, credential: Credential },
     AddMember { id: NodeId, member: Member, kind: MemberKind },
     RemoveMember { id: NodeId },
 }

@@ -28,11 +28,15 @@ pub struct InjectedBugs {
     /// tag reused for another write is answered with the first write's outcome.
     #[cfg(any(madsim, debug_assertions))]
     pub ignore_tag_reuse: bool,
+    /// Keep the authorities the store resolved for tokens when the ACL state changes: a
+    /// deleted token or a narrowed policy still reads what it could read before.
+    #[cfg(any(madsim, debug_assertions))]
+    pub stale_acl_cache: bool,
 }
 
 impl InjectedBugs {
     /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`,
-    /// `any-contact`, `ignore-tag-reuse`.
+    /// `any-contact`, `ignore-tag-reuse`, `stale-acl-cache`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -44,6 +48,7 @@ impl InjectedBugs {
                 "drop-watch-events" => bugs.drop_watch_events = true,
                 "any-contact" => bugs.unproven_leader_contact = true,
                 "ignore-tag-reuse" => bugs.ignore_tag_reuse = true,
+                "stale-acl-cache" => bugs.stale_acl_cache = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -67,6 +72,13 @@ impl InjectedBugs {
     pub fn skip_dedup(&self) -> bool {
         #[cfg(any(madsim, debug_assertions))]
         return self.skip_dedup;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn stale_acl_cache(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.stale_acl_cache;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use crate::acl::{AclCommand, AclOutcome, Credential, Denial};
 use crate::record::{Key, Labels, Record};
 
 /// A node's id in the raft membership. Never reused after the node is removed.
@@ -122,6 +123,26 @@ pub enum Command {
         project: Arc<str>,
         ids: Vec<Arc<str>>,
     },
+    /// Changes the ACL state (see [`crate::acl`]).
+    Acl(AclCommand),
+    /// `command` on behalf of the token whose secret hashes to `credential`: applied only if
+    /// the ACL state at that point of the log allows it. A client command without this wrapper
+    /// is applied as an anonymous one. The wrapped command is never another wrapper.
+    Authorized {
+        credential: Credential,
+        #[serde(deserialize_with = "crate::acl::flat_command")]
+        command: Box<Command>,
+    },
+}
+
+impl Command {
+    /// The command itself, without its [`Command::Authorized`] wrapper.
+    pub fn unwrapped(&self) -> &Command {
+        match self {
+            Command::Authorized { command, .. } => command,
+            command => command,
+        }
+    }
 }
 
 /// The store's answer to one applied [`Request`].
@@ -179,6 +200,16 @@ pub enum Response {
     TagReused {
         revision: u64,
     },
+    /// What an ACL command did.
+    Acl {
+        outcome: AclOutcome,
+        revision: u64,
+    },
+    /// The ACL state refused the command; nothing changed.
+    Denied {
+        denial: Denial,
+        revision: u64,
+    },
 }
 
 impl Response {
@@ -194,7 +225,9 @@ impl Response {
             | Response::KieNotFound { revision }
             | Response::KieDeleted { revision, .. }
             | Response::Superseded { revision }
-            | Response::TagReused { revision } => *revision,
+            | Response::TagReused { revision }
+            | Response::Acl { revision, .. }
+            | Response::Denied { revision, .. } => *revision,
             Response::Retired { .. } => 0,
         }
     }
@@ -202,7 +235,13 @@ impl Response {
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.command {
+        fmt::Display::fmt(&self.command, f)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Command::Put { key, value, .. } => write!(f, "put {key} ({} bytes)", value.len()),
             Command::Delete { key, .. } => write!(f, "delete {key}"),
             Command::RetireNode { id } => write!(f, "retire node {id}"),
@@ -210,6 +249,8 @@ impl fmt::Display for Request {
             Command::KieCreate { project, key, .. } => write!(f, "kie create {project}/{key}"),
             Command::KieUpdate { project, id, .. } => write!(f, "kie update {project}/{id}"),
             Command::KieDelete { project, ids } => write!(f, "kie delete {} in {project}", ids.len()),
+            Command::Acl(_) => write!(f, "acl change"),
+            Command::Authorized { command, .. } => write!(f, "{command} (with a token)"),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::acl::TokenSecret;
 use crate::api::MemberKind;
 use crate::bugs::InjectedBugs;
 use crate::command::{ClusterId, NodeId};
@@ -24,7 +25,9 @@ pub enum Bootstrap {
     /// Ask a member (any of these HTTP addresses) to add this node as `kind`; done by the HTTP
     /// layer. `cluster_id` is the cluster the seeds said they are, when the HTTP layer asked
     /// before the start: a new node stamps it before it talks to any peer.
-    Join { seeds: Vec<String>, kind: MemberKind, cluster_id: Option<ClusterId> },
+    /// `token` is the ACL token to ask with once the cluster enforces ACLs (it needs
+    /// `cluster: write`).
+    Join { seeds: Vec<String>, kind: MemberKind, cluster_id: Option<ClusterId>, token: Option<TokenSecret> },
     /// Every listed node starts with the same list and the cluster forms without joins.
     InitialCluster(BTreeMap<NodeId, Member>),
 }

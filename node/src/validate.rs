@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::acl::{AclCommand, Policy};
 use crate::command::{Command, NodeId};
 use crate::config::Limits;
 use crate::raft::Member;
@@ -27,6 +28,16 @@ pub const KIE_DELETE_IDS_MAX: usize = 1_000;
 /// kie project names that would collide with native routes under `/v1/`.
 const RESERVED_PROJECTS: [&str; 4] = ["kv", "cluster", "status", "watch"];
 const KIE_NAME_BYTES_MAX: usize = 64;
+/// Rules in one ACL policy.
+pub const ACL_RULES_MAX: usize = 256;
+/// Policies one token carries.
+pub const ACL_TOKEN_POLICIES_MAX: usize = 32;
+/// Bytes of a policy name, from `A-Z a-z 0-9 _ . -`.
+const ACL_NAME_BYTES_MAX: usize = 128;
+/// Characters of a token's description, none of them control characters.
+const ACL_DESCRIPTION_CHARS_MAX: usize = 256;
+/// Bytes of an accessor id (a UUID's 36, with room).
+const ACL_ACCESSOR_BYTES_MAX: usize = 64;
 /// Bytes of a member address (`ip:port` needs far fewer).
 const ADDRESS_BYTES_MAX: usize = 256;
 
@@ -42,6 +53,8 @@ pub enum Rule {
     KieId,
     KieField,
     Member,
+    /// An ACL policy or token that breaks the ACL rules.
+    Acl,
 }
 
 /// A refused request: nothing was proposed.
@@ -90,7 +103,82 @@ pub fn client_command(command: &Command, limits: &Limits) -> Result<(), Invalid>
             }
             ids.iter().try_for_each(|id| kie_id(id))
         }
+        Command::Acl(change) => acl_command(change, limits),
+        Command::Authorized { command, .. } => match **command {
+            Command::Authorized { .. } => Err(invalid(Rule::Reserved, "an authorized command cannot wrap another")),
+            ref command => client_command(command, limits),
+        },
     }
+}
+
+fn acl_command(command: &AclCommand, limits: &Limits) -> Result<(), Invalid> {
+    match command {
+        AclCommand::Bootstrap { accessor, .. } | AclCommand::DeleteToken { accessor } => acl_accessor(accessor),
+        AclCommand::PutPolicy { policy, .. } => acl_policy(policy, limits),
+        AclCommand::DeletePolicy { name } => acl_name(name),
+        AclCommand::CreateToken { accessor, policies, description, .. }
+        | AclCommand::UpdateToken { accessor, policies, description } => {
+            acl_accessor(accessor)?;
+            acl_token_policies(policies)?;
+            acl_description(description)
+        }
+    }
+}
+
+/// A policy: a valid name, at most [`ACL_RULES_MAX`] rules on prefixes no longer than a key.
+pub fn acl_policy(policy: &Policy, limits: &Limits) -> Result<(), Invalid> {
+    acl_name(&policy.name)?;
+    if policy.rules.len() > ACL_RULES_MAX {
+        return Err(invalid(Rule::Acl, format!("a policy has at most {ACL_RULES_MAX} rules")));
+    }
+    match policy.rules.iter().find(|rule| rule.prefix.len() > limits.key_bytes_max) {
+        Some(_) => Err(invalid(Rule::Acl, format!("a rule's prefix is at most {} bytes", limits.key_bytes_max))),
+        None => Ok(()),
+    }
+}
+
+/// The policies of a token: valid names, at most [`ACL_TOKEN_POLICIES_MAX`], none twice.
+pub fn acl_token_policies(names: &[String]) -> Result<(), Invalid> {
+    if names.len() > ACL_TOKEN_POLICIES_MAX {
+        return Err(invalid(Rule::Acl, format!("a token carries at most {ACL_TOKEN_POLICIES_MAX} policies")));
+    }
+    names.iter().try_for_each(|name| acl_name(name))?;
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    if distinct.len() != names.len() {
+        return Err(invalid(Rule::Acl, "a token names each policy once"));
+    }
+    Ok(())
+}
+
+/// A policy name: 1 to 128 of `A-Z a-z 0-9 _ . -`.
+pub fn acl_name(name: &str) -> Result<(), Invalid> {
+    let valid = !name.is_empty()
+        && name.len() <= ACL_NAME_BYTES_MAX
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid {
+        return Err(invalid(Rule::Acl, format!("policy name {name:?} must be 1 to 128 of A-Z a-z 0-9 _ . -")));
+    }
+    Ok(())
+}
+
+/// A token description: at most 256 characters, no control characters.
+pub fn acl_description(description: &str) -> Result<(), Invalid> {
+    if description.chars().count() > ACL_DESCRIPTION_CHARS_MAX || description.chars().any(char::is_control) {
+        let message = format!("a description is at most {ACL_DESCRIPTION_CHARS_MAX} characters, none of them control");
+        return Err(invalid(Rule::Acl, message));
+    }
+    Ok(())
+}
+
+/// An accessor id: 1 to 64 of `0-9 a-f -`.
+pub fn acl_accessor(accessor: &str) -> Result<(), Invalid> {
+    let valid = !accessor.is_empty()
+        && accessor.len() <= ACL_ACCESSOR_BYTES_MAX
+        && accessor.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-');
+    if !valid {
+        return Err(invalid(Rule::Acl, format!("{accessor:?} is not a token accessor")));
+    }
+    Ok(())
 }
 
 /// A key: 1 to `limits.key_bytes_max` bytes (UTF-8 is guaranteed by its type).

@@ -131,7 +131,7 @@ impl SimCluster {
         let id = self.fresh_id();
         let seeds: Vec<String> =
             self.http_endpoints().into_iter().enumerate().filter(|(s, _)| *s != slot).map(|(_, e)| e).collect();
-        let config = self.config(id, slot, Bootstrap::Join { seeds, kind, cluster_id: None });
+        let config = self.config(id, slot, Bootstrap::Join { seeds, kind, cluster_id: None, token: None });
         self.kill(slot);
         *self.slots[slot].incarnation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Incarnation { config, disk: std::sync::Arc::new(fresh_disk()) };

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_node::acl::TokenSecret;
 use cairn_node::api::MemberKind;
 use cairn_node::config::{Bootstrap, Limits, NodeConfig, RaftTimings};
 use cairn_node::gossip::{GossipConfig, derived_address};
@@ -42,6 +43,10 @@ pub struct ServeArgs {
     /// vote, until promoted (`cairn member add` without --learner, or autopilot).
     #[arg(long, requires = "join")]
     learner: bool,
+    /// With --join, once the cluster enforces ACLs: the token to ask with (it needs
+    /// `cluster: write`).
+    #[arg(long = "join-token", env = "CAIRN_JOIN_TOKEN", hide_env_values = true, requires = "join")]
+    join_token: Option<String>,
     /// Static bootstrap, etcd style: `1=PEER@HTTP,2=PEER@HTTP,3=PEER@HTTP`, the same on every
     /// listed node; the cluster forms without joins.
     #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
@@ -104,7 +109,15 @@ impl ServeArgs {
         let mut config = NodeConfig::new(self.id, member, self.data.clone());
         config.bootstrap = match (&self.initial_cluster, self.join.is_empty()) {
             (Some(list), _) => Bootstrap::InitialCluster(parse_initial_cluster(list)?),
-            (None, false) => Bootstrap::Join { seeds: self.join.clone(), kind: self.join_kind(), cluster_id: None },
+            (None, false) => {
+                let token = self
+                    .join_token
+                    .as_deref()
+                    .map(TokenSecret::parse)
+                    .transpose()
+                    .map_err(|e| format!("--join-token: {e}"))?;
+                Bootstrap::Join { seeds: self.join.clone(), kind: self.join_kind(), cluster_id: None, token }
+            }
             (None, true) => Bootstrap::Single,
         };
         config.timings = RaftTimings {

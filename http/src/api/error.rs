@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cairn_node::acl::Denial;
 use cairn_node::api::NodeError;
 use cairn_node::validate::{Invalid, Rule};
 use serde_json::{Value, json};
@@ -38,6 +39,7 @@ impl ApiError {
             Rule::KieId => (StatusCode::BAD_REQUEST, "invalid_id"),
             Rule::KieField => (StatusCode::BAD_REQUEST, "invalid_json"),
             Rule::Member => (StatusCode::BAD_REQUEST, "invalid_member"),
+            Rule::Acl => (StatusCode::BAD_REQUEST, "invalid_acl"),
         };
         ApiError::new(status, code, invalid.message)
     }
@@ -57,6 +59,7 @@ impl ApiError {
                 "client_tag_reused",
                 "this client id and serial were already used for a different request; nothing was applied",
             )),
+            Response::Denied { denial, .. } => Some(NodeError::Denied(*denial).into()),
             _ => None,
         }
     }
@@ -99,6 +102,8 @@ impl From<NodeError> for ApiError {
             NodeError::InsufficientStorage { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             NodeError::StorageUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             NodeError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            NodeError::Denied(Denial::Unauthenticated) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            NodeError::Denied(Denial::PermissionDenied) => (StatusCode::FORBIDDEN, "permission_denied"),
         };
         ApiError::new(status, code, message)
     }

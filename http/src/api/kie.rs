@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cairn_node::Node;
+use cairn_node::acl::Credential;
 use cairn_node::api::{Consistency, ListQuery};
 use cairn_node::command::{Command, Response as StoreResponse};
 use cairn_node::record::{KIE_PREFIX, Record, kie_key};
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::ApiState;
+use super::caller::Caller;
 use super::error::ApiError;
 use super::labels::validate_label_map;
 use super::longpoll::{Waited, wait_for_change};
@@ -36,6 +38,7 @@ const LIMIT_MAX: usize = 1_000;
 
 pub(super) async fn create(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(project): Path<String>,
     uri: Uri,
     body: Bytes,
@@ -58,11 +61,12 @@ pub(super) async fn create(
         value_type: one_of("value_type", body.value_type, &KIE_VALUE_TYPES)?,
         status: one_of("status", body.status, &KIE_STATUSES)?,
     };
-    kv_answer(state.node.write(command, None).await?)
+    kv_answer(state.node.write(command, None, caller.0).await?)
 }
 
 pub(super) async fn update(
     State(state): State<ApiState>,
+    caller: Caller,
     Path((project, id)): Path<(String, String)>,
     uri: Uri,
     body: Bytes,
@@ -76,44 +80,47 @@ pub(super) async fn update(
     let status = body.status.map(|status| one_of("status", Some(status), &KIE_STATUSES)).transpose()?;
     let command =
         Command::KieUpdate { project: project.into(), id: id.into(), value: body.value.map(Bytes::from), status };
-    match state.node.write(command, None).await? {
-        StoreResponse::KieNotFound { .. } => Err(missing(&state.node, project, id).await),
+    match state.node.write(command, None, caller.0).await? {
+        StoreResponse::KieNotFound { .. } => Err(missing(&state.node, project, id, caller.0).await),
         answer => kv_answer(answer),
     }
 }
 
 pub(super) async fn get(
     State(state): State<ApiState>,
+    caller: Caller,
     Path((project, id)): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
     let (project, id) = (project_name(&project)?, kv_id(&id)?);
-    let read = state.node.read(kie_key(project, id), Consistency::Linearizable).await?;
+    let read = state.node.read(kie_key(project, id), Consistency::Linearizable, caller.0).await?;
     match read.record.as_ref().and_then(kv_body) {
         Some(body) => Ok(with_revision(Json(body).into_response(), read.revision)),
-        None => Err(missing(&state.node, project, id).await),
+        None => Err(missing(&state.node, project, id, caller.0).await),
     }
 }
 
 pub(super) async fn delete(
     State(state): State<ApiState>,
+    caller: Caller,
     Path((project, id)): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
     let (project, id) = (project_name(&project)?, kv_id(&id)?);
     let command = Command::KieDelete { project: project.into(), ids: vec![id.into()] };
-    match state.node.write(command, None).await? {
+    match state.node.write(command, None, caller.0).await? {
         StoreResponse::KieDeleted { ids, revision } if !ids.is_empty() => {
             Ok(with_revision(StatusCode::NO_CONTENT.into_response(), revision))
         }
-        _ => Err(missing(&state.node, project, id).await),
+        _ => Err(missing(&state.node, project, id, caller.0).await),
     }
 }
 
 pub(super) async fn delete_many(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(project): Path<String>,
     uri: Uri,
     body: Bytes,
@@ -122,7 +129,7 @@ pub(super) async fn delete_many(
     let project = project_name(&project)?;
     let body: KieDeleteBody = json_body(&body)?;
     let ids = body.ids.iter().map(|id| kv_id(id).map(Arc::<str>::from)).collect::<Result<Vec<_>, _>>()?;
-    match state.node.write(Command::KieDelete { project: project.into(), ids }, None).await? {
+    match state.node.write(Command::KieDelete { project: project.into(), ids }, None, caller.0).await? {
         StoreResponse::KieDeleted { revision, .. } => {
             Ok(with_revision(StatusCode::NO_CONTENT.into_response(), revision))
         }
@@ -132,6 +139,7 @@ pub(super) async fn delete_many(
 
 pub(super) async fn list(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(project): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -154,19 +162,19 @@ pub(super) async fn list(
     let limit = query.limit("limit", LIMIT_MAX, LIMIT_MAX)?;
     let wait = query.wait()?;
     if let Some(revision) = query.u64("revision")? {
-        let changed = state.node.changed_after(revision, filter.clone()).await?;
+        let changed = state.node.changed_after(revision, filter.clone(), caller.0).await?;
         if changed == Ok(false) && wait.is_none() {
             return Ok(with_revision(StatusCode::NOT_MODIFIED.into_response(), state.node.revision()));
         }
     }
     if let Some(wait) = wait {
         let since = query.u64("revision")?.unwrap_or_else(|| state.node.revision());
-        if let Waited::TimedOut = wait_for_change(&state.node, &filter, since, wait).await? {
+        if let Waited::TimedOut = wait_for_change(&state.node, &filter, since, wait, caller.0).await? {
             return Ok(with_revision(StatusCode::NOT_MODIFIED.into_response(), state.node.revision()));
         }
     }
-    let listed =
-        state.node.list(ListQuery { filter, after: None, limit: offset + limit }, Consistency::Linearizable).await?;
+    let query = ListQuery { filter, after: None, limit: offset + limit };
+    let listed = state.node.list(query, Consistency::Linearizable, caller.0).await?;
     let data = listed.records.iter().skip(offset).filter_map(kv_body).collect();
     Ok(with_revision(Json(KieListBody { total: listed.total, data }).into_response(), listed.revision))
 }
@@ -210,9 +218,9 @@ fn unexpected(answer: StoreResponse) -> ApiError {
 }
 
 /// 404: `kv_not_found`, or `project_not_found` when the project holds no kv at all.
-async fn missing(node: &Node, project: &str, id: &str) -> ApiError {
+async fn missing(node: &Node, project: &str, id: &str, credential: Credential) -> ApiError {
     let query = ListQuery { filter: Filter::prefix(format!("{KIE_PREFIX}{project}/")), after: None, limit: 1 };
-    match node.list(query, Consistency::Stale).await {
+    match node.list(query, Consistency::Stale, credential).await {
         Ok(listed) if listed.total == 0 => {
             ApiError::new(StatusCode::NOT_FOUND, "project_not_found", format!("project {project:?} has no kvs"))
         }

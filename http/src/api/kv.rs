@@ -14,6 +14,7 @@ use cairn_node::store::filter::Filter;
 use cairn_node::validate;
 
 use super::ApiState;
+use super::caller::Caller;
 use super::error::ApiError;
 use super::labels::validate_label_map;
 use super::longpoll::{Waited, wait_for_change};
@@ -27,7 +28,7 @@ pub(super) async fn empty_key() -> ApiError {
     ApiError::bad_request("invalid_key", "the key is empty")
 }
 
-pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+pub(super) async fn get(State(state): State<ApiState>, caller: Caller, uri: Uri) -> Result<Response, ApiError> {
     let query =
         Query::parse(uri.query(), &["consistency", "raw", "redirect", "wait", "revision", "max_stale", "max_lag"])?;
     let key = key_of(&uri, &state)?;
@@ -40,12 +41,12 @@ pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Respo
     }
     if let Some(wait) = query.wait()? {
         let since = query.u64("revision")?.unwrap_or_else(|| state.node.revision());
-        if let Waited::TimedOut = wait_for_change(&state.node, &Filter::key(&*key), since, wait).await? {
+        if let Waited::TimedOut = wait_for_change(&state.node, &Filter::key(&*key), since, wait, caller.0).await? {
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
     }
     let contact = state.node.leader_contact();
-    let result = state.node.read(key.clone(), consistency).await?;
+    let result = state.node.read(key.clone(), consistency, caller.0).await?;
     let revision = HeaderValue::from(result.revision);
     let stale_headers = match staleness::headers_for(&state.node, consistency, contact, result.revision, bounds).await {
         Ok(headers) => headers,
@@ -70,6 +71,7 @@ pub(super) async fn get(State(state): State<ApiState>, uri: Uri) -> Result<Respo
 
 pub(super) async fn put(
     State(state): State<ApiState>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -88,7 +90,7 @@ pub(super) async fn put(
         return Ok(redirect);
     }
     let command = Command::Put { key, value, labels, expect };
-    answer(state.node.write(command, tag).await?)
+    answer(state.node.write(command, tag, caller.0).await?)
 }
 
 /// Whether the body is JSON: a media type is case-insensitive and may carry parameters
@@ -123,7 +125,12 @@ fn value_and_labels(body: Bytes, limit: usize) -> Result<(Bytes, Option<Labels>)
     Ok((value, parsed.labels))
 }
 
-pub(super) async fn delete(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query(), &["prev_revision", "redirect"])?;
     let key = writable_key_of(&uri, &state)?;
     let expect = precondition(&query)?;
@@ -131,7 +138,7 @@ pub(super) async fn delete(State(state): State<ApiState>, uri: Uri, headers: Hea
     if let Some(redirect) = redirect_to_leader(&state, &query, &uri)? {
         return Ok(redirect);
     }
-    answer(state.node.write(Command::Delete { key, expect }, tag).await?)
+    answer(state.node.write(Command::Delete { key, expect }, tag, caller.0).await?)
 }
 
 /// Turns the store's answer to a write into the HTTP answer.

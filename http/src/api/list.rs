@@ -12,6 +12,7 @@ use cairn_node::record::Key;
 use cairn_node::store::filter::Filter;
 
 use super::ApiState;
+use super::caller::Caller;
 use super::error::ApiError;
 use super::longpoll::{Waited, wait_for_change};
 use super::query::{Accepts, Query, invalid};
@@ -21,7 +22,7 @@ use crate::wire::{ListBody, REVISION_HEADER, RecordBody};
 const LIMIT_DEFAULT: usize = 100;
 const LIMIT_MAX: usize = 10_000;
 
-pub(super) async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+pub(super) async fn list(State(state): State<ApiState>, caller: Caller, uri: Uri) -> Result<Response, ApiError> {
     let accepts = Accepts {
         once: &["prefix", "limit", "continue", "consistency", "wait", "revision", "max_stale", "max_lag"],
         repeated: &["label"],
@@ -35,12 +36,12 @@ pub(super) async fn list(State(state): State<ApiState>, uri: Uri) -> Result<Resp
     let bounds = Bounds::parse(&query, consistency)?;
     if let Some(wait) = query.wait()? {
         let since = query.u64("revision")?.unwrap_or_else(|| state.node.revision());
-        if let Waited::TimedOut = wait_for_change(&state.node, &filter, since, wait).await? {
+        if let Waited::TimedOut = wait_for_change(&state.node, &filter, since, wait, caller.0).await? {
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
     }
     let contact = state.node.leader_contact();
-    let listed = state.node.list(ListQuery { filter, after, limit }, consistency).await?;
+    let listed = state.node.list(ListQuery { filter, after, limit }, consistency, caller.0).await?;
     let revision = HeaderValue::from(listed.revision);
     let stale_headers = match staleness::headers_for(&state.node, consistency, contact, listed.revision, bounds).await {
         Ok(headers) => headers,

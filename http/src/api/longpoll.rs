@@ -4,10 +4,14 @@
 //! never answers with data older than the revision it was given.
 
 use cairn_node::Node;
+use cairn_node::acl::Credential;
 use cairn_node::rt::{self, Duration, Instant};
 use cairn_node::store::filter::Filter;
 
 use super::error::ApiError;
+
+/// How long a waiting request goes without checking its token again.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// How a wait ended.
 pub enum Waited {
@@ -18,21 +22,31 @@ pub enum Waited {
     TimedOut,
 }
 
-/// Waits up to `wait` for a change matching `filter` after revision `since`.
-pub async fn wait_for_change(node: &Node, filter: &Filter, since: u64, wait: Duration) -> Result<Waited, ApiError> {
+/// Waits up to `wait` for a change matching `filter` that `credential` may read after revision
+/// `since`. The credential is checked again at least every [`RECHECK`], so a revoked token's
+/// long poll ends within it.
+pub async fn wait_for_change(
+    node: &Node,
+    filter: &Filter,
+    since: u64,
+    wait: Duration,
+    credential: Credential,
+) -> Result<Waited, ApiError> {
     let deadline = Instant::now() + wait;
     let mut progress = node.store_progress();
     loop {
         // Mark the current progress seen before looking, so an apply in between wakes the wait.
         drop(progress.borrow_and_update());
-        match node.changed_after(since, filter.clone()).await? {
+        match node.changed_after(since, filter.clone(), credential).await? {
             Ok(true) | Err(_) => return Ok(Waited::Changed),
             Ok(false) => {}
         }
-        match rt::timeout_at(deadline, progress.changed()).await {
+        let recheck = Instant::now() + RECHECK;
+        match rt::timeout_at(deadline.min(recheck), progress.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(ApiError::from(cairn_node::api::NodeError::ShuttingDown)),
-            Err(_) => return Ok(Waited::TimedOut),
+            Err(_) if Instant::now() >= deadline => return Ok(Waited::TimedOut),
+            Err(_) => {}
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The HTTP API: routes, strict parameter parsing, JSON bodies and error mapping.
 
+mod acl;
+mod caller;
 mod cluster;
 mod error;
 mod kie;
@@ -44,6 +46,11 @@ pub fn router(node: Node) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/v1/{project}/kie/kv", post(kie::create).get(kie::list).delete(kie::delete_many))
         .route("/v1/{project}/kie/kv/{id}", get(kie::get).put(kie::update).delete(kie::delete))
+        .route("/v1/acl/bootstrap", post(acl::bootstrap))
+        .route("/v1/acl/policies", get(acl::list_policies).post(acl::create_policy))
+        .route("/v1/acl/policies/{name}", get(acl::get_policy).put(acl::update_policy).delete(acl::delete_policy))
+        .route("/v1/acl/tokens", get(acl::list_tokens).post(acl::create_token))
+        .route("/v1/acl/tokens/{accessor}", get(acl::get_token).put(acl::update_token).delete(acl::delete_token))
         .route("/healthz", get(cluster::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -15,14 +15,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use cairn_node::Node;
-use cairn_node::rt::{self, Duration};
+use cairn_node::acl::Credential;
+use cairn_node::api::NodeError;
+use cairn_node::rt::{self, Duration, Instant};
 use cairn_node::store::events::{Action, Compacted, Event};
 use cairn_node::store::filter::Filter;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::ApiState;
+use super::caller::Caller;
 use super::error::ApiError;
+use super::longpoll::RECHECK;
 use super::query::{Accepts, Query, decimal_u64, invalid, parse_duration};
 use crate::wire::{REVISION_HEADER, RecordBody, WatchEventBody, WatchProgressBody};
 
@@ -32,7 +36,12 @@ const BATCH_MAX: usize = 256;
 const FRAMES_BUFFERED_MAX: usize = 64;
 const PROGRESS_DEFAULT: Duration = Duration::from_secs(5);
 
-pub(super) async fn watch(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn watch(
+    State(state): State<ApiState>,
+    caller: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let accepts = Accepts { once: &["prefix", "start_revision", "progress_interval"], repeated: &["label"] };
     let query = Query::parse_with(uri.query(), accepts)?;
     let filter =
@@ -44,11 +53,11 @@ pub(super) async fn watch(State(state): State<ApiState>, uri: Uri, headers: Head
         (None, Some(last)) => resume_after(last, state.node.revision())?,
         (None, None) => state.node.revision() + 1,
     };
-    if let Err(Compacted { oldest }) = state.node.events(start, filter.clone(), 0).await? {
+    if let Err(Compacted { oldest }) = state.node.events(start, filter.clone(), 0, caller.0).await? {
         return Err(compacted(start, oldest));
     }
     let (frames, stream) = mpsc::channel(FRAMES_BUFFERED_MAX);
-    rt::spawn(stream_events(state.node.clone(), filter, start, progress, frames));
+    rt::spawn(stream_events(state.node.clone(), filter, caller.0, start, progress, frames));
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut stream| async move {
         stream.recv().await.map(|frame| (Ok::<Bytes, Infallible>(frame), stream))
     }));
@@ -88,17 +97,33 @@ fn compacted(start: u64, oldest: u64) -> ApiError {
     ApiError::new(StatusCode::GONE, "revision_compacted", message).with_detail("oldest_revision", json!(oldest))
 }
 
-/// Feeds one client: history first, then every new matching event, with progress while idle.
+/// Feeds one client: history first, then every new matching event it may read, with progress
+/// while idle. Its token is checked again at least every [`RECHECK`]: a revoked token's stream
+/// ends with an error event, a narrowed policy's stream carries only what it still allows.
 /// Ends when the client goes away (its end of the channel closes) or the node stops.
-async fn stream_events(node: Node, filter: Filter, start: u64, progress: Duration, frames: mpsc::Sender<Bytes>) {
+async fn stream_events(
+    node: Node,
+    filter: Filter,
+    credential: Credential,
+    start: u64,
+    progress: Duration,
+    frames: mpsc::Sender<Bytes>,
+) {
     let mut next = start;
     let mut applied = node.store_progress();
+    let mut progress_due = Instant::now() + progress;
     loop {
         drop(applied.borrow_and_update());
-        let (events, scanned) = match node.events(next, filter.clone(), BATCH_MAX).await {
+        let (events, scanned) = match node.events(next, filter.clone(), BATCH_MAX, credential).await {
             Ok(Ok(found)) => found,
             Ok(Err(Compacted { oldest })) => {
                 let data = json!({ "code": "revision_compacted", "revision": next, "oldest_revision": oldest });
+                let _ = frames.send(frame(None, "error", &data.to_string())).await;
+                return;
+            }
+            Err(NodeError::Denied(denial)) => {
+                let code = ApiError::from(NodeError::Denied(denial)).code;
+                let data = json!({ "code": code, "message": denial.to_string() });
                 let _ = frames.send(frame(None, "error", &data.to_string())).await;
                 return;
             }
@@ -112,6 +137,9 @@ async fn stream_events(node: Node, filter: Filter, start: u64, progress: Duratio
                 return;
             }
         }
+        if !events.is_empty() {
+            progress_due = Instant::now() + progress;
+        }
         next = match events.last() {
             Some(last) if full => last.revision + 1,
             _ => next.max(scanned + 1),
@@ -119,11 +147,16 @@ async fn stream_events(node: Node, filter: Filter, start: u64, progress: Duratio
         if full {
             continue;
         }
+        let wake = progress_due.min(Instant::now() + RECHECK);
         tokio::select! {
             biased;
             () = frames.closed() => return,
             changed = applied.changed() => if changed.is_err() { return },
-            () = rt::sleep(progress) => {
+            () = rt::sleep_until(wake) => {
+                if Instant::now() < progress_due {
+                    continue;
+                }
+                progress_due = Instant::now() + progress;
                 let body = WatchProgressBody { revision: next - 1 };
                 let data = serde_json::to_string(&body).expect("progress serializes");
                 if frames.send(frame(None, "progress", &data)).await.is_err() {

@@ -25,7 +25,8 @@ pub use watch::{WatchError, WatchItem, WatchStream};
 
 use crate::wire::{
     AddMemberBody, CLIENT_HEADER, DeleteBody, ErrorBody, LAG_HEADER, LAST_CONTACT_HEADER, LEADER_HEADER, ListBody,
-    MembersBody, NODE_HEADER, PutBody, REVISION_HEADER, RecordBody, SERIAL_HEADER,
+    MembersBody, NODE_HEADER, PoliciesBody, PolicyBody, PutBody, REVISION_HEADER, RecordBody, SERIAL_HEADER,
+    TOKEN_HEADER, TokenRequestBody, TokenSecretBody, TokensBody,
 };
 
 /// How long one attempt and a whole call may take.
@@ -144,6 +145,8 @@ pub struct CairnClient {
     preferred: AtomicUsize,
     identity: u128,
     serial: AtomicU64,
+    /// The token's secret sent with every request, if any.
+    token: Option<HeaderValue>,
 }
 
 /// What a call is, for the retry policy.
@@ -153,6 +156,9 @@ enum Kind {
     TaggedWrite,
     /// Changes state idempotently (membership).
     IdempotentWrite,
+    /// Changes state, and a second attempt would be a different change (an ACL bootstrap or a
+    /// token's creation draws a fresh secret): never repeated once it may have been applied.
+    Once,
     Read,
 }
 
@@ -175,7 +181,28 @@ impl CairnClient {
             preferred: AtomicUsize::new(0),
             identity,
             serial: AtomicU64::new(0),
+            token: None,
         }
+    }
+
+    /// Sends `secret` as the token of every request (`X-Cairn-Token`); a parsed secret is
+    /// always a valid header.
+    pub fn with_token_secret(mut self, secret: Option<&cairn_node::acl::TokenSecret>) -> CairnClient {
+        self.token = secret.and_then(|secret| HeaderValue::from_str(secret.expose()).ok());
+        self
+    }
+
+    /// Sends `secret` as the token of every request (`X-Cairn-Token`).
+    pub fn with_token(mut self, secret: Option<&str>) -> Result<CairnClient, ClientError> {
+        self.token = match secret {
+            None => None,
+            Some(secret) => Some(HeaderValue::from_str(secret).map_err(|_| ClientError::Rejected {
+                status: 0,
+                code: "invalid_token".into(),
+                message: "a token is printable text".into(),
+            })?),
+        };
+        Ok(self)
     }
 
     pub fn endpoints(&self) -> &[String] {
@@ -384,8 +411,12 @@ impl CairnClient {
         }
         let mut last = ClientError::Unavailable { reason: "no endpoint tried".into() };
         for endpoint in self.order(route) {
-            let outgoing =
-                Outgoing { method: Method::GET, path_and_query: &path, headers: Vec::new(), body: Bytes::new() };
+            let outgoing = Outgoing {
+                method: Method::GET,
+                path_and_query: &path,
+                headers: self.token_header(),
+                body: Bytes::new(),
+            };
             let stream = match self
                 .exchanger
                 .open_stream(&self.endpoints[endpoint], outgoing, self.options.attempt_timeout)
@@ -455,7 +486,12 @@ impl CairnClient {
             let outgoing = Outgoing {
                 method: method.clone(),
                 path_and_query: path,
-                headers: self.tag_headers(tag).into_iter().chain(headers.iter().cloned()).collect(),
+                headers: self
+                    .tag_headers(tag)
+                    .into_iter()
+                    .chain(self.token_header())
+                    .chain(headers.iter().cloned())
+                    .collect(),
                 body: body.clone(),
             };
             let timeout = self.options.attempt_timeout.min(remaining);
@@ -471,7 +507,7 @@ impl CairnClient {
                 Err(error) if error.never_sent() || kind == Kind::Read => last_refusal = error.to_string(),
                 Err(error) => maybe_applied = Some(error.to_string()),
             }
-            if maybe_applied.is_some() && kind == Kind::TaggedWrite && tag.is_none() {
+            if maybe_applied.is_some() && kind == Kind::Once {
                 break;
             }
         }
@@ -493,6 +529,87 @@ impl CairnClient {
         }
     }
 
+    fn token_header(&self) -> Vec<(HeaderName, HeaderValue)> {
+        self.token.iter().map(|secret| (HeaderName::from_static(TOKEN_HEADER), secret.clone())).collect()
+    }
+
+    /// `POST /v1/acl/bootstrap`: the management token, with its secret (shown once).
+    pub async fn acl_bootstrap(&self, route: Route) -> Result<TokenSecretBody, ClientError> {
+        self.acl_call(route, Kind::Once, Method::POST, "/v1/acl/bootstrap", None::<&()>).await
+    }
+
+    pub async fn acl_policies(&self, route: Route) -> Result<Vec<PolicyBody>, ClientError> {
+        let listed: PoliciesBody =
+            self.acl_call(route, Kind::Read, Method::GET, "/v1/acl/policies", None::<&()>).await?;
+        Ok(listed.policies)
+    }
+
+    /// Creates the policy, or with `update` replaces the one of that name.
+    pub async fn acl_put_policy(
+        &self,
+        route: Route,
+        policy: &PolicyBody,
+        update: bool,
+    ) -> Result<PolicyBody, ClientError> {
+        let (method, path) = match update {
+            true => (Method::PUT, format!("/v1/acl/policies/{}", path_segment(&policy.name))),
+            false => (Method::POST, "/v1/acl/policies".to_string()),
+        };
+        self.acl_call(route, Kind::IdempotentWrite, method, &path, Some(policy)).await
+    }
+
+    pub async fn acl_delete_policy(&self, route: Route, name: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/acl/policies/{}", path_segment(name));
+        let _: serde_json::Value =
+            self.acl_call(route, Kind::IdempotentWrite, Method::DELETE, &path, None::<&()>).await?;
+        Ok(())
+    }
+
+    pub async fn acl_tokens(&self, route: Route) -> Result<Vec<cairn_node::acl::TokenView>, ClientError> {
+        let listed: TokensBody = self.acl_call(route, Kind::Read, Method::GET, "/v1/acl/tokens", None::<&()>).await?;
+        Ok(listed.tokens)
+    }
+
+    /// Creates a token with these policies: its accessor and secret (shown once).
+    pub async fn acl_create_token(
+        &self,
+        route: Route,
+        token: &TokenRequestBody,
+    ) -> Result<TokenSecretBody, ClientError> {
+        self.acl_call(route, Kind::Once, Method::POST, "/v1/acl/tokens", Some(token)).await
+    }
+
+    pub async fn acl_update_token(
+        &self,
+        route: Route,
+        accessor: &str,
+        token: &TokenRequestBody,
+    ) -> Result<cairn_node::acl::TokenView, ClientError> {
+        let path = format!("/v1/acl/tokens/{}", path_segment(accessor));
+        self.acl_call(route, Kind::IdempotentWrite, Method::PUT, &path, Some(token)).await
+    }
+
+    pub async fn acl_delete_token(&self, route: Route, accessor: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/acl/tokens/{}", path_segment(accessor));
+        let _: serde_json::Value =
+            self.acl_call(route, Kind::IdempotentWrite, Method::DELETE, &path, None::<&()>).await?;
+        Ok(())
+    }
+
+    async fn acl_call<T: DeserializeOwned>(
+        &self,
+        route: Route,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|body| Bytes::from(serde_json::to_vec(body).expect("ACL bodies serialize")));
+        let json = vec![(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let reply = self.call(route, kind, method, path, body.unwrap_or_default(), json).await?;
+        decode(reply).map(|answer| answer.value)
+    }
+
     fn tag_headers(&self, serial: Option<u64>) -> Vec<(HeaderName, HeaderValue)> {
         let Some(serial) = serial else { return Vec::new() };
         vec![
@@ -511,6 +628,10 @@ fn level(consistency: Consistency) -> &'static str {
         Consistency::Lease => "lease",
         Consistency::Stale => "stale",
     }
+}
+
+fn path_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn route_is_only(route: Route) -> bool {

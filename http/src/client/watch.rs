@@ -17,6 +17,9 @@ pub enum WatchItem {
     /// The node ended the stream: the history no longer reaches back to `revision`; the
     /// oldest retained revision is `oldest`. List again, then watch from there.
     Compacted { revision: u64, oldest: u64 },
+    /// The node ended the stream because the token no longer may watch (`code` is
+    /// `unauthenticated` or `permission_denied`).
+    Denied { code: String },
 }
 
 /// The stream broke or carried something unreadable.
@@ -93,7 +96,12 @@ fn parse_frame(frame: &[u8]) -> Result<Option<WatchItem>, WatchError> {
         "error" => {
             let error: serde_json::Value = serde_json::from_str(data).map_err(malformed)?;
             let number = |name: &str| error.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            Ok(Some(WatchItem::Compacted { revision: number("revision"), oldest: number("oldest_revision") }))
+            match error.get("code").and_then(serde_json::Value::as_str) {
+                Some("revision_compacted") | None => {
+                    Ok(Some(WatchItem::Compacted { revision: number("revision"), oldest: number("oldest_revision") }))
+                }
+                Some(code) => Ok(Some(WatchItem::Denied { code: code.to_string() })),
+            }
         }
         _ => Ok(None),
     }
@@ -110,6 +118,8 @@ mod tests {
         let compacted =
             parse_frame(b"event: error\ndata: {\"code\":\"revision_compacted\",\"revision\":3,\"oldest_revision\":9}");
         assert_eq!(compacted.unwrap(), Some(WatchItem::Compacted { revision: 3, oldest: 9 }));
+        let denied = parse_frame(b"event: error\ndata: {\"code\":\"unauthenticated\",\"message\":\"m\"}");
+        assert_eq!(denied.unwrap(), Some(WatchItem::Denied { code: "unauthenticated".into() }));
         assert_eq!(parse_frame(b": a comment").unwrap(), None);
         assert!(parse_frame(b"event: put\ndata: {not json").is_err());
     }

@@ -73,10 +73,15 @@ impl Node {
     /// Serves a request this node received as leader, from a follower or its own clients.
     pub(super) async fn serve_forward(&self, request: Forward) -> Result<ForwardReply, Attempt> {
         match request {
-            Forward::Write(request) => self.propose(request).await.map(ForwardReply::Written),
-            Forward::Read { key, consistency } => self.read_on_leader(key, consistency).await.map(ForwardReply::Read),
-            Forward::List { query, consistency } => {
-                self.list_on_leader(query, consistency).await.map(ForwardReply::Listed)
+            Forward::Write(request) => {
+                self.permit(&request).await?;
+                self.propose(request).await.map(ForwardReply::Written)
+            }
+            Forward::Read { key, consistency, credential } => {
+                self.read_on_leader(key, consistency, credential).await.map(ForwardReply::Read)
+            }
+            Forward::List { query, consistency, credential } => {
+                self.list_on_leader(query, consistency, credential).await.map(ForwardReply::Listed)
             }
             Forward::AddMember { id, member, kind } => {
                 self.add_member_on_leader(id, member, kind).await.map(ForwardReply::Members)

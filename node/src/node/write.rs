@@ -5,6 +5,7 @@ use openraft::error::{ClientWriteError, RaftError};
 
 use super::Node;
 use super::leader::Attempt;
+use crate::acl::{self, Credential};
 use crate::api::{Forward, ForwardReply, NodeError};
 use crate::command::{ClientTag, Command, Request, Response};
 use crate::validate;
@@ -13,8 +14,20 @@ impl Node {
     /// Applies `command` through raft under `tag` (a fresh one if `None`) and returns the store's
     /// response. Fails with [`NodeError::OutcomeUnknown`] only when an attempt may have been
     /// proposed; every other error means the command was not applied.
-    pub async fn write(&self, command: Command, tag: Option<ClientTag>) -> Result<Response, NodeError> {
+    ///
+    /// The command is applied only if the ACL state allows it to `credential` at its place in
+    /// the log (a refusal is [`Response::Denied`]).
+    pub async fn write(
+        &self,
+        command: Command,
+        tag: Option<ClientTag>,
+        credential: Credential,
+    ) -> Result<Response, NodeError> {
         self.ensure_serving()?;
+        let command = match credential {
+            Credential::Anonymous => command,
+            credential => Command::Authorized { credential, command: Box::new(command) },
+        };
         validate::client_command(&command, &self.inner.config.limits)?;
         let tag = Some(tag.unwrap_or_else(Node::fresh_tag));
         let request = Request { tag, proposed_at_ms: unix_time_ms(), command };
@@ -22,6 +35,24 @@ impl Node {
             ForwardReply::Written(response) => Ok(response),
             other => Err(NodeError::Internal { message: format!("a write was answered with {other:?}") }),
         }
+    }
+
+    /// Refuses, before it reaches the log, a client write the leader's current ACL state
+    /// would refuse when applying it: a client without a token cannot fill the log with
+    /// refusals. The check at apply time stays the one that counts.
+    pub(super) async fn permit(&self, request: &Request) -> Result<(), Attempt> {
+        if !self.inner.store.progress().acl_enabled {
+            return Ok(());
+        }
+        let (credential, command) = match &request.command {
+            Command::Authorized { credential, command } => (*credential, &**command),
+            command => (Credential::Anonymous, command),
+        };
+        if let Command::Acl(acl::AclCommand::Bootstrap { .. }) = command {
+            return Ok(());
+        }
+        let authority = self.authority(credential).await.map_err(Attempt::Failed)?;
+        authority.check(acl::permits(&authority, command)).map_err(|denial| Attempt::Failed(NodeError::Denied(denial)))
     }
 
     /// One proposal on this node as leader.

@@ -5,8 +5,10 @@
 use openraft::EntryPayload;
 use tokio::sync::{mpsc, oneshot};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::acl::{AclState, Authority, Credential, Denial};
 use crate::api::{ListResult, ReadResult};
 use crate::bugs::InjectedBugs;
 use crate::command::{ClusterId, NodeId, Response};
@@ -29,6 +31,8 @@ pub struct StoreProgress {
     pub self_retired: bool,
     /// The cluster's id, once an applied entry gave it one.
     pub cluster_id: Option<ClusterId>,
+    /// ACLs were bootstrapped: requests are checked against tokens and policies.
+    pub acl_enabled: bool,
 }
 
 /// The state at one applied log id, frozen for a snapshot (an O(1) clone).
@@ -39,16 +43,66 @@ pub struct Frozen {
 }
 
 enum Message {
-    Apply { entries: Vec<Entry>, reply: oneshot::Sender<Vec<Response>> },
-    AppliedState { reply: oneshot::Sender<(Option<LogId>, StoredMembership)> },
-    Freeze { reply: oneshot::Sender<Frozen> },
-    Install { meta: SnapshotMeta, state: Box<KvState>, reply: oneshot::Sender<()> },
-    Get { key: Key, reply: oneshot::Sender<ReadResult> },
-    List { filter: Filter, after: Option<Key>, limit: usize, reply: oneshot::Sender<ListResult> },
-    Events { from: u64, filter: Filter, max: usize, reply: oneshot::Sender<EventsResult> },
-    ChangedAfter { after: u64, filter: Filter, reply: oneshot::Sender<Option<bool>> },
-    IsRetired { id: NodeId, reply: oneshot::Sender<bool> },
+    Apply {
+        entries: Vec<Entry>,
+        reply: oneshot::Sender<Vec<Response>>,
+    },
+    AppliedState {
+        reply: oneshot::Sender<(Option<LogId>, StoredMembership)>,
+    },
+    Freeze {
+        reply: oneshot::Sender<Frozen>,
+    },
+    Install {
+        meta: SnapshotMeta,
+        state: Box<KvState>,
+        reply: oneshot::Sender<()>,
+    },
+    Get {
+        key: Key,
+        credential: Credential,
+        reply: oneshot::Sender<Result<ReadResult, Denial>>,
+    },
+    List {
+        query: Listing,
+        credential: Credential,
+        reply: oneshot::Sender<Result<ListResult, Denial>>,
+    },
+    Events {
+        from: u64,
+        filter: Filter,
+        max: usize,
+        credential: Credential,
+        reply: oneshot::Sender<Authorized<EventsResult>>,
+    },
+    ChangedAfter {
+        after: u64,
+        filter: Filter,
+        credential: Credential,
+        reply: oneshot::Sender<Authorized<Option<bool>>>,
+    },
+    Authorize {
+        credential: Credential,
+        reply: oneshot::Sender<Result<Authority, Denial>>,
+    },
+    Acl {
+        reply: oneshot::Sender<AclState>,
+    },
+    IsRetired {
+        id: NodeId,
+        reply: oneshot::Sender<bool>,
+    },
 }
+
+/// A listing's page request, as the store actor takes it.
+struct Listing {
+    filter: Filter,
+    after: Option<Key>,
+    limit: usize,
+}
+
+/// An answer, or the ACL state's refusal of the credential it was asked with.
+pub type Authorized<T> = Result<T, Denial>;
 
 /// Events from the history, and the revision the scan covered (every matching event up to it is
 /// included, unless the result was cut at `max`).
@@ -78,6 +132,7 @@ impl StoreHandle {
             membership: StoredMembership::default(),
             bugs,
             progress: progress_tx,
+            authorities: Authorities::default(),
         };
         rt::spawn(actor.run(messages));
         StoreHandle { inbox, progress }
@@ -107,23 +162,53 @@ impl StoreHandle {
         self.ask(|reply| Message::Install { meta, state: Box::new(state), reply }).await
     }
 
-    pub async fn get(&self, key: Key) -> Result<ReadResult, StoreStopped> {
-        self.ask(|reply| Message::Get { key, reply }).await
+    /// The key's record, if `credential` may read it.
+    pub async fn get(&self, key: Key, credential: Credential) -> Result<Authorized<ReadResult>, StoreStopped> {
+        self.ask(|reply| Message::Get { key, credential, reply }).await
     }
 
-    /// Matching records after `after`, at most `limit`, with the total and the revision.
-    pub async fn list(&self, filter: Filter, after: Option<Key>, limit: usize) -> Result<ListResult, StoreStopped> {
-        self.ask(|reply| Message::List { filter, after, limit, reply }).await
+    /// Matching records `credential` may read after `after`, at most `limit`, with the total
+    /// and the revision.
+    pub async fn list(
+        &self,
+        filter: Filter,
+        after: Option<Key>,
+        limit: usize,
+        credential: Credential,
+    ) -> Result<Authorized<ListResult>, StoreStopped> {
+        self.ask(|reply| Message::List { query: Listing { filter, after, limit }, credential, reply }).await
     }
 
-    /// Matching events from revision `from` on, at most `max`.
-    pub async fn events(&self, from: u64, filter: Filter, max: usize) -> Result<EventsResult, StoreStopped> {
-        self.ask(|reply| Message::Events { from, filter, max, reply }).await
+    /// Matching events of keys `credential` may read from revision `from` on, at most `max`.
+    pub async fn events(
+        &self,
+        from: u64,
+        filter: Filter,
+        max: usize,
+        credential: Credential,
+    ) -> Result<Authorized<EventsResult>, StoreStopped> {
+        self.ask(|reply| Message::Events { from, filter, max, credential, reply }).await
     }
 
-    /// Whether anything matching changed after revision `after` (`None`: compacted, unknown).
-    pub async fn changed_after(&self, after: u64, filter: Filter) -> Result<Option<bool>, StoreStopped> {
-        self.ask(|reply| Message::ChangedAfter { after, filter, reply }).await
+    /// Whether anything matching that `credential` may read changed after revision `after`
+    /// (`None`: compacted, unknown).
+    pub async fn changed_after(
+        &self,
+        after: u64,
+        filter: Filter,
+        credential: Credential,
+    ) -> Result<Authorized<Option<bool>>, StoreStopped> {
+        self.ask(|reply| Message::ChangedAfter { after, filter, credential, reply }).await
+    }
+
+    /// What `credential` may do in the current state.
+    pub async fn authorize(&self, credential: Credential) -> Result<Authorized<Authority>, StoreStopped> {
+        self.ask(|reply| Message::Authorize { credential, reply }).await
+    }
+
+    /// The current ACL state (an O(1) clone).
+    pub async fn acl(&self) -> Result<AclState, StoreStopped> {
+        self.ask(|reply| Message::Acl { reply }).await
     }
 
     pub async fn is_retired(&self, id: NodeId) -> Result<bool, StoreStopped> {
@@ -147,9 +232,34 @@ struct StoreActor {
     membership: StoredMembership,
     bugs: InjectedBugs,
     progress: watch::Sender<StoreProgress>,
+    authorities: Authorities,
 }
 
+/// Authorities resolved for the credentials seen since the ACL state last changed: a request
+/// then costs one hash of its secret and one map lookup.
+#[derive(Default)]
+struct Authorities {
+    generation: u64,
+    resolved: HashMap<Credential, Result<Authority, Denial>>,
+}
+
+/// Credentials remembered between ACL changes: a flood of made-up tokens costs memory only up
+/// to this, then the cache starts over.
+const AUTHORITIES_CACHED_MAX: usize = 4_096;
+
 impl StoreActor {
+    fn authority(&mut self, credential: &Credential) -> Result<Authority, Denial> {
+        let acl = self.state.acl();
+        let cache = &mut self.authorities;
+        if cache.generation != acl.generation() || cache.resolved.len() >= AUTHORITIES_CACHED_MAX {
+            if !self.bugs.stale_acl_cache() || cache.resolved.len() >= AUTHORITIES_CACHED_MAX {
+                cache.resolved.clear();
+            }
+            cache.generation = acl.generation();
+        }
+        cache.resolved.entry(*credential).or_insert_with(|| acl.authority(credential)).clone()
+    }
+
     async fn run(mut self, mut messages: mpsc::Receiver<Message>) {
         while let Some(message) = messages.recv().await {
             match message {
@@ -173,22 +283,39 @@ impl StoreActor {
                     self.install(meta, *state);
                     let _ = reply.send(());
                 }
-                Message::Get { key, reply } => {
-                    let record = self.state.get(&key).cloned();
-                    let _ = reply.send(ReadResult { record, revision: self.state.revision() });
+                Message::Get { key, credential, reply } => {
+                    let read = self.authority(&credential).and_then(|authority| {
+                        authority.check(authority.can_read(&key))?;
+                        Ok(ReadResult { record: self.state.get(&key).cloned(), revision: self.state.revision() })
+                    });
+                    let _ = reply.send(read);
                 }
-                Message::List { filter, after, limit, reply } => {
-                    let page = self.state.list(&filter, after.as_deref(), limit);
+                Message::List { query, credential, reply } => {
+                    let listed = self.authority(&credential).map(|authority| {
+                        let page = self.state.list(&query.filter, query.after.as_deref(), query.limit, &authority);
+                        let revision = self.state.revision();
+                        ListResult { records: page.records, total: page.total, next: page.next, revision }
+                    });
+                    let _ = reply.send(listed);
+                }
+                Message::Events { from, filter, max, credential, reply } => {
                     let revision = self.state.revision();
-                    let _ =
-                        reply.send(ListResult { records: page.records, total: page.total, next: page.next, revision });
+                    let found = self.authority(&credential).map(|authority| {
+                        self.state.events_since(from, &filter, max, &authority).map(|events| (events, revision))
+                    });
+                    let _ = reply.send(found);
                 }
-                Message::Events { from, filter, max, reply } => {
-                    let revision = self.state.revision();
-                    let _ = reply.send(self.state.events_since(from, &filter, max).map(|events| (events, revision)));
+                Message::ChangedAfter { after, filter, credential, reply } => {
+                    let changed = self
+                        .authority(&credential)
+                        .map(|authority| self.state.changed_after(after, &filter, &authority));
+                    let _ = reply.send(changed);
                 }
-                Message::ChangedAfter { after, filter, reply } => {
-                    let _ = reply.send(self.state.changed_after(after, &filter));
+                Message::Authorize { credential, reply } => {
+                    let _ = reply.send(self.authority(&credential));
+                }
+                Message::Acl { reply } => {
+                    let _ = reply.send(self.state.acl().clone());
                 }
                 Message::IsRetired { id, reply } => {
                     let _ = reply.send(self.state.is_retired(id));
@@ -227,6 +354,7 @@ impl StoreActor {
             applied_index: self.last_applied.as_ref().map_or(0, |id| id.index),
             self_retired: self.state.is_retired(self.id),
             cluster_id: self.state.cluster_id(),
+            acl_enabled: self.state.acl().enabled(),
         };
         self.progress.send_if_modified(|current| {
             let changed = *current != progress;

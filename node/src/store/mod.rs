@@ -2,7 +2,7 @@
 //! reads, and writes and installs snapshots.
 
 mod actor;
-mod cautious;
+pub(crate) mod cautious;
 pub mod events;
 pub mod filter;
 pub mod sessions;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclOutcome, Denial};
 use crate::command::{ClientTag, Command};
 
 /// What a remembered request did, without values (a retry carries its own value, and keeping
@@ -42,6 +43,14 @@ pub enum Outcome {
     },
     KieDeleted {
         ids: Vec<Arc<str>>,
+        revision: u64,
+    },
+    Acl {
+        outcome: AclOutcome,
+        revision: u64,
+    },
+    Denied {
+        denial: Denial,
         revision: u64,
     },
 }

@@ -2,9 +2,9 @@
 //! simulator can lose what was not synced.
 //!
 //! A file is `[magic 8][format u32][crc32c u32][body length u64][body]`, the body being the
-//! bincode of the snapshot's meta, the [`KvState`] and (from format 2 on) the cluster id, which
-//! the state does not serialize itself so that format 1 files, written before cluster ids,
-//! still decode: as a state without one. It is written to a temporary name,
+//! bincode of the snapshot's meta, the [`KvState`], the cluster id (from format 2 on) and the
+//! ACL state (from format 3 on), which the state does not serialize itself so that older
+//! files still decode: a format 2 file as a state whose ACLs were never bootstrapped. It is written to a temporary name,
 //! synced, renamed into place and the directory synced, so a crash leaves either the old
 //! snapshot or the new one, never a torn one under a final name. The CRC is checked before a
 //! file is decoded, both at startup and when a snapshot arrives from the leader.
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::AclState;
 use crate::bounded_decode;
 use crate::command::ClusterId;
 use crate::raft::SnapshotMeta;
@@ -23,9 +24,11 @@ use crate::storage::Disk;
 use crate::store::state::KvState;
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
-/// 2: sessions carry request fingerprints, and the body the cluster id. Format 1 files are
-/// refused, naming the version: their sessions cannot be read as fingerprinted ones.
-const FORMAT: u32 = 2;
+/// 2: sessions carry request fingerprints, and the body the cluster id. 3: the body carries the
+/// ACL state. Format 2 files are read (without ACLs); format 1 files are refused, naming the
+/// version: their sessions cannot be read as fingerprinted ones.
+const FORMAT: u32 = 3;
+const FORMAT_WITHOUT_ACL: u32 = 2;
 const HEADER_BYTES: u64 = 8 + 4 + 4 + 8;
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
 const FINAL_SUFFIX: &str = ".snap";
@@ -41,6 +44,15 @@ pub struct SnapshotFile {
 struct Body<'a> {
     meta: std::borrow::Cow<'a, SnapshotMeta>,
     state: std::borrow::Cow<'a, KvState>,
+    cluster_id: Option<ClusterId>,
+    acl: std::borrow::Cow<'a, AclState>,
+}
+
+/// The body of a format 2 file.
+#[derive(Deserialize)]
+struct BodyWithoutAcl {
+    meta: SnapshotMeta,
+    state: KvState,
     cluster_id: Option<ClusterId>,
 }
 
@@ -199,6 +211,7 @@ fn write_file(disk: &dyn Disk, path: &Path, meta: &SnapshotMeta, state: &KvState
         meta: std::borrow::Cow::Borrowed(meta),
         state: std::borrow::Cow::Borrowed(state),
         cluster_id: state.cluster_id(),
+        acl: std::borrow::Cow::Borrowed(state.acl()),
     };
     let mut writer =
         DiskWriter { disk, path, offset: HEADER_BYTES, buffer: Vec::with_capacity(IO_CHUNK_BYTES), crc: 0 };
@@ -246,14 +259,23 @@ impl Write for DiskWriter<'_> {
 }
 
 fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
-    let (body_len, reader) = verified_body(disk, path)?;
-    let body: Body<'static> = decode(path, reader, body_len)?;
-    if let Some(why) = body.state.inconsistency() {
+    let (format, body_len, reader) = verified_body(disk, path)?;
+    let (meta, state) = if format == FORMAT_WITHOUT_ACL {
+        let body: BodyWithoutAcl = decode(path, reader, body_len)?;
+        let mut state = body.state;
+        state.restore_cluster_id(body.cluster_id);
+        (body.meta, state)
+    } else {
+        let body: Body<'static> = decode(path, reader, body_len)?;
+        let mut state = body.state.into_owned();
+        state.restore_cluster_id(body.cluster_id);
+        state.restore_acl(body.acl.into_owned());
+        (body.meta.into_owned(), state)
+    };
+    if let Some(why) = state.inconsistency() {
         return Err(invalid(path, &format!("not a state the store could have reached: {why}")));
     }
-    let mut state = body.state.into_owned();
-    state.restore_cluster_id(body.cluster_id);
-    Ok((body.meta.into_owned(), state))
+    Ok((meta, state))
 }
 
 /// The meta of a verified snapshot file, without decoding its state: bincode writes the body's
@@ -261,7 +283,7 @@ fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)
 /// snapshot at startup therefore costs a checksum pass, not a second copy of the whole state
 /// next to the one openraft then installs.
 fn load_meta(disk: &dyn Disk, path: &Path) -> io::Result<SnapshotMeta> {
-    let (body_len, reader) = verified_body(disk, path)?;
+    let (_, body_len, reader) = verified_body(disk, path)?;
     decode(path, reader, body_len)
 }
 
@@ -276,8 +298,9 @@ fn decode<T: serde::de::DeserializeOwned>(path: &Path, body: impl Read, body_len
     bounded_decode::decode_reader(body, body_len).map_err(|e| invalid(path, &format!("cannot decode: {e}")))
 }
 
-/// Checks a snapshot file's header and CRC; returns its body's length and a reader over it.
-fn verified_body<'a>(disk: &'a dyn Disk, path: &'a Path) -> io::Result<(u64, io::BufReader<DiskReader<'a>>)> {
+/// Checks a snapshot file's header and CRC; returns its format, its body's length and a reader
+/// over it.
+fn verified_body<'a>(disk: &'a dyn Disk, path: &'a Path) -> io::Result<(u32, u64, io::BufReader<DiskReader<'a>>)> {
     let invalid = |why: &str| invalid(path, why);
     let mut header = [0u8; HEADER_BYTES as usize];
     if disk.read_at(path, 0, &mut header)? != header.len() {
@@ -287,7 +310,7 @@ fn verified_body<'a>(disk: &'a dyn Disk, path: &'a Path) -> io::Result<(u64, io:
         return Err(invalid("not a snapshot file"));
     }
     let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_WITHOUT_ACL {
         let why =
             format!("snapshot format {format}, this build reads format {FORMAT}: wipe the data directory and rejoin");
         return Err(invalid(&why));
@@ -307,7 +330,7 @@ fn verified_body<'a>(disk: &'a dyn Disk, path: &'a Path) -> io::Result<(u64, io:
     // bincode reads field by field, often a byte at a time; unbuffered, each of those would be
     // one read through `Disk` (a pread), which made loading a million keys take ten seconds.
     let reader = DiskReader { disk, path, offset: HEADER_BYTES, end, crc: 0 };
-    Ok((body_len, io::BufReader::with_capacity(IO_CHUNK_BYTES, reader)))
+    Ok((format, body_len, io::BufReader::with_capacity(IO_CHUNK_BYTES, reader)))
 }
 
 /// Reads a byte range of a file through [`Disk`], keeping a running CRC32C of what it read.
@@ -554,5 +577,42 @@ mod tests {
         disk.write_at(&old_path, 0, &old).unwrap();
         let refused = files.load(&SnapshotFile { path: old_path }).await.unwrap_err();
         assert!(refused.to_string().contains("snapshot format 1"), "{refused}");
+    }
+
+    /// Goal: snapshots carry the ACL state, and format 2 snapshots (written before ACLs) still
+    /// load, as a cluster whose ACLs were never bootstrapped.
+    #[tokio::test]
+    async fn snapshots_carry_the_acl_state_and_format_2_still_loads() {
+        use crate::acl::{AclCommand, Credential, SecretHash};
+        let disk = Arc::new(SimDisk::new(4));
+        let files = files(&disk);
+        let mut state = state_with(3);
+        let bootstrap = AclCommand::Bootstrap { accessor: "root".into(), secret: SecretHash::of("root") };
+        state.apply(
+            4,
+            &Request { tag: None, proposed_at_ms: 0, command: Command::Acl(bootstrap) },
+            InjectedBugs::default(),
+        );
+        let file = files.write(&meta(4), &state).await.unwrap();
+        let (_, loaded) = files.load(&file).await.unwrap();
+        assert!(loaded.acl().enabled());
+        assert!(loaded.authority(&Credential::from_secret("root")).is_ok_and(|authority| authority.manages_acl()));
+        assert_eq!(loaded.authority(&Credential::Anonymous).err(), Some(crate::acl::Denial::Unauthenticated));
+
+        let old_body =
+            bincode::serde::encode_to_vec((meta(3), state_with(3), Some(ClusterId(7))), bincode::config::standard())
+                .unwrap();
+        let mut old = Vec::new();
+        old.extend_from_slice(&MAGIC);
+        old.extend_from_slice(&FORMAT_WITHOUT_ACL.to_le_bytes());
+        old.extend_from_slice(&crc32c::crc32c(&old_body).to_le_bytes());
+        old.extend_from_slice(&(old_body.len() as u64).to_le_bytes());
+        old.extend_from_slice(&old_body);
+        let old_path = PathBuf::from("/snapshots/format-2.snap");
+        disk.write_at(&old_path, 0, &old).unwrap();
+        let (_, loaded) = files.load(&SnapshotFile { path: old_path }).await.unwrap();
+        assert!(!loaded.acl().enabled());
+        assert_eq!(loaded.cluster_id(), Some(ClusterId(7)));
+        assert_eq!(loaded.len(), 3);
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclCommand, AclState, Authority, Credential, Denial};
 use crate::bugs::InjectedBugs;
 use crate::command::{ClusterId, Command, NodeId, Precondition, Request, Response};
 use crate::record::{KIE_PREFIX, Key, KieFields, Labels, Record, kie_key};
@@ -50,6 +51,10 @@ pub struct KvState {
     /// (`store/snapshot.rs`).
     #[serde(skip)]
     cluster_id: Option<ClusterId>,
+    /// Tokens and policies. Skipped here for the same reason: snapshots of format 2 were
+    /// written without it, and the file carries it beside the state.
+    #[serde(skip)]
+    acl: AclState,
 }
 
 impl KvState {
@@ -62,7 +67,17 @@ impl KvState {
             events: EventLog::new(history),
             kie_ids: OrdMap::new(),
             cluster_id: None,
+            acl: AclState::default(),
         }
+    }
+
+    pub fn acl(&self) -> &AclState {
+        &self.acl
+    }
+
+    /// Restores the ACL state a snapshot file carried beside the state.
+    pub fn restore_acl(&mut self, acl: AclState) {
+        self.acl = acl;
     }
 
     /// The cluster's id, once one was applied.
@@ -89,7 +104,8 @@ impl KvState {
         if self.revision >= COUNTER_MAX {
             return Some(format!("revision {} is beyond any real store's", self.revision));
         }
-        if let Some(why) = self.sessions.inconsistency().or_else(|| self.events.inconsistency(self.revision)) {
+        let parts = self.sessions.inconsistency().or_else(|| self.events.inconsistency(self.revision));
+        if let Some(why) = parts.or_else(|| self.acl.inconsistency()) {
             return Some(why.to_string());
         }
         let impossible = self.records.iter().find(|(key, record)| {
@@ -120,13 +136,14 @@ impl KvState {
 
     /// Matching records in key order after `after` (exclusive), at most `limit`, and how many
     /// match in all.
-    pub fn list(&self, filter: &Filter, after: Option<&str>, limit: usize) -> ListPage {
+    /// Only records `authority` may read are listed or counted.
+    pub fn list(&self, filter: &Filter, after: Option<&str>, limit: usize, authority: &Authority) -> ListPage {
         let start: Key = filter.prefix.as_str().into();
         let matching = self
             .records
             .range(start..)
             .take_while(|(key, _)| key.starts_with(filter.prefix.as_str()))
-            .filter(|(_, record)| filter.matches(record));
+            .filter(|(key, record)| filter.matches(record) && authority.can_read(key));
         let (mut records, mut total, mut next) = (Vec::new(), 0, None);
         for (key, record) in matching {
             total += 1;
@@ -142,14 +159,21 @@ impl KvState {
         ListPage { records, total, next }
     }
 
-    /// Events with revision `>= from` that match `filter`.
-    pub fn events_since(&self, from: u64, filter: &Filter, max: usize) -> Result<Vec<Arc<Event>>, Compacted> {
-        self.events.since(from, filter, max)
+    /// Events with revision `>= from` that match `filter`, of keys `authority` may read.
+    pub fn events_since(
+        &self,
+        from: u64,
+        filter: &Filter,
+        max: usize,
+        authority: &Authority,
+    ) -> Result<Vec<Arc<Event>>, Compacted> {
+        self.events.since(from, filter, max, &|key| authority.can_read(key))
     }
 
-    /// Whether anything matching `filter` changed after `after` (`None`: no longer known).
-    pub fn changed_after(&self, after: u64, filter: &Filter) -> Option<bool> {
-        self.events.changed_after(after, filter)
+    /// Whether anything matching `filter` that `authority` may read changed after `after`
+    /// (`None`: no longer known).
+    pub fn changed_after(&self, after: u64, filter: &Filter, authority: &Authority) -> Option<bool> {
+        self.events.changed_after(after, filter, &|key| authority.can_read(key))
     }
 
     pub fn oldest_event(&self) -> u64 {
@@ -187,9 +211,16 @@ impl KvState {
     }
 
     fn execute(&mut self, request: &Request) -> Response {
+        let (credential, command) = match &request.command {
+            Command::Authorized { credential, command } => (Some(credential), &**command),
+            command => (None, command),
+        };
+        if let Err(denial) = self.authorize(credential, command) {
+            return Response::Denied { denial, revision: self.revision };
+        }
         let revision_before = self.revision;
         let now = request.proposed_at_ms;
-        let response = match &request.command {
+        let response = match command {
             Command::Put { key, value, labels, expect } => self.put(key, value, labels.as_ref(), *expect, now),
             Command::Delete { key, expect } => self.delete(key, *expect),
             Command::RetireNode { id } => {
@@ -214,9 +245,34 @@ impl KvState {
                 self.kie_update(project, id, value.as_ref(), status.as_ref(), now)
             }
             Command::KieDelete { project, ids } => self.kie_delete(project, ids),
+            Command::Acl(change) => Response::Acl { outcome: self.acl.apply(change), revision: self.revision },
+            Command::Authorized { .. } => {
+                Response::Denied { denial: Denial::PermissionDenied, revision: self.revision }
+            }
         };
         assert!(self.revision >= revision_before, "the revision never goes back");
         response
+    }
+
+    /// Whether the ACL state lets `command` apply, on behalf of `credential` (`None`: the
+    /// command came without a token). Internal commands come only unwrapped, from a leader;
+    /// every client command is checked, an unwrapped one as anonymous.
+    fn authorize(&self, credential: Option<&Credential>, command: &Command) -> Result<(), Denial> {
+        let internal = matches!(command, Command::RetireNode { .. } | Command::SetClusterId { .. });
+        match (credential, command) {
+            (None, _) if internal => return Ok(()),
+            (Some(_), _) if internal => return Err(Denial::PermissionDenied),
+            // Once per cluster, by whoever comes first; a second one is answered as such.
+            (_, Command::Acl(AclCommand::Bootstrap { .. })) => return Ok(()),
+            _ => {}
+        }
+        let authority = self.acl.authority(credential.unwrap_or(&Credential::Anonymous))?;
+        authority.check(crate::acl::permits(&authority, command))
+    }
+
+    /// What a request with `credential` may do in this state.
+    pub fn authority(&self, credential: &Credential) -> Result<Authority, Denial> {
+        self.acl.authority(credential)
     }
 
     fn put(
@@ -353,7 +409,7 @@ impl KvState {
     /// matched). An outcome that does not fit the command can only come from a fingerprint
     /// collision; it is answered as a reused tag, never with a made-up record.
     fn replay(&self, request: &Request, outcome: Outcome) -> Response {
-        match (outcome, &request.command) {
+        match (outcome, request.command.unwrapped()) {
             (
                 Outcome::Put { create_revision, mod_revision, version, revision },
                 Command::Put { key, value, labels, .. },
@@ -392,6 +448,8 @@ impl KvState {
             (Outcome::KieDeleted { ids, revision }, Command::KieDelete { .. }) => {
                 Response::KieDeleted { ids, revision }
             }
+            (Outcome::Acl { outcome, revision }, Command::Acl(_)) => Response::Acl { outcome, revision },
+            (Outcome::Denied { denial, revision }, _) => Response::Denied { denial, revision },
             _ => Response::TagReused { revision: self.revision },
         }
     }
@@ -420,6 +478,8 @@ fn outcome_of(response: &Response) -> Option<Outcome> {
         Response::KieExists { id, revision } => Some(Outcome::KieExists { id: id.clone(), revision: *revision }),
         Response::KieNotFound { revision } => Some(Outcome::KieNotFound { revision: *revision }),
         Response::KieDeleted { ids, revision } => Some(Outcome::KieDeleted { ids: ids.clone(), revision: *revision }),
+        Response::Acl { outcome, revision } => Some(Outcome::Acl { outcome: outcome.clone(), revision: *revision }),
+        Response::Denied { denial, revision } => Some(Outcome::Denied { denial: *denial, revision: *revision }),
         Response::Retired { .. } | Response::Noop { .. } | Response::Superseded { .. } | Response::TagReused { .. } => {
             None
         }
@@ -433,7 +493,9 @@ fn command_key(command: &Command) -> Option<&Key> {
         | Command::SetClusterId { .. }
         | Command::KieCreate { .. }
         | Command::KieUpdate { .. }
-        | Command::KieDelete { .. } => None,
+        | Command::KieDelete { .. }
+        | Command::Acl(_) => None,
+        Command::Authorized { command, .. } => command_key(command),
     }
 }
 

@@ -5,7 +5,7 @@
 mod config;
 mod generate;
 mod peer;
-mod seam;
+pub(crate) mod seam;
 mod stream;
 
 pub use config::{ClientTls, Identity, ServerTls, TlsError, TlsFiles};

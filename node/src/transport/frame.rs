@@ -195,7 +195,14 @@ mod tests {
                 body(2, PeerRequest::Vote(vote)),
                 body(3, PeerRequest::Snapshot(chunk)),
                 body(4, PeerRequest::Forward(Forward::Write(put("key")))),
-                body(5, PeerRequest::Forward(Forward::Read { key: "k".into(), consistency: Consistency::Stale })),
+                body(
+                    5,
+                    PeerRequest::Forward(Forward::Read {
+                        key: "k".into(),
+                        consistency: Consistency::Stale,
+                        credential: crate::acl::Credential::Anonymous,
+                    }),
+                ),
             ]
         }
 

@@ -17,8 +17,9 @@ pub(super) struct Envelope<T> {
 
 /// Bumped on any incompatible change to the messages below or the handshake. 3: the
 /// authenticated handshake; sessions remember request fingerprints (`Response::TagReused`).
-/// 4: the handshake carries both sides' cluster ids; `PeerResponse::Retired`.
-pub(super) const PROTOCOL: u32 = 4;
+/// 4: the handshake carries both sides' cluster ids; `PeerResponse::Retired`. 5: forwarded
+/// reads carry the client's credential; ACL commands and `Command::Authorized`.
+pub(super) const PROTOCOL: u32 = 5;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {

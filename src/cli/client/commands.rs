@@ -227,7 +227,7 @@ pub async fn watch(args: WatchArgs) -> Outcome {
     loop {
         let mut stream = match client.watch(Route::Any, &args.prefix, &args.labels, next).await {
             Ok(stream) => stream,
-            Err(error @ ClientError::Compacted { .. }) => return failure(&error),
+            Err(error @ (ClientError::Compacted { .. } | ClientError::Rejected { .. })) => return failure(&error),
             Err(error) => {
                 eprintln!("cairn: watch: {error}; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -246,6 +246,10 @@ pub async fn watch(args: WatchArgs) -> Outcome {
                         "cairn: the watch fell behind the history at revision {revision}: list again, then watch"
                     );
                     return failure(&ClientError::Compacted { oldest });
+                }
+                Ok(Ok(Some(WatchItem::Denied { code }))) => {
+                    let message = "the token may no longer watch".to_string();
+                    return failure(&ClientError::Rejected { status: 403, code, message });
                 }
                 Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
                     eprintln!("cairn: watch interrupted; resuming from revision {}", next.unwrap_or(0));

@@ -6,6 +6,7 @@
 //! Human output by default, `--json` for scripts; the exit code tells what happened (see
 //! [`Outcome`]).
 
+mod acl;
 mod commands;
 mod output;
 
@@ -45,6 +46,9 @@ pub struct ClientArgs {
     /// The private key (PEM) of --cert.
     #[arg(long, env = "CAIRN_KEY", requires = "cert", global = true)]
     pub key: Option<PathBuf>,
+    /// The ACL token's secret to send with every request, once ACLs are bootstrapped.
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
 }
 
 impl ClientArgs {
@@ -131,14 +135,20 @@ pub async fn connect(args: &ClientArgs) -> Result<CairnClient, Outcome> {
         eprintln!("cairn: {error}");
         Outcome::Refused
     })?;
-    let probe = CairnClient::with_tls(endpoints.clone(), options, tls.clone());
+    let with_token = |client: CairnClient| {
+        client.with_token(args.token.as_deref()).map_err(|error| {
+            eprintln!("cairn: --token: {error}");
+            Outcome::Refused
+        })
+    };
+    let probe = with_token(CairnClient::with_tls(endpoints.clone(), options, tls.clone()))?;
     if let Ok(members) = probe.members(Route::Any).await
         && let Some(leader) = members.iter().find(|member| member.leader)
     {
         endpoints.retain(|endpoint| *endpoint != leader.http);
         endpoints.insert(0, leader.http.clone());
     }
-    Ok(CairnClient::with_tls(endpoints, options, tls))
+    with_token(CairnClient::with_tls(endpoints, options, tls))
 }
 
 /// The client commands, as they appear in `cairn`'s command list.
@@ -161,6 +171,9 @@ pub enum ClientCommand {
     /// Add or remove a member.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Access control: bootstrap, policies and tokens.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 pub fn run(command: ClientCommand) -> ExitCode {
@@ -175,6 +188,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Members(args) => members(args).await,
             ClientCommand::Status(args) => status(args).await,
             ClientCommand::Member(command) => member(command).await,
+            ClientCommand::Acl(command) => acl::run(command).await,
         }
     });
     outcome.into()

@@ -99,7 +99,13 @@ pub(super) fn recover_log(disk: &dyn Disk, dir: &Path, log_end: u64) -> Result<R
             }
         }
         log.add(scan, &path)?;
+        // After a process kill the OS still holds what the dead process wrote but never synced,
+        // and this scan read it. Counting it would let the log end (and raft) treat it as
+        // durable, and a power cut would then take entries the node had acknowledged, so what
+        // the log keeps is synced before it is used.
+        disk.sync(&path).map_err(WalError::io(&path))?;
     }
+    disk.sync_dir(dir).map_err(WalError::io(dir))?;
     check_reaches_log_end(&log, dir, log_end)?;
     Ok(log)
 }

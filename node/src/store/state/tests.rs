@@ -1,4 +1,5 @@
 use super::*;
+use crate::acl::AclOutcome;
 use crate::command::ClientTag;
 
 fn put(key: &str, value: &str, expect: Precondition) -> Request {
@@ -185,7 +186,7 @@ fn every_mutation_is_an_event_in_revision_order() {
     state.apply(2, &put("b", "1", Precondition::Always), bugs);
     state.apply(3, &delete("a"), bugs);
     state.apply(4, &delete("a"), bugs);
-    let events = state.events_since(1, &Filter::default(), 10).unwrap();
+    let events = state.events_since(1, &Filter::default(), 10, &Authority::Open).unwrap();
     let summary: Vec<(u64, Action, &str)> = events.iter().map(|e| (e.revision, e.action, &*e.record.key)).collect();
     assert_eq!(summary, [(1, Action::Put, "a"), (2, Action::Put, "b"), (3, Action::Delete, "a")]);
     assert!(events[2].record.value.is_empty(), "a delete event carries no value");
@@ -200,14 +201,14 @@ fn listing_filters_by_prefix_and_labels_and_pages_in_key_order() {
         state.apply(index as u64 + 1, &labelled(key, "v", &[("env", env), ("app", "order")]), bugs);
     }
     let filter = Filter { prefix: "cfg/".into(), labels: vec![("env".into(), "prod".into())], ..Filter::default() };
-    let first = state.list(&filter, None, 1);
+    let first = state.list(&filter, None, 1, &Authority::Open);
     assert_eq!((first.total, first.records.len()), (2, 1));
     assert_eq!(&*first.records[0].key, "cfg/a");
-    let second = state.list(&filter, first.next.as_deref(), 1);
+    let second = state.list(&filter, first.next.as_deref(), 1, &Authority::Open);
     assert_eq!(&*second.records[0].key, "cfg/c");
     assert_eq!(second.next, None);
     let exact = Filter { labels: vec![("env".into(), "prod".into())], exact_labels: true, ..Filter::default() };
-    assert_eq!(state.list(&exact, None, 10).total, 0, "exact matching needs the same label set");
+    assert_eq!(state.list(&exact, None, 10, &Authority::Open).total, 0, "exact matching needs the same label set");
 }
 
 #[test]
@@ -278,7 +279,57 @@ mod properties {
         prop::collection::btree_map("[a-b ]{0,2}", "[x\\n]{0,2}", 0..3)
     }
 
+    fn credential() -> impl Strategy<Value = Credential> {
+        prop_oneof![Just(Credential::Anonymous), (0u8..3).prop_map(|n| Credential::from_secret(&format!("s{n}")))]
+    }
+
+    fn acl_command() -> impl Strategy<Value = AclCommand> {
+        use crate::acl::{Access, Policy, Rule, SecretHash};
+        let accessor = || (0u8..3).prop_map(|n| format!("a{n}"));
+        let secret = || (0u8..3).prop_map(|n| SecretHash::of(&format!("s{n}")));
+        let name = || prop_oneof![Just("p".to_string()), Just("anonymous".to_string()), Just("management".to_string())];
+        let access = || prop_oneof![Just(Access::Deny), Just(Access::Read), Just(Access::Write)];
+        let rule = (prop_oneof![Just(""), Just("a"), Just("b/"), Just(".kie/")], access())
+            .prop_map(|(prefix, access)| Rule { prefix: prefix.to_string(), access });
+        let policy = (name(), prop::collection::vec(rule, 0..3), access()).prop_map(|(name, rules, cluster)| Policy {
+            name,
+            rules,
+            cluster,
+        });
+        let names = || prop::collection::vec(name(), 0..3);
+        prop_oneof![
+            (accessor(), secret()).prop_map(|(accessor, secret)| AclCommand::Bootstrap { accessor, secret }),
+            (policy, any::<bool>()).prop_map(|(policy, create)| AclCommand::PutPolicy { policy, create }),
+            name().prop_map(|name| AclCommand::DeletePolicy { name }),
+            (accessor(), secret(), names()).prop_map(|(accessor, secret, policies)| AclCommand::CreateToken {
+                accessor,
+                secret,
+                policies,
+                description: String::new()
+            }),
+            (accessor(), names()).prop_map(|(accessor, policies)| AclCommand::UpdateToken {
+                accessor,
+                policies,
+                description: String::new()
+            }),
+            accessor().prop_map(|accessor| AclCommand::DeleteToken { accessor }),
+        ]
+    }
+
+    /// Client commands, ACL changes, and either of them on behalf of a token (or a wrapper
+    /// around a wrapper, which no decoder lets through but `apply` must still survive).
     fn command() -> impl Strategy<Value = Command> {
+        let unwrapped = prop_oneof![4 => plain_command(), 1 => acl_command().prop_map(Command::Acl)];
+        unwrapped.prop_recursive(2, 4, 1, |inner| {
+            prop_oneof![
+                inner.clone(),
+                (credential(), inner)
+                    .prop_map(|(credential, command)| Command::Authorized { credential, command: Box::new(command) }),
+            ]
+        })
+    }
+
+    fn plain_command() -> impl Strategy<Value = Command> {
         let text = || "[a-z\\-/.]{0,3}".prop_map(|text| Arc::<str>::from(text.as_str()));
         let value = || prop::collection::vec(any::<u8>(), 0..4).prop_map(Bytes::from);
         let expect = prop_oneof![Just(Precondition::Always), (0u64..6).prop_map(Precondition::ModRevision)];
@@ -319,8 +370,16 @@ mod properties {
     /// event and the history ends at the revision.
     fn check_step(before: &KvState, after: &KvState, response: &Response) {
         assert!(after.revision() >= before.revision());
+        assert_eq!(after.acl().inconsistency(), None);
         assert!(after.revision() <= before.revision() + 1 || matches!(response, Response::KieDeleted { .. }));
-        if matches!(response, Response::TagReused { .. } | Response::Superseded { .. } | Response::Mismatch { .. }) {
+        let refused = matches!(
+            response,
+            Response::TagReused { .. }
+                | Response::Superseded { .. }
+                | Response::Mismatch { .. }
+                | Response::Denied { .. }
+        );
+        if refused || matches!(response, Response::Acl { .. }) {
             assert_eq!(after.records, before.records);
             assert_eq!(after.revision(), before.revision());
         }
@@ -330,7 +389,9 @@ mod properties {
             assert!(record.version >= 1);
         }
         if after.revision() > before.revision() {
-            let events = after.events_since(before.revision() + 1, &Filter::default(), usize::MAX).unwrap_or_default();
+            let events = after
+                .events_since(before.revision() + 1, &Filter::default(), usize::MAX, &Authority::Open)
+                .unwrap_or_default();
             let revisions: Vec<u64> = events.iter().map(|event| event.revision).collect();
             let expected: Vec<u64> = (before.revision() + 1..=after.revision()).collect();
             assert_eq!(revisions, expected, "one event per revision, none missing");
@@ -383,4 +444,66 @@ fn only_a_state_apply_could_have_built_passes_the_consistency_check() {
     let mut forged = state.clone();
     forged.revision += 1;
     assert!(forged.inconsistency().is_some(), "history ending before the revision");
+}
+
+fn acl(change: AclCommand) -> Request {
+    Request { tag: None, proposed_at_ms: 1_000, command: Command::Acl(change) }
+}
+
+fn as_token(secret: &str, request: Request) -> Request {
+    let command =
+        Command::Authorized { credential: Credential::from_secret(secret), command: Box::new(request.command) };
+    Request { command, ..request }
+}
+
+/// Goal: the ACL state decides at apply time, at the entry's place in the log, so a write the
+/// token was not allowed when it applied never changes anything, whatever a proposer checked
+/// before. Method: bootstrap, give a token write on `app/`, then apply writes as it, as
+/// nobody, and after the token's deletion.
+#[test]
+fn writes_are_authorized_where_they_apply_in_the_log() {
+    use crate::acl::{Access, Policy, Rule, SecretHash};
+    let mut state = KvState::new(4, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let bootstrap = AclCommand::Bootstrap { accessor: "root".into(), secret: SecretHash::of("root") };
+    assert!(matches!(state.apply(1, &acl(bootstrap), bugs), Response::Acl { outcome: AclOutcome::Bootstrapped, .. }));
+    let policy = Policy {
+        name: "app".into(),
+        rules: vec![Rule { prefix: "app/".into(), access: Access::Write }],
+        cluster: Access::Deny,
+    };
+    let unauthorized = state.apply(2, &acl(AclCommand::PutPolicy { policy: policy.clone(), create: true }), bugs);
+    assert!(matches!(unauthorized, Response::Denied { denial: Denial::Unauthenticated, .. }), "{unauthorized:?}");
+    let put_policy = as_token("root", acl(AclCommand::PutPolicy { policy, create: true }));
+    assert!(matches!(state.apply(3, &put_policy, bugs), Response::Acl { outcome: AclOutcome::Written, .. }));
+    let token = AclCommand::CreateToken {
+        accessor: "t".into(),
+        secret: SecretHash::of("t"),
+        policies: vec!["app".into()],
+        description: String::new(),
+    };
+    state.apply(4, &as_token("root", acl(token)), bugs);
+
+    assert!(matches!(
+        state.apply(5, &as_token("t", put("app/a", "1", Precondition::Always)), bugs),
+        Response::Put { .. }
+    ));
+    let outside = state.apply(6, &as_token("t", put("other", "1", Precondition::Always)), bugs);
+    assert!(matches!(outside, Response::Denied { denial: Denial::PermissionDenied, .. }), "{outside:?}");
+    let anonymous = state.apply(7, &put("app/b", "1", Precondition::Always), bugs);
+    assert!(matches!(anonymous, Response::Denied { denial: Denial::Unauthenticated, .. }), "{anonymous:?}");
+    let not_management = state.apply(8, &as_token("t", acl(AclCommand::DeleteToken { accessor: "root".into() })), bugs);
+    assert!(matches!(not_management, Response::Denied { denial: Denial::PermissionDenied, .. }));
+
+    state.apply(9, &as_token("root", acl(AclCommand::DeleteToken { accessor: "t".into() })), bugs);
+    let revoked = state.apply(10, &tagged(as_token("t", put("app/c", "1", Precondition::Always)), 5, 1), bugs);
+    assert!(matches!(revoked, Response::Denied { denial: Denial::Unauthenticated, .. }), "{revoked:?}");
+    let retried = state.apply(11, &tagged(as_token("t", put("app/c", "1", Precondition::Always)), 5, 1), bugs);
+    assert_eq!(retried, revoked, "a retry is answered as the original was");
+    assert_eq!(state.get("app/c"), None);
+    assert_eq!(state.revision(), 1, "only the allowed write changed the store");
+    assert!(matches!(
+        state.apply(12, &acl(AclCommand::Bootstrap { accessor: "x".into(), secret: SecretHash::of("x") }), bugs),
+        Response::Acl { outcome: AclOutcome::AlreadyBootstrapped, .. }
+    ));
 }
