@@ -30,17 +30,9 @@ ROWS=(
   "serializable get on a follower, 64 clients|get|64|stale|follower"
 )
 
-PIDS=()
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 log() { printf '\n== %s\n' "$*" >&2; }
-die() { printf 'bench/compare.sh: %s\n' "$*" >&2; exit 1; }
-
-stop_all() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop_all EXIT
 
 install_tools() {
   local missing=() tool package
@@ -59,16 +51,6 @@ install_tools() {
   fi
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for() { # seconds, description, command...
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "timed out waiting for $what"
-    sleep 0.2
-  done
-}
 
 # ---- etcd: client ports 21379, 22379, 23379; peer ports 21380, 22380, 23380.
 etcd_client() { echo "127.0.0.1:2${1}379"; }

@@ -142,7 +142,7 @@ async fn tokens_and_policies_decide_every_read_write_listing_and_watch() {
         rules: vec![RuleBody { prefix: None, project: Some("shop".into()), access: Access::Write }],
         cluster: Access::Deny,
     };
-    let shown = management.acl_put_policy(Route::Any, &kie, false).await.expect("a project policy");
+    let shown = management.acl_put_policy(Route::Any, &kie, false).await.expect("a project policy").value;
     assert_eq!(shown.rules[0].project.as_deref(), Some("shop"), "shown as the project rule it was written as");
     let kie_secret = token_with(&management, &["kie"]).await;
     let create = |project: &str| {

@@ -40,6 +40,8 @@ struct Scenario {
     seed_base: u64,
     /// HTTPS only, with client certificates, on every node.
     tls: bool,
+    /// ACLs bootstrapped, with restricted clients and policy changes (see `cairn_chaos::acl`).
+    acl: bool,
 }
 
 /// As in production.
@@ -57,7 +59,7 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     stale_acl_cache: false,
 };
 
-const SCENARIOS: [Scenario; 11] = [
+const SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -72,6 +74,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: SHORT_HISTORY,
         seed_base: 1_000,
         tls: true,
+        acl: true,
     },
     Scenario {
         name: "three_nodes_crashes",
@@ -89,6 +92,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 2_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "three_nodes_intruders",
@@ -98,6 +102,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 10_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "three_nodes_membership",
@@ -107,6 +112,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 3_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "five_nodes_everything",
@@ -116,6 +122,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: SHORT_HISTORY,
         seed_base: 4_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "bug_local_linearizable_reads",
@@ -125,6 +132,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 5_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "bug_ack_before_fsync",
@@ -134,6 +142,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 6_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "bug_skip_dedup",
@@ -143,6 +152,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 7_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "bug_drop_watch_events",
@@ -152,6 +162,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 8_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "bug_unproven_leader_contact",
@@ -161,6 +172,7 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 9_000,
         tls: false,
+        acl: false,
     },
     Scenario {
         name: "bug_ignore_tag_reuse",
@@ -170,6 +182,17 @@ const SCENARIOS: [Scenario; 11] = [
         history: FULL_HISTORY,
         seed_base: 11_000,
         tls: false,
+        acl: false,
+    },
+    Scenario {
+        name: "bug_stale_acl_cache",
+        nodes: 3,
+        faults: &[FaultKind::Partition, FaultKind::KillLeader],
+        bugs: InjectedBugs { stale_acl_cache: true, ..NO_BUGS },
+        history: FULL_HISTORY,
+        seed_base: 12_000,
+        tls: false,
+        acl: true,
     },
 ];
 
@@ -188,6 +211,7 @@ fn run_options(scenario: &Scenario, seed: u64) -> RunOptions {
         // Every other seed of the scenarios without deliberate bugs also fights a hostile client,
         // and so does every seed of the bug it exists to catch.
         hostile: (seed.is_multiple_of(2) && scenario.bugs == NO_BUGS) || scenario.bugs.ignore_tag_reuse,
+        acl: scenario.acl,
     }
 }
 
@@ -227,6 +251,7 @@ impl SeedResult {
         self.report.overall() != Overall::Valid
             || self.outcome.recovery.is_err()
             || !self.outcome.hostile.broken.is_empty()
+            || !self.outcome.acl.violations.is_empty()
     }
 
     /// Keeps the history and the HTML report for a look, and returns where.
@@ -292,8 +317,16 @@ fn progress(scenario: &Scenario, result: &SeedResult) {
             hostile.refused, hostile.inconclusive, hostile.broken
         ),
     };
+    let acl = &result.outcome.acl;
+    let acl = match acl.changes {
+        0 => String::new(),
+        changes => format!(
+            "; ACL: {changes} policy changes, {} restricted answers checked, {} refused, violations: {:?}",
+            acl.checked, acl.refused, acl.violations
+        ),
+    };
     eprintln!(
-        "[{}] seed {}: {:?} — {} ops ({} ok, {} fail, {} info), {} faults, {recovery}{hostile}; {:.0} virtual s in {:.1} s ({:.0}x)",
+        "[{}] seed {}: {:?} — {} ops ({} ok, {} fail, {} info), {} faults, {recovery}{hostile}{acl}; {:.0} virtual s in {:.1} s ({:.0}x)",
         scenario.name,
         result.seed,
         result.report.overall(),
@@ -418,6 +451,22 @@ fn bug_ignore_tag_reuse() {
         }
     }
     panic!("the ignore-tag-reuse bug went unnoticed by the hostile client for 5 seeds");
+}
+
+/// A store that keeps serving a token what its policy allowed before a change must be caught
+/// by the ACL checker: restricted reads answered while the policy was narrow.
+#[test]
+fn bug_stale_acl_cache() {
+    let scenario = scenario("bug_stale_acl_cache");
+    for seed in seeds(scenario.seed_base..scenario.seed_base + 5) {
+        let result = run_and_check(scenario, seed);
+        progress(scenario, &result);
+        if let Some(violation) = result.outcome.acl.violations.first() {
+            eprintln!("[{}] caught by the ACL checker at seed {seed}: {violation}", scenario.name);
+            return;
+        }
+    }
+    panic!("the stale-acl-cache bug went unnoticed by the ACL checker for 5 seeds");
 }
 
 /// Retried requests applied twice must be caught.

@@ -166,6 +166,27 @@ async fn client_certificate_auth_serves_only_clients_the_ca_signed() {
     assert!(matches!(foreign, Err(ClientError::Unavailable { .. })), "a certificate of another CA: {foreign:?}");
 }
 
+/// Goal: SIGHUP re-reads the TLS files at once and never stops the node (without a handler,
+/// SIGHUP would kill it). Method: SIGHUP with the files unchanged, then after replacing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_files_and_keeps_the_node_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = tls_init(root.path(), "certs", 1);
+    let mut node = Process::start(root.path(), 1, &tls_flags(&certs, 1));
+    let client = https_client(vec![node.http.clone()], &certs, None);
+    eventually(Duration::from_secs(30), "a first write", || async {
+        client.put(Route::Any, "k", Bytes::from("v"), None).await.ok()
+    })
+    .await;
+    node.signal("HUP");
+    eventually(Duration::from_secs(10), "the SIGHUP log line", || async {
+        node.log().contains("SIGHUP: TLS certificate files unchanged").then_some(())
+    })
+    .await;
+    assert!(node.wait_for_exit(Duration::from_millis(300)).is_none(), "SIGHUP stopped the node:\n{}", node.log());
+    client.put(Route::Any, "k", Bytes::from("w"), None).await.expect("the node serves after SIGHUP");
+}
+
 /// Goal: a renewal is not an outage. Method: a node serves with one CA's certificate; its files
 /// are replaced by another CA's; without a restart, clients trusting the new CA are served and
 /// clients trusting only the old one are refused.

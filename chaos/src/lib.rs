@@ -26,6 +26,7 @@
 #[cfg(all(feature = "sim", not(madsim)))]
 compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `cargo test --features sim`");
 
+pub mod acl;
 pub mod check;
 pub mod generate;
 pub mod history;

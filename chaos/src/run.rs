@@ -6,7 +6,9 @@ use cairn_http::client::{CairnClient, ClientOptions, Route};
 use cairn_node::api;
 use cairn_node::rt::{self, Duration, Instant, watch};
 
+use crate::acl::{self, AclCounts, AclSetup, GrantLog};
 use crate::generate::Rng;
+use crate::history::parse_history;
 use crate::history::{ClientEvent, Consistency, EventType, Function, Value};
 use crate::hostile::{HostileCounts, HostileOptions, run_hostile};
 use crate::nemesis::{Cluster, NemesisOptions, run_nemesis};
@@ -32,6 +34,9 @@ pub struct RunOptions {
     pub client: ClientOptions,
     /// Runs a hostile client beside the workload (see [`crate::hostile`]).
     pub hostile: bool,
+    /// Bootstraps ACLs and runs restricted clients and policy changes beside the workload (see
+    /// [`crate::acl`]).
+    pub acl: bool,
 }
 
 /// What a run produced.
@@ -46,6 +51,8 @@ pub struct RunOutcome {
     pub recovery: Result<Duration, String>,
     /// How the hostile client's requests were answered (all zero without one).
     pub hostile: HostileCounts,
+    /// What the restricted clients did and whether the policy allowed it (all zero without ACLs).
+    pub acl: AclCounts,
 }
 
 /// Runs clients and nemesis on `cluster`, then checks recovery and reads every key.
@@ -54,6 +61,11 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
     let (stop, stopped) = watch::channel(false);
     let endpoints = cluster.endpoints();
     let mut clients = Vec::new();
+    let grants = GrantLog::default();
+    if options.acl {
+        let setup = set_up_acl(cluster, options, &grants).await;
+        clients.extend(spawn_restricted(cluster, options, &setup, &recorder, &grants, &stopped));
+    }
     for index in 0..options.workload.clients {
         let (recorder, endpoints, stopped, workload) =
             (recorder.clone(), endpoints.clone(), stopped.clone(), options.workload);
@@ -101,7 +113,77 @@ pub async fn run<C: Cluster>(cluster: &C, options: &RunOptions) -> RunOutcome {
         Some(answer) => answer.await.unwrap_or_default(),
         None => HostileCounts::default(),
     };
-    RunOutcome { history: recorder.bytes(), counts: recorder.counts(), recovery, hostile }
+    let history = recorder.bytes();
+    let acl = match options.acl {
+        true => match parse_history(history.as_slice()) {
+            Ok(parsed) => acl::check(&parsed, &grants.changes()),
+            Err(malformed) => {
+                AclCounts { violations: vec![format!("the history is malformed: {malformed}")], ..AclCounts::default() }
+            }
+        },
+        false => AclCounts::default(),
+    };
+    RunOutcome { history, counts: recorder.counts(), recovery, hostile, acl }
+}
+
+/// Bootstraps ACLs before any client starts; the cluster is healthy then, so a failure here is
+/// the run's failure.
+async fn set_up_acl<C: Cluster>(cluster: &C, options: &RunOptions, grants: &GrantLog) -> AclSetup {
+    let (endpoints, client_options, tls) = (cluster.endpoints(), options.client, cluster.client_tls());
+    let (answer, setup) = tokio::sync::oneshot::channel();
+    let grants = grants.clone();
+    cluster
+        .spawn_client(Box::pin(async move {
+            let client = CairnClient::with_tls(endpoints.clone(), client_options, tls.clone());
+            let with_token = |secret: &str| {
+                CairnClient::with_tls(endpoints.clone(), client_options, tls.clone())
+                    .with_token(Some(secret))
+                    .expect("a fresh secret is a header value")
+            };
+            let _ = answer.send(acl::set_up(&client, with_token, &grants).await);
+        }))
+        .await;
+    match setup.await {
+        Ok(Ok(setup)) => setup,
+        Ok(Err(why)) => panic!("{why}"),
+        Err(_) => panic!("the ACL setup did not finish"),
+    }
+}
+
+/// The restricted clients (the ordinary workload, with the restricted token) and the changer of
+/// their policy.
+fn spawn_restricted<C: Cluster>(
+    cluster: &C,
+    options: &RunOptions,
+    setup: &AclSetup,
+    recorder: &Recorder,
+    grants: &GrantLog,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
+    let restricted_clients = 2;
+    let mut tasks = Vec::new();
+    for index in 0..restricted_clients {
+        let (recorder, endpoints, stopped) = (recorder.clone(), cluster.endpoints(), stopped.clone());
+        let workload = WorkloadOptions { clients: restricted_clients, watchers: 0, ..options.workload };
+        let (seed, client_options, tls, secret) =
+            (options.seed, options.client, cluster.client_tls(), setup.restricted.clone());
+        tasks.push(cluster.spawn_client(Box::pin(async move {
+            let client = CairnClient::with_tls(endpoints, client_options, tls)
+                .with_token(Some(&secret))
+                .expect("a fresh secret is a header value");
+            run_client(acl::RESTRICTED_PROCESSES + index, client, recorder, workload, seed, stopped).await;
+        })));
+    }
+    let (endpoints, stopped, grants) = (cluster.endpoints(), stopped.clone(), grants.clone());
+    let (seed, client_options, tls, secret) =
+        (options.seed, options.client, cluster.client_tls(), setup.management.clone());
+    tasks.push(cluster.spawn_client(Box::pin(async move {
+        let management = CairnClient::with_tls(endpoints, client_options, tls)
+            .with_token(Some(&secret))
+            .expect("a fresh secret is a header value");
+        acl::run_changer(management, grants, seed, stopped).await;
+    })));
+    tasks
 }
 
 /// Probes the healed cluster until a write and a linearizable read both succeed.

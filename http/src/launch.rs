@@ -20,6 +20,8 @@ use crate::{join, router, serve};
 /// A started node and the switch that stops its HTTP actor.
 pub struct Launched {
     pub node: Node,
+    /// The HTTP port's TLS, when it speaks HTTPS (for a reload on demand).
+    pub tls: Option<Arc<ServerTls>>,
     http_shutdown: watch::Sender<bool>,
 }
 
@@ -70,11 +72,11 @@ pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launc
     if let Some(tls) = &server_tls {
         rt::spawn(tls.clone().keep_reloading(http_stop.clone()));
     }
-    rt::spawn(serve(http_listener, router(node.clone()), server_tls, http_stop));
+    rt::spawn(serve(http_listener, router(node.clone()), server_tls.clone(), http_stop));
     if let Some((seeds, kind, token)) = joining {
         rt::spawn(join::join_cluster(node.clone(), seeds, kind, member_tls, token));
     }
-    Ok(Launched { node, http_shutdown })
+    Ok(Launched { node, tls: server_tls, http_shutdown })
 }
 
 /// A client of the seeds for the join check, with the node's certificate and join token.

@@ -304,19 +304,32 @@ async fn serve(config: NodeConfig) -> ExitCode {
         "cairn node {id} serving HTTP on http://{http}, peers on {peer}, gossip on {gossip}, data in {}",
         data.display()
     );
-    wait_for_stop_signal().await;
+    wait_for_stop_signal(&launched).await;
     tracing::info!("stopping");
     launched.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_stop_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
-    tokio::select! {
-        biased;
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// Waits for SIGINT or SIGTERM. SIGHUP re-reads the HTTP port's TLS files at once (they are
+/// also polled every second), as etcd and Consul operators expect, and never stops the node.
+async fn wait_for_stop_signal(launched: &cairn_http::Launched) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP can be handled");
+    loop {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => return,
+            _ = terminate.recv() => return,
+            _ = hangup.recv() => match launched.tls.as_ref().map(|tls| tls.reload()) {
+                None => tracing::info!("SIGHUP: no TLS files to reload"),
+                Some(Ok(true)) => tracing::info!("SIGHUP: TLS certificate files reloaded; new connections use them"),
+                Some(Ok(false)) => tracing::info!("SIGHUP: TLS certificate files unchanged"),
+                Some(Err(error)) => {
+                    tracing::error!(%error, "SIGHUP: TLS files cannot be used; the previous ones stay in force");
+                }
+            },
+        }
     }
 }
 

@@ -78,6 +78,13 @@ impl Process {
         }
     }
 
+    /// Sends the running process a signal (`HUP`, `TERM`, …) without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the process is running");
+        let status = Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "SIG{name} is delivered");
+    }
+
     /// Waits up to `timeout` for the process to exit by itself; its exit status if it did.
     pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

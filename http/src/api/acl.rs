@@ -6,31 +6,37 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cairn_node::acl::{self, AclCommand, AclOutcome, Credential, SecretHash};
-use cairn_node::command::{Command, Response as StoreResponse};
+use cairn_node::command::{ClientTag, Command, Response as StoreResponse};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::ApiState;
 use super::caller::{Caller, require_management};
 use super::error::ApiError;
+use super::kv::client_tag;
 use super::query::Query;
-use crate::wire::{PoliciesBody, PolicyBody, TokenRequestBody, TokenSecretBody, TokensBody};
+use crate::wire::{PoliciesBody, PolicyBody, REVISION_HEADER, TokenRequestBody, TokenSecretBody, TokensBody};
 
 /// `POST /v1/acl/bootstrap`: once per cluster, by anyone; turns enforcement on.
-pub(super) async fn bootstrap(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+pub(super) async fn bootstrap(
+    State(state): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     let (accessor, secret) = (acl::fresh_accessor(), acl::fresh_secret());
     let command = AclCommand::Bootstrap { accessor: accessor.clone(), secret: SecretHash::of(&secret) };
-    match change(&state, Credential::Anonymous, command).await? {
-        AclOutcome::Bootstrapped => {
+    match change(&state, Credential::Anonymous, command, tag).await? {
+        (AclOutcome::Bootstrapped, revision) => {
             let policies = vec![acl::MANAGEMENT.to_string()];
             let description = "bootstrap token".to_string();
-            Ok(Json(TokenSecretBody { accessor, secret, policies, description }).into_response())
+            Ok(at(revision, Json(TokenSecretBody { accessor, secret, policies, description })))
         }
-        other => Err(refused(other)),
+        (other, _) => Err(refused(other)),
     }
 }
 
@@ -61,12 +67,14 @@ pub(super) async fn create_policy(
     State(state): State<ApiState>,
     caller: Caller,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     require_management(&state, &caller).await?;
     let body: PolicyBody = json_body(&body, "{\"name\",\"rules\":[{\"prefix\"|\"project\",\"access\"}],\"cluster\"}")?;
-    put_policy(&state, caller, body, true).await
+    put_policy(&state, caller, body, true, tag).await
 }
 
 pub(super) async fn update_policy(
@@ -74,9 +82,11 @@ pub(super) async fn update_policy(
     caller: Caller,
     Path(name): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     require_management(&state, &caller).await?;
     let body: PolicyBody = json_body(&body, "{\"name\",\"rules\":[{\"prefix\"|\"project\",\"access\"}],\"cluster\"}")?;
     if body.name != name {
@@ -85,15 +95,21 @@ pub(super) async fn update_policy(
             "the body's name differs from the path's; policies keep their names",
         ));
     }
-    put_policy(&state, caller, body, false).await
+    put_policy(&state, caller, body, false, tag).await
 }
 
-async fn put_policy(state: &ApiState, caller: Caller, body: PolicyBody, create: bool) -> Result<Response, ApiError> {
+async fn put_policy(
+    state: &ApiState,
+    caller: Caller,
+    body: PolicyBody,
+    create: bool,
+    tag: Option<ClientTag>,
+) -> Result<Response, ApiError> {
     let policy = body.to_policy().map_err(|why| ApiError::bad_request("invalid_acl", why))?;
     let shown = PolicyBody::of(&policy);
-    match change(state, caller.0, AclCommand::PutPolicy { policy, create }).await? {
-        AclOutcome::Written => Ok(Json(shown).into_response()),
-        other => Err(refused(other)),
+    match change(state, caller.0, AclCommand::PutPolicy { policy, create }, tag).await? {
+        (AclOutcome::Written, revision) => Ok(at(revision, Json(shown))),
+        (other, _) => Err(refused(other)),
     }
 }
 
@@ -102,10 +118,12 @@ pub(super) async fn delete_policy(
     caller: Caller,
     Path(name): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     require_management(&state, &caller).await?;
-    deleted(change(&state, caller.0, AclCommand::DeletePolicy { name }).await?)
+    deleted(change(&state, caller.0, AclCommand::DeletePolicy { name }, tag).await?)
 }
 
 pub(super) async fn list_tokens(
@@ -136,9 +154,11 @@ pub(super) async fn create_token(
     State(state): State<ApiState>,
     caller: Caller,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     require_management(&state, &caller).await?;
     let body: TokenRequestBody = json_body(&body, "{\"policies\":[names],\"description\"}")?;
     let (accessor, secret) = (acl::fresh_accessor(), acl::fresh_secret());
@@ -148,12 +168,12 @@ pub(super) async fn create_token(
         policies: body.policies.clone(),
         description: body.description.clone(),
     };
-    match change(&state, caller.0, command).await? {
-        AclOutcome::Written => {
+    match change(&state, caller.0, command, tag).await? {
+        (AclOutcome::Written, revision) => {
             let TokenRequestBody { policies, description } = body;
-            Ok(Json(TokenSecretBody { accessor, secret, policies, description }).into_response())
+            Ok(at(revision, Json(TokenSecretBody { accessor, secret, policies, description })))
         }
-        other => Err(refused(other)),
+        (other, _) => Err(refused(other)),
     }
 }
 
@@ -163,9 +183,11 @@ pub(super) async fn update_token(
     caller: Caller,
     Path(accessor): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     require_management(&state, &caller).await?;
     let body: TokenRequestBody = json_body(&body, "{\"policies\":[names],\"description\"}")?;
     let command = AclCommand::UpdateToken {
@@ -173,12 +195,12 @@ pub(super) async fn update_token(
         policies: body.policies.clone(),
         description: body.description.clone(),
     };
-    match change(&state, caller.0, command).await? {
-        AclOutcome::Written => {
+    match change(&state, caller.0, command, tag).await? {
+        (AclOutcome::Written, revision) => {
             let view = cairn_node::acl::TokenView { accessor, policies: body.policies, description: body.description };
-            Ok(Json(view).into_response())
+            Ok(at(revision, Json(view)))
         }
-        other => Err(refused(other)),
+        (other, _) => Err(refused(other)),
     }
 }
 
@@ -187,27 +209,45 @@ pub(super) async fn delete_token(
     caller: Caller,
     Path(accessor): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     Query::parse(uri.query(), &[])?;
+    let tag = client_tag(&headers)?;
     require_management(&state, &caller).await?;
-    deleted(change(&state, caller.0, AclCommand::DeleteToken { accessor }).await?)
+    deleted(change(&state, caller.0, AclCommand::DeleteToken { accessor }, tag).await?)
 }
 
-/// Applies an ACL change through raft on behalf of `credential`.
-async fn change(state: &ApiState, credential: Credential, command: AclCommand) -> Result<AclOutcome, ApiError> {
-    match state.node.write(Command::Acl(command), None, credential).await? {
-        StoreResponse::Acl { outcome, .. } => Ok(outcome),
+/// Applies an ACL change through raft on behalf of `credential`, under the client's tag when
+/// it sent one (so a retry applies at most once, and a stray older attempt never after a newer
+/// change of the same client): what it did, and the store
+/// revision it applied at (it sits in the log after that revision's mutation and before the
+/// next one).
+async fn change(
+    state: &ApiState,
+    credential: Credential,
+    command: AclCommand,
+    tag: Option<ClientTag>,
+) -> Result<(AclOutcome, u64), ApiError> {
+    match state.node.write(Command::Acl(command), tag, credential).await? {
+        StoreResponse::Acl { outcome, revision } => Ok((outcome, revision)),
         other => Err(ApiError::refusal(&other).unwrap_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected answer {other:?}"))
         })),
     }
 }
 
-fn deleted(outcome: AclOutcome) -> Result<Response, ApiError> {
+fn deleted((outcome, revision): (AclOutcome, u64)) -> Result<Response, ApiError> {
     match outcome {
-        AclOutcome::Deleted => Ok(Json(json!({ "deleted": true })).into_response()),
+        AclOutcome::Deleted => Ok(at(revision, Json(json!({ "deleted": true })))),
         other => Err(refused(other)),
     }
+}
+
+/// An answer stamped with the revision its change applied at.
+fn at(revision: u64, body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(REVISION_HEADER, HeaderValue::from(revision));
+    response
 }
 
 /// The error for an ACL command the ACL state refused to carry out.

@@ -190,7 +190,7 @@ fn precondition(query: &Query) -> Result<Precondition, ApiError> {
 }
 
 /// The optional client identity that makes a retried write safe: both headers or neither.
-fn client_tag(headers: &HeaderMap) -> Result<Option<ClientTag>, ApiError> {
+pub(super) fn client_tag(headers: &HeaderMap) -> Result<Option<ClientTag>, ApiError> {
     let text = |name: &str| headers.get(name).map(|value| value.to_str().unwrap_or("\u{fffd}"));
     match (text(CLIENT_HEADER), text(SERIAL_HEADER)) {
         (None, None) => Ok(None),

@@ -544,18 +544,19 @@ impl CairnClient {
         Ok(listed.policies)
     }
 
-    /// Creates the policy, or with `update` replaces the one of that name.
+    /// Creates the policy, or with `update` replaces the one of that name; the answer's revision
+    /// is the store revision the change applied at.
     pub async fn acl_put_policy(
         &self,
         route: Route,
         policy: &PolicyBody,
         update: bool,
-    ) -> Result<PolicyBody, ClientError> {
+    ) -> Result<Answer<PolicyBody>, ClientError> {
         let (method, path) = match update {
             true => (Method::PUT, format!("/v1/acl/policies/{}", path_segment(&policy.name))),
             false => (Method::POST, "/v1/acl/policies".to_string()),
         };
-        self.acl_call(route, Kind::IdempotentWrite, method, &path, Some(policy)).await
+        self.acl_answer(route, Kind::TaggedWrite, method, &path, Some(policy)).await
     }
 
     pub async fn acl_delete_policy(&self, route: Route, name: &str) -> Result<(), ClientError> {
@@ -604,10 +605,21 @@ impl CairnClient {
         path: &str,
         body: Option<&impl serde::Serialize>,
     ) -> Result<T, ClientError> {
+        self.acl_answer(route, kind, method, path, body).await.map(|answer| answer.value)
+    }
+
+    async fn acl_answer<T: DeserializeOwned>(
+        &self,
+        route: Route,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<Answer<T>, ClientError> {
         let body = body.map(|body| Bytes::from(serde_json::to_vec(body).expect("ACL bodies serialize")));
         let json = vec![(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
         let reply = self.call(route, kind, method, path, body.unwrap_or_default(), json).await?;
-        decode(reply).map(|answer| answer.value)
+        decode(reply)
     }
 
     fn tag_headers(&self, serial: Option<u64>) -> Vec<(HeaderName, HeaderValue)> {

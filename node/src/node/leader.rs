@@ -73,10 +73,7 @@ impl Node {
     /// Serves a request this node received as leader, from a follower or its own clients.
     pub(super) async fn serve_forward(&self, request: Forward) -> Result<ForwardReply, Attempt> {
         match request {
-            Forward::Write(request) => {
-                self.permit(&request).await?;
-                self.propose(request).await.map(ForwardReply::Written)
-            }
+            Forward::Write(request) => self.propose(request).await.map(ForwardReply::Written),
             Forward::Read { key, consistency, credential } => {
                 self.read_on_leader(key, consistency, credential).await.map(ForwardReply::Read)
             }

@@ -16,7 +16,7 @@ impl Node {
     /// proposed; every other error means the command was not applied.
     ///
     /// The command is applied only if the ACL state allows it to `credential` at its place in
-    /// the log (a refusal is [`Response::Denied`]).
+    /// the log (a refusal is [`Response::Denied`], remembered for retries like any answer).
     pub async fn write(
         &self,
         command: Command,
@@ -29,6 +29,9 @@ impl Node {
             credential => Command::Authorized { credential, command: Box::new(command) },
         };
         validate::client_command(&command, &self.inner.config.limits)?;
+        if tag.is_none() {
+            self.refuse_early(&command).await?;
+        }
         let tag = Some(tag.unwrap_or_else(Node::fresh_tag));
         let request = Request { tag, proposed_at_ms: unix_time_ms(), command };
         match self.run_on_leader(Forward::Write(request)).await? {
@@ -37,22 +40,25 @@ impl Node {
         }
     }
 
-    /// Refuses, before it reaches the log, a client write the leader's current ACL state
-    /// would refuse when applying it: a client without a token cannot fill the log with
-    /// refusals. The check at apply time stays the one that counts.
-    pub(super) async fn permit(&self, request: &Request) -> Result<(), Attempt> {
+    /// Refuses, before it is proposed, an untagged client write this node's ACL state refuses
+    /// now, so that a client without a token cannot fill the log with refusals. Only untagged
+    /// writes: a tagged one may be the retry of an attempt that already applied, which only the
+    /// session table at apply time can answer (refusing it here would deny a write that
+    /// happened). The check at apply time stays the one that counts; this one may refuse a
+    /// token a lagging node does not know yet, which is a refusal, never a wrong write.
+    async fn refuse_early(&self, command: &Command) -> Result<(), NodeError> {
         if !self.inner.store.progress().acl_enabled {
             return Ok(());
         }
-        let (credential, command) = match &request.command {
+        let (credential, command) = match command {
             Command::Authorized { credential, command } => (*credential, &**command),
             command => (Credential::Anonymous, command),
         };
         if let Command::Acl(acl::AclCommand::Bootstrap { .. }) = command {
             return Ok(());
         }
-        let authority = self.authority(credential).await.map_err(Attempt::Failed)?;
-        authority.check(acl::permits(&authority, command)).map_err(|denial| Attempt::Failed(NodeError::Denied(denial)))
+        let authority = self.authority(credential).await?;
+        authority.check(acl::permits(&authority, command)).map_err(NodeError::Denied)
     }
 
     /// One proposal on this node as leader.

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_http::client::{ExchangeError, Exchanger, Outgoing, Reply};
 use cairn_node::rt::{self, Duration, Instant};
+use cairn_node::tls::ClientTls;
+use hyper::header::{HeaderName, HeaderValue};
 
 use super::report::{Tally, thousands};
 use super::target::{Outcome, Request, Requests, exchange_failure};
@@ -50,6 +52,19 @@ pub struct Load {
     pub progress: bool,
     /// Note the revision each successful put got and when it was sent (for `watch`).
     pub keep_revisions: bool,
+    /// How to reach the endpoints: HTTPS with this client TLS, or plain HTTP.
+    pub tls: Option<ClientTls>,
+    /// Sent with every request (the ACL token).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Load {
+    fn exchanger(&self) -> Exchanger {
+        match &self.tls {
+            Some(tls) => Exchanger::with_tls(tls.clone()),
+            None => Exchanger::default(),
+        }
+    }
 }
 
 /// What a run measured.
@@ -66,14 +81,15 @@ pub struct Measured {
 struct Connection {
     endpoint: String,
     exchanger: Exchanger,
+    headers: Vec<(HeaderName, HeaderValue)>,
     turn: tokio::sync::Mutex<()>,
 }
 
 impl Connection {
     async fn send(&self, request: Request, timeout: Duration) -> Result<Reply, ExchangeError> {
         let _turn = self.turn.lock().await;
-        let outgoing =
-            Outgoing { method: request.method, path_and_query: &request.path, headers: Vec::new(), body: request.body };
+        let headers = self.headers.clone();
+        let outgoing = Outgoing { method: request.method, path_and_query: &request.path, headers, body: request.body };
         self.exchanger.send(&self.endpoint, outgoing, timeout).await
     }
 }
@@ -102,16 +118,16 @@ impl Counters {
     }
 }
 
-/// Sends `endpoints`' preflight request to each endpoint; an error names the first endpoint that
+/// Sends the load's preflight request to each endpoint; an error names the first endpoint that
 /// did not answer it with 200.
-pub async fn preflight(requests: &Requests, endpoints: &[String], system: &str) -> Result<(), String> {
-    let exchanger = Exchanger::default();
-    for endpoint in endpoints {
-        let request = requests.preflight();
+pub async fn preflight(load: &Load, system: &str) -> Result<(), String> {
+    let exchanger = load.exchanger();
+    for endpoint in &load.endpoints {
+        let request = load.requests.preflight();
         let outgoing = Outgoing {
             method: request.method.clone(),
             path_and_query: &request.path,
-            headers: Vec::new(),
+            headers: load.headers.clone(),
             body: request.body,
         };
         let asked = format!("{} {}", request.method, request.path);
@@ -135,7 +151,8 @@ pub async fn drive(load: Arc<Load>) -> Measured {
         .map(|index| {
             Arc::new(Connection {
                 endpoint: load.endpoints[index % load.endpoints.len()].clone(),
-                exchanger: Exchanger::default(),
+                exchanger: load.exchanger(),
+                headers: load.headers.clone(),
                 turn: tokio::sync::Mutex::new(()),
             })
         })

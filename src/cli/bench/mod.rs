@@ -20,11 +20,16 @@ mod target;
 mod watch;
 mod workload;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_http::wire::TOKEN_HEADER;
+use cairn_node::storage::FsDisk;
+use cairn_node::tls::ClientTls;
 use clap::{Args, ValueEnum};
+use hyper::header::{HeaderName, HeaderValue};
 
 use self::driver::{Load, Stop};
 use self::report::{Events, LATENCY_MAX, Report, Setup};
@@ -127,6 +132,18 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout (the progress line still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// For https:// endpoints: the CA certificate (PEM) the nodes' certificates chain to.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// For nodes that require client certificates: this client's certificate, with --key.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// An ACL token's secret, sent with every request (cairn only).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 /// A validated run: the load, what the report says about it, whether to write the key space
@@ -141,7 +158,11 @@ struct Plan {
 impl BenchArgs {
     fn plan(&self) -> Result<Plan, String> {
         let watchers = self.watchers()?;
-        let endpoints = self.endpoints()?;
+        let (endpoints, tls) = self.endpoints()?;
+        let headers = self.headers()?;
+        if watchers.is_some() && (tls.is_some() || !headers.is_empty()) {
+            return Err("the watch benchmark speaks plain HTTP without a token; drop --token and https://".into());
+        }
         let clients = self.clients()?;
         let conns = self.conns.unwrap_or(clients);
         if conns == 0 || conns > clients {
@@ -186,29 +207,57 @@ impl BenchArgs {
             seed: self.seed,
             progress: true,
             keep_revisions: watchers.is_some(),
+            tls,
+            headers,
         };
         Ok(Plan { load, setup, populate: matches!(self.mode, Mode::Get | Mode::Mixed), watchers })
     }
 
-    /// The endpoints as `host:port`; an `http://` in front is dropped, since etcd users write
-    /// URLs, but TLS is not spoken.
-    fn endpoints(&self) -> Result<Vec<String>, String> {
+    /// The endpoints as `host:port`, and the client TLS to reach them with when they are
+    /// `https://` ones (which need --cacert). An `http://` in front is dropped, since etcd users
+    /// write URLs; all endpoints share one scheme.
+    fn endpoints(&self) -> Result<(Vec<String>, Option<ClientTls>), String> {
         if self.endpoints.is_empty() {
-            return Ok(vec![self.target.default_endpoint().to_string()]);
+            return Ok((vec![self.target.default_endpoint().to_string()], self.tls(false)?));
+        }
+        let https = self.endpoints.iter().filter(|given| given.starts_with("https://")).count();
+        if https != 0 && https != self.endpoints.len() {
+            return Err("--endpoints mixes https:// and plain addresses".to_string());
         }
         let mut endpoints = Vec::new();
         for given in &self.endpoints {
-            let address = given.strip_prefix("http://").unwrap_or(given).trim_end_matches('/');
+            let address = given.strip_prefix("http://").or_else(|| given.strip_prefix("https://")).unwrap_or(given);
+            let address = address.trim_end_matches('/');
             let port = address.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
             match port {
-                _ if given.starts_with("https://") => {
-                    return Err(format!("--endpoints {given:?}: TLS is not supported, give host:port"));
-                }
                 Some((host, Ok(port))) if !host.is_empty() && port != 0 => endpoints.push(address.to_string()),
                 _ => return Err(format!("--endpoints {given:?} is not host:port, e.g. 127.0.0.1:7700")),
             }
         }
-        Ok(endpoints)
+        Ok((endpoints, self.tls(https != 0)?))
+    }
+
+    /// The client TLS for https:// endpoints; the TLS flags are refused for plain ones.
+    fn tls(&self, https: bool) -> Result<Option<ClientTls>, String> {
+        if !https {
+            if self.cacert.is_some() || self.cert.is_some() {
+                return Err("--cacert, --cert and --key are for https:// endpoints".to_string());
+            }
+            return Ok(None);
+        }
+        let ca = self.cacert.as_deref().ok_or("https:// endpoints need --cacert")?;
+        let identity = self.cert.as_deref().zip(self.key.as_deref());
+        ClientTls::from_files(&FsDisk::new(), ca, identity).map(Some).map_err(|error| error.to_string())
+    }
+
+    /// `X-Cairn-Token` with --token (cairn only: etcd's gateway authenticates differently).
+    fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        let Some(token) = &self.token else { return Ok(Vec::new()) };
+        if self.target != System::Cairn {
+            return Err("--token is cairn's ACL token; etcd is not driven with one".to_string());
+        }
+        let value = HeaderValue::from_str(token).map_err(|_| "--token is not printable text".to_string())?;
+        Ok(vec![(HeaderName::from_static(TOKEN_HEADER), value)])
     }
 
     fn clients(&self) -> Result<u32, String> {
@@ -303,7 +352,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
 
 async fn bench(plan: Plan) -> Result<Report, String> {
     let Plan { load, setup, populate, watchers } = plan;
-    driver::preflight(&load.requests, &load.endpoints, &setup.target).await?;
+    driver::preflight(&load, &setup.target).await?;
     if populate {
         write_key_space(&load).await?;
     }
@@ -340,6 +389,8 @@ async fn write_key_space(load: &Load) -> Result<(), String> {
         seed: load.seed,
         progress: false,
         keep_revisions: false,
+        tls: load.tls.clone(),
+        headers: load.headers.clone(),
     };
     let measured = driver::drive(Arc::new(writes)).await;
     match measured.tally.errors.iter().next() {
@@ -445,7 +496,11 @@ mod tests {
         assert!(refusal("put --endpoints 127.0.0.1").contains("is not host:port"));
         assert!(refusal("put --endpoints :7700").contains("is not host:port"));
         assert!(refusal("put --endpoints 127.0.0.1:http").contains("is not host:port"));
-        assert!(refusal("put --endpoints https://127.0.0.1:2379").contains("TLS is not supported"));
+        assert!(refusal("put --endpoints https://127.0.0.1:2379").contains("need --cacert"));
+        assert!(refusal("put --endpoints https://127.0.0.1:7700,127.0.0.1:7701").contains("mixes"));
+        assert!(refusal("put --cacert ca.crt").contains("for https:// endpoints"));
+        assert!(refusal("put --target etcd --token t").contains("cairn's ACL token"));
+        assert!(refusal("watch --token t").contains("without a token"));
         assert!(refusal("put --key-space 1000 --key-size 2").contains("--key-size 2 is too small"));
         assert!(refusal("put --value-size 100000000").contains("--value-size"));
         assert!(refusal("put --timeout 0s").contains("--timeout"));

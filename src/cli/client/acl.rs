@@ -148,7 +148,7 @@ async fn put_policy(args: PolicyArgs, update: bool) -> Outcome {
     let projects =
         args.projects.into_iter().map(|(project, access)| RuleBody { prefix: None, project: Some(project), access });
     let policy = PolicyBody { name: args.name, rules: prefixes.chain(projects).collect(), cluster: args.cluster };
-    print(connected.acl_put_policy(Route::Any, &policy, update).await)
+    print(connected.acl_put_policy(Route::Any, &policy, update).await.map(|answer| answer.value))
 }
 
 fn print<T: serde::Serialize>(answer: Result<T, ClientError>) -> Outcome {

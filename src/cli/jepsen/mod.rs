@@ -171,6 +171,7 @@ impl Settings {
             recovery_bound: RECOVERY_BOUND,
             client: ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(4) },
             hostile: false,
+            acl: false,
         }
     }
 }
