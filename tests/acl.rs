@@ -262,3 +262,116 @@ async fn bug_stale_acl_cache_is_caught_by_the_revocation_check() {
     let caught = revocation_reaches_open_requests(&node.http).await;
     assert!(caught.is_err(), "the revocation check passed against a node serving revoked tokens from a stale cache");
 }
+
+/// Raw header names and values, values as bytes so that they can be hostile.
+type RawHeaders<'a> = &'a [(&'a str, &'a [u8])];
+
+/// One raw request: its status and the error code of its JSON body (a panic if the body is not
+/// an error in the API's shape).
+async fn raw_error(endpoint: &str, method: &str, path: &str, headers: RawHeaders<'_>, body: Vec<u8>) -> (u16, String) {
+    use cairn_http::client::{Exchanger, Method, Outgoing};
+    use hyper::header::{HeaderName, HeaderValue};
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            (HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_bytes(value).expect("a header value"))
+        })
+        .collect();
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let outgoing = Outgoing { method, path_and_query: path, headers, body: Bytes::from(body) };
+    let reply = Exchanger::default().send(endpoint, outgoing, Duration::from_secs(10)).await.expect("the node answers");
+    let json: serde_json::Value = serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("{method_path}: not JSON ({e}): {:?}", reply.body, method_path = path));
+    let code = json["error"]["code"].as_str().unwrap_or_else(|| panic!("{path}: no error code in {json}"));
+    (reply.status.as_u16(), code.to_string())
+}
+
+/// Goal: hostile requests to the ACL routes and hostile tokens get a clear refusal (status and
+/// JSON code), change nothing, and leave the node serving. Method: malformed and conflicting
+/// token headers, oversized and malformed policy and token bodies, a JSON nesting bomb, then a
+/// check that the ACL state holds only what was legitimately created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_acl_requests_are_refused_with_a_code_and_change_nothing() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let node = Process::start(root.path(), 1, &[]);
+    let endpoint = node.http.clone();
+    leader_index(std::slice::from_ref(&endpoint)).await;
+    let open = client(vec![endpoint.clone()]);
+    let root_token = open.acl_bootstrap(Route::Any).await.expect("the bootstrap succeeds");
+    let bearer = format!("Bearer {}", root_token.secret);
+    let management: RawHeaders<'_> = &[("authorization", bearer.as_bytes()), ("content-type", b"application/json")];
+
+    let long_token = "a".repeat(4096);
+    let tokens: [(RawHeaders<'_>, u16, &str); 6] = [
+        (&[("authorization", b"Basic YWxhZGRpbjpvcGVuc2VzYW1l")], 401, "unauthenticated"),
+        (&[("authorization", b"Bearer")], 401, "unauthenticated"),
+        (&[("authorization", b"Bearer \xff\xfe")], 401, "unauthenticated"),
+        (&[("x-cairn-token", b"\xff\xfe")], 401, "unauthenticated"),
+        (&[("x-cairn-token", long_token.as_bytes())], 401, "unauthenticated"),
+        (&[("authorization", bearer.as_bytes()), ("x-cairn-token", b"other")], 400, "invalid_header"),
+    ];
+    for (headers, status, code) in tokens {
+        assert_eq!(raw_error(&endpoint, "GET", "/v1/acl/tokens", headers, Vec::new()).await, (status, code.into()));
+        assert_eq!(raw_error(&endpoint, "GET", "/v1/kv/k", headers, Vec::new()).await, (status, code.into()));
+    }
+
+    let many_rules: Vec<String> = (0..257).map(|i| format!(r#"{{"prefix":"p{i}/","access":"read"}}"#)).collect();
+    let long_prefix = format!(r#"{{"name":"long","rules":[{{"prefix":"{}","access":"read"}}]}}"#, "x".repeat(70_000));
+    let bodies: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("POST", "/v1/acl/policies", b"{not json".to_vec(), 400, "invalid_json"),
+        (
+            "POST",
+            "/v1/acl/policies",
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/acl/policies",
+            br#"{"name":"p","rules":[{"prefix":"a","access":"admin"}]}"#.to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/acl/policies",
+            format!(r#"{{"name":"p","rules":[{}]}}"#, many_rules.join(",")).into_bytes(),
+            400,
+            "invalid_acl",
+        ),
+        ("POST", "/v1/acl/policies", long_prefix.into_bytes(), 400, "invalid_acl"),
+        (
+            "POST",
+            "/v1/acl/policies",
+            format!(r#"{{"name":"{}","rules":[]}}"#, "n".repeat(1000)).into_bytes(),
+            400,
+            "invalid_acl",
+        ),
+        ("POST", "/v1/acl/policies", br#"{"name":"management","rules":[]}"#.to_vec(), 400, "reserved_policy"),
+        ("POST", "/v1/acl/policies", vec![b' '; 3 * 1024 * 1024], 413, "body_too_large"),
+        ("PUT", "/v1/acl/policies/a", br#"{"name":"b","rules":[]}"#.to_vec(), 400, "invalid_acl"),
+        ("POST", "/v1/acl/tokens", br#"{"policies":["nope"]}"#.to_vec(), 400, "unknown_policy"),
+        (
+            "POST",
+            "/v1/acl/tokens",
+            format!(r#"{{"policies":[{}]}}"#, vec![r#""x""#; 40].join(",")).into_bytes(),
+            400,
+            "invalid_acl",
+        ),
+        ("DELETE", "/v1/acl/tokens/nobody", Vec::new(), 400, "invalid_acl"),
+        ("DELETE", "/v1/acl/tokens/0000dead-beef", Vec::new(), 404, "token_not_found"),
+        ("POST", "/v1/acl/tokens?surprise=1", br#"{"policies":[]}"#.to_vec(), 400, "unknown_parameter"),
+    ];
+    for (method, path, body, status, code) in bodies {
+        let answer = raw_error(&endpoint, method, path, management, body).await;
+        assert_eq!(answer, (status, code.to_string()), "{method} {path}\n{}", node.log());
+    }
+
+    let management_client = as_token(std::slice::from_ref(&endpoint), &root_token.secret);
+    let policies = management_client.acl_policies(Route::Any).await.expect("the node still serves");
+    assert!(policies.is_empty(), "no hostile request created a policy: {policies:?}");
+    let tokens = management_client.acl_tokens(Route::Any).await.expect("the node still serves");
+    assert_eq!(tokens.len(), 1, "only the bootstrap token exists: {tokens:?}");
+    assert!(node.log().to_lowercase().find("panicked").is_none(), "{}", node.log());
+}

@@ -57,9 +57,11 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     unproven_leader_contact: false,
     ignore_tag_reuse: false,
     stale_acl_cache: false,
+    current_acl_events: false,
+    optional_client_certificates: false,
 };
 
-const SCENARIOS: [Scenario; 12] = [
+const SCENARIOS: [Scenario; 13] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -194,6 +196,16 @@ const SCENARIOS: [Scenario; 12] = [
         tls: false,
         acl: true,
     },
+    Scenario {
+        name: "bug_current_acl_events",
+        nodes: 3,
+        faults: &[FaultKind::Partition, FaultKind::KillLeader],
+        bugs: InjectedBugs { current_acl_events: true, ..NO_BUGS },
+        history: FULL_HISTORY,
+        seed_base: 13_000,
+        tls: false,
+        acl: true,
+    },
 ];
 
 fn scenario(name: &str) -> &'static Scenario {
@@ -321,8 +333,9 @@ fn progress(scenario: &Scenario, result: &SeedResult) {
     let acl = match acl.changes {
         0 => String::new(),
         changes => format!(
-            "; ACL: {changes} policy changes, {} restricted answers checked, {} refused, violations: {:?}",
-            acl.checked, acl.refused, acl.violations
+            "; ACL: {changes} policy changes, {} restricted answers and {} restricted watch events checked, {} \
+             refused, violations: {:?}",
+            acl.checked, acl.watched, acl.refused, acl.violations
         ),
     };
     eprintln!(
@@ -457,8 +470,20 @@ fn bug_ignore_tag_reuse() {
 /// by the ACL checker: restricted reads answered while the policy was narrow.
 #[test]
 fn bug_stale_acl_cache() {
-    let scenario = scenario("bug_stale_acl_cache");
-    for seed in seeds(scenario.seed_base..scenario.seed_base + 5) {
+    expect_acl_caught("bug_stale_acl_cache", 5);
+}
+
+/// Watches that judge old events by the current policy only must be caught by the ACL checker:
+/// a watcher shown, after the policy widened, what was written while it was narrow.
+#[test]
+fn bug_current_acl_events() {
+    expect_acl_caught("bug_current_acl_events", 10);
+}
+
+/// Runs the scenario's seeds until the ACL checker finds a violation; fails if none does.
+fn expect_acl_caught(name: &str, count: u64) {
+    let scenario = scenario(name);
+    for seed in seeds(scenario.seed_base..scenario.seed_base + count) {
         let result = run_and_check(scenario, seed);
         progress(scenario, &result);
         if let Some(violation) = result.outcome.acl.violations.first() {
@@ -466,7 +491,7 @@ fn bug_stale_acl_cache() {
             return;
         }
     }
-    panic!("the stale-acl-cache bug went unnoticed by the ACL checker for 5 seeds");
+    panic!("the {name} bug went unnoticed by the ACL checker for {count} seeds");
 }
 
 /// Retried requests applied twice must be caught.

@@ -137,15 +137,24 @@ fn three_nodes_survive_a_minute_of_kills_pauses_and_partitions() {
 }
 
 /// Goal: five nodes under every fault real processes can suffer, including clean restarts and
-/// member replacement, stay correct and recover. Method: a short run of every nemesis; seed
-/// 378's schedule starts with a leader kill, a replaced member, a clean restart and a bridged
-/// partition.
+/// member replacement, stay correct and recover, with TLS on both ports and ACLs on. Method: a
+/// short run of every nemesis with `--tls --acl`; seed 378's schedule starts with a leader kill,
+/// a replaced member (which joins over HTTPS and mutual peer TLS), a clean restart and a
+/// bridged partition. The ACL checker must have judged restricted answers and watch events.
 #[test]
-fn five_nodes_survive_every_nemesis() {
+fn five_nodes_with_tls_and_acls_survive_every_nemesis() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let nemeses = "kill,pause,partition,restart,member";
-    let run = jepsen(dir.path(), &["--nodes", "5", "--time", "25s", "--nemesis", nemeses, "--seed", "378"], None);
+    let args = ["--nodes", "5", "--time", "25s", "--nemesis", nemeses, "--seed", "378", "--tls", "--acl"];
+    let run = jepsen(dir.path(), &args, None);
     assert_valid_and_recovered(&run);
+    let verdict = run.verdict();
+    assert_eq!(verdict["tls"], true, "{verdict}");
+    assert_eq!(verdict["checkers"]["acl"], "valid", "{verdict}");
+    for checked in ["policy_changes", "restricted_answers_checked", "restricted_watch_events_checked"] {
+        assert!(verdict["acl"][checked].as_u64().unwrap_or(0) > 0, "no {checked}: {verdict}");
+    }
+    assert!(run.out.join("tls/ca.crt").exists(), "the run's CA is kept with its outputs");
     assert_outputs(&run, 5);
     run.report_partitions();
     assert_cleaned_up(&run);
@@ -171,6 +180,30 @@ fn local_linearizable_reads_are_caught() {
         assert_eq!(run.code, 0, "{}", run.explain());
     }
     panic!("local linearizable reads went unnoticed for three seeds");
+}
+
+/// Goal: the ACL checker can fail on real processes. Method: servers that keep serving a token
+/// what its policy allowed before a change (a debug-only bug) must show an ACL violation, exit
+/// code 1.
+#[cfg(debug_assertions)]
+#[test]
+fn acl_violations_are_caught_on_real_processes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for seed in ["1", "2", "3"] {
+        let seed_dir = dir.path().join(seed);
+        let args =
+            ["--time", "15s", "--nemesis", "kill,pause", "--seed", seed, "--acl", "--inject-bugs", "stale-acl-cache"];
+        let run = jepsen(&seed_dir, &args, None);
+        assert_cleaned_up(&run);
+        if run.code == 1 {
+            let verdict = run.verdict();
+            assert_eq!(verdict["checkers"]["acl"], "violation", "{}", run.explain());
+            assert_eq!(verdict["verdict"], "violation", "{}", run.explain());
+            return;
+        }
+        assert_eq!(run.code, 0, "{}", run.explain());
+    }
+    panic!("stale ACL answers went unnoticed for three seeds");
 }
 
 /// Goal: Ctrl-C mid-run stops every node and removes every namespace, link and rule. Method:

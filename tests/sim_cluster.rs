@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_http::client::{CairnClient, ClientError, ClientOptions, Route};
 use cairn_node::api::Consistency;
+use cairn_node::bugs::InjectedBugs;
 use cairn_node::tls::{ClientTls, DevCa, Identity};
 use cairn_sim::{ClusterOptions, Replay, SimCluster, run_seed, seeds};
 
@@ -200,7 +201,24 @@ fn a_data_directory_refuses_a_second_incarnation_and_another_node_id() {
 /// client, an HTTPS client without a certificate and one trusting another CA, each refused.
 #[madsim::test]
 async fn a_tls_cluster_serves_only_https_clients_with_a_certificate() {
-    let cluster = SimCluster::start(ClusterOptions { tls: true, ..ClusterOptions::default() }).await;
+    let served = tls_clients_served(InjectedBugs::default()).await;
+    assert!(served.is_empty(), "served without a certificate of the CA: {served:?}");
+}
+
+/// Goal: the check above can fail. Method: nodes that ignore `--client-cert-auth` (the
+/// deliberate `optional-client-certificates` bug) must serve the client without a certificate.
+#[madsim::test]
+async fn bug_optional_client_certificates_is_caught() {
+    let bugs = InjectedBugs { optional_client_certificates: true, ..InjectedBugs::default() };
+    let served = tls_clients_served(bugs).await;
+    assert_eq!(served, ["without a certificate"], "the check missed the bug");
+}
+
+/// Starts a TLS cluster with `bugs`, checks a client with its certificate is served, and names
+/// the clients it should refuse but served: plain HTTP, HTTPS without a certificate, and a
+/// certificate of another CA.
+async fn tls_clients_served(bugs: InjectedBugs) -> Vec<&'static str> {
+    let cluster = SimCluster::start(ClusterOptions { tls: true, bugs, ..ClusterOptions::default() }).await;
     cluster.await_leader(MINUTE).await.expect("a leader");
     let read = cluster
         .with_client(options(), |client| async move {
@@ -214,7 +232,7 @@ async fn a_tls_cluster_serves_only_https_clients_with_a_certificate() {
     let ca_pem = cluster.ca_pem().expect("the cluster's CA");
     let other_ca = DevCa::new("another CA").expect("a CA");
     let foreign_certificate = other_ca.client("stranger").expect("a client certificate");
-    let refusals = cluster
+    let answers = cluster
         .on_clients(async move {
             let trusting = |identity: Option<&Identity>| {
                 ClientTls::from_pem(&ca_pem, identity, std::path::Path::new("test")).expect("a client's TLS")
@@ -222,14 +240,22 @@ async fn a_tls_cluster_serves_only_https_clients_with_a_certificate() {
             let plain = CairnClient::new(endpoints.clone(), options());
             let no_certificate = CairnClient::with_tls(endpoints.clone(), options(), Some(trusting(None)));
             let foreign = CairnClient::with_tls(endpoints, options(), Some(trusting(Some(&foreign_certificate))));
-            let mut refusals = Vec::new();
-            for client in [plain, no_certificate, foreign] {
-                refusals.push(client.get(Route::Any, "k", Consistency::Stale).await);
+            let mut answers = Vec::new();
+            for (name, client) in
+                [("plain HTTP", plain), ("without a certificate", no_certificate), ("of another CA", foreign)]
+            {
+                answers.push((name, client.get(Route::Any, "k", Consistency::Stale).await));
             }
-            refusals
+            answers
         })
         .await;
-    for refusal in refusals {
-        assert!(matches!(refusal, Err(ClientError::Unavailable { .. })), "{refusal:?}");
+    let mut served = Vec::new();
+    for (name, answer) in answers {
+        match answer {
+            Err(ClientError::Unavailable { .. }) => {}
+            Ok(_) => served.push(name),
+            Err(other) => panic!("the client {name} got {other:?}, neither an answer nor a refused connection"),
+        }
     }
+    served
 }

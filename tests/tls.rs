@@ -166,8 +166,9 @@ async fn client_certificate_auth_serves_only_clients_the_ca_signed() {
     assert!(matches!(foreign, Err(ClientError::Unavailable { .. })), "a certificate of another CA: {foreign:?}");
 }
 
-/// Goal: SIGHUP re-reads the TLS files at once and never stops the node (without a handler,
-/// SIGHUP would kill it). Method: SIGHUP with the files unchanged, then after replacing them.
+/// Goal: SIGHUP re-reads the TLS files of both ports at once and never stops the node (without
+/// a handler, SIGHUP would kill it). Method: SIGHUP, then the log line of each port, then a
+/// write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_tls_files_and_keeps_the_node_serving() {
     let root = tempfile::tempdir().unwrap();
@@ -179,8 +180,12 @@ async fn sighup_reloads_the_tls_files_and_keeps_the_node_serving() {
     })
     .await;
     node.signal("HUP");
-    eventually(Duration::from_secs(10), "the SIGHUP log line", || async {
-        node.log().contains("SIGHUP: TLS certificate files unchanged").then_some(())
+    eventually(Duration::from_secs(10), "the SIGHUP log lines of both ports", || async {
+        let log = node.log();
+        let both = ["HTTP", "peer"]
+            .iter()
+            .all(|port| log.contains(&format!("SIGHUP: the {port} port's TLS files are unchanged")));
+        both.then_some(())
     })
     .await;
     assert!(node.wait_for_exit(Duration::from_millis(300)).is_none(), "SIGHUP stopped the node:\n{}", node.log());

@@ -2,9 +2,10 @@
 //! policy lets every ordinary client, watcher and probe on as before), restricted clients run
 //! the ordinary workload with a token of the `restricted` policy, and a changer flips that
 //! policy between wide (write on every key) and narrow (read `k0` only) while the nemesis
-//! works. Afterwards [`check`] proves from the history that no restricted read was answered
-//! with a key, and no restricted mutation applied, that the policy did not allow where the
-//! answer was served or the mutation applied in the log.
+//! works, and a restricted watcher watches every key with that token. Afterwards [`check`]
+//! proves from the history that no restricted read was answered with a key, no restricted
+//! mutation applied, and no event was shown to the restricted watcher, that the policy did not
+//! allow where the answer was served, the mutation applied, or the event was written.
 //!
 //! ACL changes do not move the store revision, so each one is placed by revision: a change
 //! answered at revision `r` sits in the log after mutation `r` and before `r + 1`. A read served
@@ -23,7 +24,7 @@ use cairn_node::api::Consistency;
 use cairn_node::rt::{self, Duration, watch};
 
 use crate::generate::Rng;
-use crate::history::{Function, History, Operation, Outcome, Value};
+use crate::history::{Function, History, Operation, Outcome, Value, WatchKind};
 
 /// The policy the restricted clients' token carries.
 pub const RESTRICTED_POLICY: &str = "restricted";
@@ -33,6 +34,8 @@ const NARROW_KEY: &str = "k0";
 /// hostile client use other ranges), and stay below [`RESTRICTED_PROCESSES_END`].
 pub const RESTRICTED_PROCESSES: u64 = 500_000_000;
 const RESTRICTED_PROCESSES_END: u64 = 600_000_000;
+/// Restricted watchers' numbers (`watch:N`) start here; ordinary watchers count from 0.
+pub const RESTRICTED_WATCHERS: u64 = 500_000_000;
 
 /// What the restricted policy allows at a point of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +110,8 @@ pub struct AclCounts {
     pub checked: u64,
     /// Restricted operations refused (401 or 403).
     pub refused: u64,
+    /// Events shown to restricted watchers, each checked against the policy.
+    pub watched: u64,
     /// Answers the policy did not allow, each with where it is in the history.
     pub violations: Vec<String>,
 }
@@ -179,7 +184,13 @@ pub fn is_restricted(process: u64) -> bool {
     (RESTRICTED_PROCESSES..RESTRICTED_PROCESSES_END).contains(&process)
 }
 
-/// Checks every restricted operation of `history` against the policy changes.
+/// Whether watcher `watcher` is one of the restricted watchers.
+pub fn is_restricted_watcher(watcher: u64) -> bool {
+    watcher >= RESTRICTED_WATCHERS
+}
+
+/// Checks every restricted operation and every event shown to a restricted watcher of
+/// `history` against the policy changes.
 pub fn check(history: &History, changes: &[GrantChange]) -> AclCounts {
     let mut counts = AclCounts {
         changes: changes.iter().filter(|change| change.high.is_some()).count() as u64,
@@ -198,6 +209,19 @@ pub fn check(history: &History, changes: &[GrantChange]) -> AclCounts {
         counts.checked += 1;
         if let Some(violation) = judge(operation, revision, changes) {
             counts.violations.push(violation);
+        }
+    }
+    for line in history.watch_lines.iter().filter(|line| is_restricted_watcher(line.event.watcher)) {
+        let WatchKind::Event { key, .. } = &line.event.kind else { continue };
+        let revision = line.event.revision;
+        counts.watched += 1;
+        let grants = grants_before_mutation(changes, revision);
+        if !grants.iter().any(|grant| grant.may_read(key)) {
+            counts.violations.push(format!(
+                "restricted watcher {} was shown {key} at revision {revision} (line {}), which the restricted policy \
+                 ({grants:?} there) did not allow",
+                line.event.watcher, line.line,
+            ));
         }
     }
     counts

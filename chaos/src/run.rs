@@ -150,8 +150,8 @@ async fn set_up_acl<C: Cluster>(cluster: &C, options: &RunOptions, grants: &Gran
     }
 }
 
-/// The restricted clients (the ordinary workload, with the restricted token) and the changer of
-/// their policy.
+/// The restricted clients (the ordinary workload, with the restricted token), a watcher with
+/// that token, and the changer of their policy.
 fn spawn_restricted<C: Cluster>(
     cluster: &C,
     options: &RunOptions,
@@ -163,27 +163,40 @@ fn spawn_restricted<C: Cluster>(
     let restricted_clients = 2;
     let mut tasks = Vec::new();
     for index in 0..restricted_clients {
-        let (recorder, endpoints, stopped) = (recorder.clone(), cluster.endpoints(), stopped.clone());
+        let (recorder, stopped, seed) = (recorder.clone(), stopped.clone(), options.seed);
         let workload = WorkloadOptions { clients: restricted_clients, watchers: 0, ..options.workload };
-        let (seed, client_options, tls, secret) =
-            (options.seed, options.client, cluster.client_tls(), setup.restricted.clone());
+        let client = token_client(cluster, options, &setup.restricted);
         tasks.push(cluster.spawn_client(Box::pin(async move {
-            let client = CairnClient::with_tls(endpoints, client_options, tls)
-                .with_token(Some(&secret))
-                .expect("a fresh secret is a header value");
-            run_client(acl::RESTRICTED_PROCESSES + index, client, recorder, workload, seed, stopped).await;
+            run_client(acl::RESTRICTED_PROCESSES + index, client(), recorder, workload, seed, stopped).await;
         })));
     }
-    let (endpoints, stopped, grants) = (cluster.endpoints(), stopped.clone(), grants.clone());
-    let (seed, client_options, tls, secret) =
-        (options.seed, options.client, cluster.client_tls(), setup.management.clone());
+    let (recorder, watching, seed) = (recorder.clone(), stopped.clone(), options.seed);
+    let client = token_client(cluster, options, &setup.restricted);
     tasks.push(cluster.spawn_client(Box::pin(async move {
-        let management = CairnClient::with_tls(endpoints, client_options, tls)
-            .with_token(Some(&secret))
-            .expect("a fresh secret is a header value");
-        acl::run_changer(management, grants, seed, stopped).await;
+        run_watcher(acl::RESTRICTED_WATCHERS, client(), recorder, seed, watching).await;
+    })));
+    let (grants, changing, seed) = (grants.clone(), stopped.clone(), options.seed);
+    let management = token_client(cluster, options, &setup.management);
+    tasks.push(cluster.spawn_client(Box::pin(async move {
+        acl::run_changer(management(), grants, seed, changing).await;
     })));
     tasks
+}
+
+/// A maker of clients of `cluster` that send `secret`, for a client task to call where it runs
+/// (in the simulator, on the clients' node).
+fn token_client<C: Cluster>(
+    cluster: &C,
+    options: &RunOptions,
+    secret: &str,
+) -> impl FnOnce() -> CairnClient + Send + 'static {
+    let (endpoints, client_options, tls, secret) =
+        (cluster.endpoints(), options.client, cluster.client_tls(), secret.to_string());
+    move || {
+        CairnClient::with_tls(endpoints, client_options, tls)
+            .with_token(Some(&secret))
+            .expect("a fresh secret is a header value")
+    }
 }
 
 /// Probes the healed cluster until a write and a linearizable read both succeed.

@@ -10,7 +10,7 @@ use cairn_node::data_dir::{ClusterId, DataDirError, read_stamp};
 use cairn_node::node::StartError;
 use cairn_node::rt::{self, Duration, watch};
 use cairn_node::storage::Disk;
-use cairn_node::tls::{ClientTls, ServerTls, TlsError};
+use cairn_node::tls::{ClientTls, ServerTls, TlsError, TlsFiles};
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -46,7 +46,13 @@ pub enum LaunchError {
 /// Binds the peer and HTTP addresses of `config`, starts the node and its HTTP actor, and joins
 /// the cluster in the background if the node is not a voter yet and was told whom to ask.
 pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched, LaunchError> {
-    let server_tls = config.tls.clone().map(|files| ServerTls::load(disk.clone(), files)).transpose()?;
+    let optional_certificates = config.bugs.optional_client_certificates();
+    let server_tls = config
+        .tls
+        .clone()
+        .map(|files| TlsFiles { client_cert_auth: files.client_cert_auth && !optional_certificates, ..files })
+        .map(|files| ServerTls::load(disk.clone(), files))
+        .transpose()?;
     let member_tls = match (&config.tls, &config.bootstrap) {
         (Some(files), Bootstrap::Join { .. }) => Some(ClientTls::of_node(disk.as_ref(), files)?),
         _ => None,

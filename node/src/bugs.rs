@@ -32,11 +32,19 @@ pub struct InjectedBugs {
     /// deleted token or a narrowed policy still reads what it could read before.
     #[cfg(any(madsim, debug_assertions))]
     pub stale_acl_cache: bool,
+    /// Show a watch or long poll the events its token may read now, without asking whether it
+    /// could read them under the ACL state they were written under: a widened policy reveals
+    /// what was written while it was narrow.
+    #[cfg(any(madsim, debug_assertions))]
+    pub current_acl_events: bool,
+    /// Ignore `--client-cert-auth` on the HTTP port: clients without a certificate are served.
+    #[cfg(any(madsim, debug_assertions))]
+    pub optional_client_certificates: bool,
 }
 
 impl InjectedBugs {
     /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`,
-    /// `any-contact`, `ignore-tag-reuse`, `stale-acl-cache`.
+    /// `any-contact`, `ignore-tag-reuse`, `stale-acl-cache`, `current-acl-events`, `optional-client-certificates`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -49,6 +57,8 @@ impl InjectedBugs {
                 "any-contact" => bugs.unproven_leader_contact = true,
                 "ignore-tag-reuse" => bugs.ignore_tag_reuse = true,
                 "stale-acl-cache" => bugs.stale_acl_cache = true,
+                "current-acl-events" => bugs.current_acl_events = true,
+                "optional-client-certificates" => bugs.optional_client_certificates = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -72,6 +82,20 @@ impl InjectedBugs {
     pub fn skip_dedup(&self) -> bool {
         #[cfg(any(madsim, debug_assertions))]
         return self.skip_dedup;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn optional_client_certificates(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.optional_client_certificates;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn current_acl_events(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.current_acl_events;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
     }

@@ -310,7 +310,7 @@ async fn serve(config: NodeConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Waits for SIGINT or SIGTERM. SIGHUP re-reads the HTTP port's TLS files at once (they are
+/// Waits for SIGINT or SIGTERM. SIGHUP re-reads the TLS files of both ports at once (they are
 /// also polled every second), as etcd and Consul operators expect, and never stops the node.
 async fn wait_for_stop_signal(launched: &cairn_http::Launched) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -321,14 +321,21 @@ async fn wait_for_stop_signal(launched: &cairn_http::Launched) {
             biased;
             _ = tokio::signal::ctrl_c() => return,
             _ = terminate.recv() => return,
-            _ = hangup.recv() => match launched.tls.as_ref().map(|tls| tls.reload()) {
-                None => tracing::info!("SIGHUP: no TLS files to reload"),
-                Some(Ok(true)) => tracing::info!("SIGHUP: TLS certificate files reloaded; new connections use them"),
-                Some(Ok(false)) => tracing::info!("SIGHUP: TLS certificate files unchanged"),
-                Some(Err(error)) => {
-                    tracing::error!(%error, "SIGHUP: TLS files cannot be used; the previous ones stay in force");
-                }
-            },
+            _ = hangup.recv() => {
+                report_reload("HTTP", launched.tls.as_ref().map(|tls| tls.reload()));
+                report_reload("peer", launched.node.reload_peer_tls());
+            }
+        }
+    }
+}
+
+fn report_reload(port: &str, reloaded: Option<Result<bool, cairn_node::tls::TlsError>>) {
+    match reloaded {
+        None => tracing::info!("SIGHUP: the {port} port has no TLS files to reload"),
+        Some(Ok(true)) => tracing::info!("SIGHUP: the {port} port's TLS files reloaded; new connections use them"),
+        Some(Ok(false)) => tracing::info!("SIGHUP: the {port} port's TLS files are unchanged"),
+        Some(Err(error)) => {
+            tracing::error!(%error, "SIGHUP: the {port} port's TLS files cannot be used; the previous ones stay in force");
         }
     }
 }

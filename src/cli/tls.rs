@@ -48,6 +48,12 @@ fn init(args: &InitArgs) -> Result<Vec<PathBuf>, String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".to_string());
     }
+    write_dev_certificates(&args.dir, args.nodes, &args.hosts)
+}
+
+/// Writes `ca.crt`, `node-1.*` … `node-<nodes>.*` (valid for `hosts`) and `client.*` into `dir`,
+/// creating it; refuses before writing anything if one of the files exists. The paths written.
+pub fn write_dev_certificates(dir: &Path, nodes: u32, hosts: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut files: Vec<(String, Vec<u8>, bool)> = Vec::new();
     let ca = DevCa::new("cairn development CA").map_err(|e| e.to_string())?;
     files.push(("ca.crt".to_string(), ca.cert_pem().as_bytes().to_vec(), false));
@@ -55,20 +61,20 @@ fn init(args: &InitArgs) -> Result<Vec<PathBuf>, String> {
         files.push((format!("{name}.crt"), identity.cert_pem, false));
         files.push((format!("{name}.key"), identity.key_pem, true));
     };
-    for node in 1..=args.nodes {
+    for node in 1..=nodes {
         let name = format!("node-{node}");
-        push(&name, ca.node(&name, &args.hosts).map_err(|e| e.to_string())?);
+        push(&name, ca.node(&name, hosts).map_err(|e| e.to_string())?);
     }
     push("client", ca.client("client").map_err(|e| e.to_string())?);
-    std::fs::create_dir_all(&args.dir).map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Check every name first, so a refusal leaves nothing half-written.
     for (name, _, _) in &files {
-        let path = args.dir.join(name);
+        let path = dir.join(name);
         if path.exists() {
             return Err(format!("{} exists; choose another directory or remove it", path.display()));
         }
     }
-    files.iter().map(|(name, bytes, secret)| write_new(&args.dir.join(name), bytes, *secret)).collect()
+    files.iter().map(|(name, bytes, secret)| write_new(&dir.join(name), bytes, *secret)).collect()
 }
 
 /// Writes a new file; a private key is readable by its owner only.

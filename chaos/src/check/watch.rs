@@ -16,6 +16,8 @@
 //!    For any other prefix a gap is an ok mutation (ok write, ok cas, delete with `value:true`)
 //!    of a matching key whose revision lies in between. Only a `compacted` marker lets a watcher
 //!    skip ahead: no gap is checked across it, and the chain restarts at the next resume.
+//!    Watchers with a restricted token ([`crate::acl`]) are shown only what their policy allows,
+//!    so gaps are expected there; the ACL checker judges what they were shown.
 //! 4. **Within its prefix.** Every delivered key starts with the watcher's prefix.
 //! 5. **Refused only when compacted.** A `compacted` marker whose retained history starts at or
 //!    before the refused start (`value` ≤ `revision`) refused a resume it could have served.
@@ -62,8 +64,9 @@ pub fn check(history: &History) -> (Verdict, String) {
     for lines in by_watcher.values() {
         let prefix = prefix_of(lines);
         let matching = matching.entry(prefix).or_insert_with(|| mutations.matching(prefix));
+        let filtered = crate::acl::is_restricted_watcher(lines[0].event.watcher);
         let mut stream =
-            Stream { lines, prefix, matching, mutations: &mutations, from: None, last: None, resume: None };
+            Stream { lines, prefix, matching, mutations: &mutations, filtered, from: None, last: None, resume: None };
         for position in 0..lines.len() {
             stream.step(position, &mut streams);
         }
@@ -217,6 +220,8 @@ struct Stream<'h, 'm> {
     /// For a non-empty prefix, the ok mutations of matching keys by revision.
     matching: &'m [(u64, &'h Operation)],
     mutations: &'m Mutations<'h>,
+    /// A restricted watcher's: its events are filtered by ACL, so gaps are not violations.
+    filtered: bool,
     /// `None` before the first resume's chain starts and right after a compaction marker.
     from: Option<From>,
     /// Position of the delivery with the highest revision so far.
@@ -267,6 +272,7 @@ impl<'h> Stream<'h, '_> {
             Some(resume) if revision < self.lines[resume].event.revision => {
                 found.push(self.before_start(resume, position));
             }
+            _ if self.filtered => {}
             _ => {
                 if let Some(gap) = self.gap(position) {
                     found.push(gap);

@@ -4,8 +4,8 @@
 //! policy.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cairn_node::acl::{self, AclCommand, AclOutcome, Credential, SecretHash};
@@ -16,7 +16,7 @@ use serde_json::json;
 use super::ApiState;
 use super::caller::{Caller, require_management};
 use super::error::ApiError;
-use super::kv::client_tag;
+use super::kv::{client_tag, read_body};
 use super::query::Query;
 use crate::wire::{PoliciesBody, PolicyBody, REVISION_HEADER, TokenRequestBody, TokenSecretBody, TokensBody};
 
@@ -30,7 +30,7 @@ pub(super) async fn bootstrap(
     let tag = client_tag(&headers)?;
     let (accessor, secret) = (acl::fresh_accessor(), acl::fresh_secret());
     let command = AclCommand::Bootstrap { accessor: accessor.clone(), secret: SecretHash::of(&secret) };
-    match change(&state, Credential::Anonymous, command, tag).await? {
+    match change(&state, Manager { credential: Credential::Anonymous, tag }, command).await? {
         (AclOutcome::Bootstrapped, revision) => {
             let policies = vec![acl::MANAGEMENT.to_string()];
             let description = "bootstrap token".to_string();
@@ -40,74 +40,97 @@ pub(super) async fn bootstrap(
     }
 }
 
-pub(super) async fn list_policies(
-    State(state): State<ApiState>,
-    caller: Caller,
-    uri: Uri,
-) -> Result<Json<PoliciesBody>, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    require_management(&state, &caller).await?;
+/// The longest ACL request body: a policy of the most rules on the longest prefixes fits.
+const ACL_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// A request of the management token, with no query parameters: its credential and the client
+/// tag it sent, if any.
+pub(super) struct Manager {
+    credential: Credential,
+    tag: Option<ClientTag>,
+}
+
+impl FromRequestParts<ApiState> for Manager {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Manager, ApiError> {
+        Query::parse(parts.uri.query(), &[])?;
+        let tag = client_tag(&parts.headers)?;
+        let caller = Caller::from_request_parts(parts, state).await?;
+        require_management(state, &caller).await?;
+        Ok(Manager { credential: caller.0, tag })
+    }
+}
+
+/// A management request with a JSON body of the shape `T`, read only once the caller is known
+/// to hold the management policy.
+pub(super) struct ManagerWith<T>(Manager, T);
+
+/// What an ACL body looks like, for the error that answers a malformed one.
+trait Shape: DeserializeOwned {
+    const EXPECTED: &'static str;
+}
+
+impl Shape for PolicyBody {
+    const EXPECTED: &'static str = "{\"name\",\"rules\":[{\"prefix\"|\"project\",\"access\"}],\"cluster\"}";
+}
+
+impl Shape for TokenRequestBody {
+    const EXPECTED: &'static str = "{\"policies\":[names],\"description\"}";
+}
+
+impl<T: Shape> FromRequest<ApiState> for ManagerWith<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<ManagerWith<T>, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let manager = Manager::from_request_parts(&mut parts, state).await?;
+        let bytes = read_body(body, ACL_BODY_BYTES_MAX, "body_too_large", "body").await?;
+        let body = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {}: {e}", T::EXPECTED)))?;
+        Ok(ManagerWith(manager, body))
+    }
+}
+
+pub(super) async fn list_policies(State(state): State<ApiState>, _: Manager) -> Result<Json<PoliciesBody>, ApiError> {
     let acl = state.node.acl().await?;
     Ok(Json(PoliciesBody { policies: acl.policies().map(PolicyBody::of).collect() }))
 }
 
 pub(super) async fn get_policy(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(name): Path<String>,
-    uri: Uri,
+    _: Manager,
 ) -> Result<Json<PolicyBody>, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    require_management(&state, &caller).await?;
     let acl = state.node.acl().await?;
     acl.policy(&name).map(|policy| Json(PolicyBody::of(policy))).ok_or_else(|| refused(AclOutcome::PolicyNotFound))
 }
 
 pub(super) async fn create_policy(
     State(state): State<ApiState>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    ManagerWith(manager, body): ManagerWith<PolicyBody>,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    let tag = client_tag(&headers)?;
-    require_management(&state, &caller).await?;
-    let body: PolicyBody = json_body(&body, "{\"name\",\"rules\":[{\"prefix\"|\"project\",\"access\"}],\"cluster\"}")?;
-    put_policy(&state, caller, body, true, tag).await
+    put_policy(&state, manager, body, true).await
 }
 
 pub(super) async fn update_policy(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(name): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    ManagerWith(manager, body): ManagerWith<PolicyBody>,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    let tag = client_tag(&headers)?;
-    require_management(&state, &caller).await?;
-    let body: PolicyBody = json_body(&body, "{\"name\",\"rules\":[{\"prefix\"|\"project\",\"access\"}],\"cluster\"}")?;
     if body.name != name {
         return Err(ApiError::bad_request(
             "invalid_acl",
             "the body's name differs from the path's; policies keep their names",
         ));
     }
-    put_policy(&state, caller, body, false, tag).await
+    put_policy(&state, manager, body, false).await
 }
 
-async fn put_policy(
-    state: &ApiState,
-    caller: Caller,
-    body: PolicyBody,
-    create: bool,
-    tag: Option<ClientTag>,
-) -> Result<Response, ApiError> {
+async fn put_policy(state: &ApiState, manager: Manager, body: PolicyBody, create: bool) -> Result<Response, ApiError> {
     let policy = body.to_policy().map_err(|why| ApiError::bad_request("invalid_acl", why))?;
     let shown = PolicyBody::of(&policy);
-    match change(state, caller.0, AclCommand::PutPolicy { policy, create }, tag).await? {
+    match change(state, manager, AclCommand::PutPolicy { policy, create }).await? {
         (AclOutcome::Written, revision) => Ok(at(revision, Json(shown))),
         (other, _) => Err(refused(other)),
     }
@@ -115,36 +138,22 @@ async fn put_policy(
 
 pub(super) async fn delete_policy(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(name): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    manager: Manager,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    let tag = client_tag(&headers)?;
-    require_management(&state, &caller).await?;
-    deleted(change(&state, caller.0, AclCommand::DeletePolicy { name }, tag).await?)
+    deleted(change(&state, manager, AclCommand::DeletePolicy { name }).await?)
 }
 
-pub(super) async fn list_tokens(
-    State(state): State<ApiState>,
-    caller: Caller,
-    uri: Uri,
-) -> Result<Json<TokensBody>, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    require_management(&state, &caller).await?;
+pub(super) async fn list_tokens(State(state): State<ApiState>, _: Manager) -> Result<Json<TokensBody>, ApiError> {
     let acl = state.node.acl().await?;
     Ok(Json(TokensBody { tokens: acl.tokens().collect() }))
 }
 
 pub(super) async fn get_token(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(accessor): Path<String>,
-    uri: Uri,
+    _: Manager,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    require_management(&state, &caller).await?;
     let acl = state.node.acl().await?;
     acl.token(&accessor).map(|token| Json(token).into_response()).ok_or_else(|| refused(AclOutcome::TokenNotFound))
 }
@@ -152,15 +161,8 @@ pub(super) async fn get_token(
 /// `POST /v1/acl/tokens {"policies":[…],"description"}`: answers with the secret, shown once.
 pub(super) async fn create_token(
     State(state): State<ApiState>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    ManagerWith(manager, body): ManagerWith<TokenRequestBody>,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    let tag = client_tag(&headers)?;
-    require_management(&state, &caller).await?;
-    let body: TokenRequestBody = json_body(&body, "{\"policies\":[names],\"description\"}")?;
     let (accessor, secret) = (acl::fresh_accessor(), acl::fresh_secret());
     let command = AclCommand::CreateToken {
         accessor: accessor.clone(),
@@ -168,7 +170,7 @@ pub(super) async fn create_token(
         policies: body.policies.clone(),
         description: body.description.clone(),
     };
-    match change(&state, caller.0, command, tag).await? {
+    match change(&state, manager, command).await? {
         (AclOutcome::Written, revision) => {
             let TokenRequestBody { policies, description } = body;
             Ok(at(revision, Json(TokenSecretBody { accessor, secret, policies, description })))
@@ -180,22 +182,15 @@ pub(super) async fn create_token(
 /// `PUT /v1/acl/tokens/{accessor}`: new policies and description; the secret stays.
 pub(super) async fn update_token(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(accessor): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    ManagerWith(manager, body): ManagerWith<TokenRequestBody>,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    let tag = client_tag(&headers)?;
-    require_management(&state, &caller).await?;
-    let body: TokenRequestBody = json_body(&body, "{\"policies\":[names],\"description\"}")?;
     let command = AclCommand::UpdateToken {
         accessor: accessor.clone(),
         policies: body.policies.clone(),
         description: body.description.clone(),
     };
-    match change(&state, caller.0, command, tag).await? {
+    match change(&state, manager, command).await? {
         (AclOutcome::Written, revision) => {
             let view = cairn_node::acl::TokenView { accessor, policies: body.policies, description: body.description };
             Ok(at(revision, Json(view)))
@@ -206,29 +201,19 @@ pub(super) async fn update_token(
 
 pub(super) async fn delete_token(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(accessor): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    manager: Manager,
 ) -> Result<Response, ApiError> {
-    Query::parse(uri.query(), &[])?;
-    let tag = client_tag(&headers)?;
-    require_management(&state, &caller).await?;
-    deleted(change(&state, caller.0, AclCommand::DeleteToken { accessor }, tag).await?)
+    deleted(change(&state, manager, AclCommand::DeleteToken { accessor }).await?)
 }
 
-/// Applies an ACL change through raft on behalf of `credential`, under the client's tag when
+/// Applies an ACL change through raft on behalf of the caller, under the client's tag when
 /// it sent one (so a retry applies at most once, and a stray older attempt never after a newer
 /// change of the same client): what it did, and the store
 /// revision it applied at (it sits in the log after that revision's mutation and before the
 /// next one).
-async fn change(
-    state: &ApiState,
-    credential: Credential,
-    command: AclCommand,
-    tag: Option<ClientTag>,
-) -> Result<(AclOutcome, u64), ApiError> {
-    match state.node.write(Command::Acl(command), tag, credential).await? {
+async fn change(state: &ApiState, manager: Manager, command: AclCommand) -> Result<(AclOutcome, u64), ApiError> {
+    match state.node.write(Command::Acl(command), manager.tag, manager.credential).await? {
         StoreResponse::Acl { outcome, revision } => Ok((outcome, revision)),
         other => Err(ApiError::refusal(&other).unwrap_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected answer {other:?}"))
@@ -269,16 +254,14 @@ fn refused(outcome: AclOutcome) -> ApiError {
             "reserved_policy",
             format!("the {} policy is built in and cannot be changed", acl::MANAGEMENT),
         ),
-        AclOutcome::LimitReached => {
-            (StatusCode::CONFLICT, "acl_limit_reached", "the cluster holds as many policies or tokens as it may".into())
-        }
+        AclOutcome::LimitReached => (
+            StatusCode::CONFLICT,
+            "acl_limit_reached",
+            "the cluster holds as many policies or tokens, or ACL bytes, as it may".into(),
+        ),
         AclOutcome::Bootstrapped | AclOutcome::Written | AclOutcome::Deleted => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected ACL outcome {outcome:?}"))
         }
     };
     ApiError::new(status, code, message)
-}
-
-fn json_body<T: DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("expected {expected}: {e}")))
 }

@@ -82,9 +82,9 @@ pub(super) async fn put(
     let tag = client_tag(&headers)?;
     let limit = state.node.config().limits.value_bytes_max;
     let (value, labels) = if is_json(&headers) {
-        value_and_labels(read_body(body, limit + JSON_OVERHEAD_MAX).await?, limit)?
+        value_and_labels(read_body(body, limit + JSON_OVERHEAD_MAX, "value_too_large", "value").await?, limit)?
     } else {
-        (read_body(body, limit).await?, None)
+        (read_body(body, limit, "value_too_large", "value").await?, None)
     };
     if let Some(redirect) = redirect_to_leader(&state, &query, &uri)? {
         return Ok(redirect);
@@ -216,14 +216,14 @@ fn client_id(text: &str) -> Option<u128> {
     u128::from_str_radix(text, 16).ok()
 }
 
-/// The whole body, at most `limit` bytes: a longer one is 413, one that cannot be read (a
-/// malformed chunked encoding, a connection cut mid-body) is 400.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// The whole body, at most `limit` bytes: a longer one is 413 with `code`, one that cannot be
+/// read (a malformed chunked encoding, a connection cut mid-body) is 400.
+pub(super) async fn read_body(body: Body, limit: usize, code: &'static str, what: &str) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|error| {
         let error = error.into_inner();
         if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            let message = format!("the value exceeds the {limit}-byte limit");
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", message);
+            let message = format!("the {what} exceeds the {limit}-byte limit");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message);
         }
         ApiError::bad_request("invalid_body", format!("the request body is malformed: {error}"))
     })

@@ -10,9 +10,6 @@ use cairn_node::store::filter::Filter;
 
 use super::error::ApiError;
 
-/// How long a waiting request goes without checking its token again.
-pub const RECHECK: Duration = Duration::from_secs(1);
-
 /// How a wait ended.
 pub enum Waited {
     /// Something matching changed after the revision (or the history no longer reaches back
@@ -23,8 +20,8 @@ pub enum Waited {
 }
 
 /// Waits up to `wait` for a change matching `filter` that `credential` may read after revision
-/// `since`. The credential is checked again at least every [`RECHECK`], so a revoked token's
-/// long poll ends within it.
+/// `since`. The credential is checked again after every apply on this node (an ACL change is an
+/// apply), so a revoked token's long poll ends as soon as the node applies the revocation.
 pub async fn wait_for_change(
     node: &Node,
     filter: &Filter,
@@ -41,12 +38,10 @@ pub async fn wait_for_change(
             Ok(true) | Err(_) => return Ok(Waited::Changed),
             Ok(false) => {}
         }
-        let recheck = Instant::now() + RECHECK;
-        match rt::timeout_at(deadline.min(recheck), progress.changed()).await {
+        match rt::timeout_at(deadline, progress.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(ApiError::from(cairn_node::api::NodeError::ShuttingDown)),
-            Err(_) if Instant::now() >= deadline => return Ok(Waited::TimedOut),
-            Err(_) => {}
+            Err(_) => return Ok(Waited::TimedOut),
         }
     }
 }

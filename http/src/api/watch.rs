@@ -26,7 +26,6 @@ use tokio::sync::mpsc;
 use super::ApiState;
 use super::caller::Caller;
 use super::error::ApiError;
-use super::longpoll::RECHECK;
 use super::query::{Accepts, Query, decimal_u64, invalid, parse_duration};
 use crate::wire::{REVISION_HEADER, RecordBody, WatchEventBody, WatchProgressBody};
 
@@ -98,8 +97,9 @@ fn compacted(start: u64, oldest: u64) -> ApiError {
 }
 
 /// Feeds one client: history first, then every new matching event it may read, with progress
-/// while idle. Its token is checked again at least every [`RECHECK`]: a revoked token's stream
-/// ends with an error event, a narrowed policy's stream carries only what it still allows.
+/// while idle. Its token is checked again after every apply on this node (an ACL change is an
+/// apply): a revoked token's stream ends with an error event as soon as the node applies the
+/// revocation, and a narrowed policy's stream carries only what it still allows.
 /// Ends when the client goes away (its end of the channel closes) or the node stops.
 async fn stream_events(
     node: Node,
@@ -147,15 +147,11 @@ async fn stream_events(
         if full {
             continue;
         }
-        let wake = progress_due.min(Instant::now() + RECHECK);
         tokio::select! {
             biased;
             () = frames.closed() => return,
             changed = applied.changed() => if changed.is_err() { return },
-            () = rt::sleep_until(wake) => {
-                if Instant::now() < progress_due {
-                    continue;
-                }
+            () = rt::sleep_until(progress_due) => {
                 progress_due = Instant::now() + progress;
                 let body = WatchProgressBody { revision: next - 1 };
                 let data = serde_json::to_string(&body).expect("progress serializes");

@@ -535,12 +535,14 @@ impl CairnClient {
 
     /// `POST /v1/acl/bootstrap`: the management token, with its secret (shown once).
     pub async fn acl_bootstrap(&self, route: Route) -> Result<TokenSecretBody, ClientError> {
-        self.acl_call(route, Kind::Once, Method::POST, "/v1/acl/bootstrap", None::<&()>).await
+        self.acl_answer(route, Kind::Once, Method::POST, "/v1/acl/bootstrap", None::<&()>)
+            .await
+            .map(|answer| answer.value)
     }
 
     pub async fn acl_policies(&self, route: Route) -> Result<Vec<PolicyBody>, ClientError> {
         let listed: PoliciesBody =
-            self.acl_call(route, Kind::Read, Method::GET, "/v1/acl/policies", None::<&()>).await?;
+            self.acl_answer(route, Kind::Read, Method::GET, "/v1/acl/policies", None::<&()>).await?.value;
         Ok(listed.policies)
     }
 
@@ -562,12 +564,13 @@ impl CairnClient {
     pub async fn acl_delete_policy(&self, route: Route, name: &str) -> Result<(), ClientError> {
         let path = format!("/v1/acl/policies/{}", path_segment(name));
         let _: serde_json::Value =
-            self.acl_call(route, Kind::IdempotentWrite, Method::DELETE, &path, None::<&()>).await?;
+            self.acl_answer(route, Kind::IdempotentWrite, Method::DELETE, &path, None::<&()>).await?.value;
         Ok(())
     }
 
     pub async fn acl_tokens(&self, route: Route) -> Result<Vec<cairn_node::acl::TokenView>, ClientError> {
-        let listed: TokensBody = self.acl_call(route, Kind::Read, Method::GET, "/v1/acl/tokens", None::<&()>).await?;
+        let listed: TokensBody =
+            self.acl_answer(route, Kind::Read, Method::GET, "/v1/acl/tokens", None::<&()>).await?.value;
         Ok(listed.tokens)
     }
 
@@ -577,7 +580,7 @@ impl CairnClient {
         route: Route,
         token: &TokenRequestBody,
     ) -> Result<TokenSecretBody, ClientError> {
-        self.acl_call(route, Kind::Once, Method::POST, "/v1/acl/tokens", Some(token)).await
+        self.acl_answer(route, Kind::Once, Method::POST, "/v1/acl/tokens", Some(token)).await.map(|answer| answer.value)
     }
 
     pub async fn acl_update_token(
@@ -587,25 +590,14 @@ impl CairnClient {
         token: &TokenRequestBody,
     ) -> Result<cairn_node::acl::TokenView, ClientError> {
         let path = format!("/v1/acl/tokens/{}", path_segment(accessor));
-        self.acl_call(route, Kind::IdempotentWrite, Method::PUT, &path, Some(token)).await
+        self.acl_answer(route, Kind::IdempotentWrite, Method::PUT, &path, Some(token)).await.map(|answer| answer.value)
     }
 
     pub async fn acl_delete_token(&self, route: Route, accessor: &str) -> Result<(), ClientError> {
         let path = format!("/v1/acl/tokens/{}", path_segment(accessor));
         let _: serde_json::Value =
-            self.acl_call(route, Kind::IdempotentWrite, Method::DELETE, &path, None::<&()>).await?;
+            self.acl_answer(route, Kind::IdempotentWrite, Method::DELETE, &path, None::<&()>).await?.value;
         Ok(())
-    }
-
-    async fn acl_call<T: DeserializeOwned>(
-        &self,
-        route: Route,
-        kind: Kind,
-        method: Method,
-        path: &str,
-        body: Option<&impl serde::Serialize>,
-    ) -> Result<T, ClientError> {
-        self.acl_answer(route, kind, method, path, body).await.map(|answer| answer.value)
     }
 
     async fn acl_answer<T: DeserializeOwned>(

@@ -8,6 +8,7 @@
 //! hashing on the request path, etcd's bcrypt-per-request lesson).
 
 mod nesting;
+mod past;
 mod policy;
 mod state;
 
@@ -20,6 +21,7 @@ use crate::command::Command;
 use crate::record::kie_key;
 
 pub use nesting::flat_command;
+pub use past::{AclPast, Governed};
 pub use policy::{ANONYMOUS, Access, Authority, MANAGEMENT, Policy, Rule};
 pub use state::{AclCommand, AclOutcome, AclState, Token, TokenView};
 

@@ -14,6 +14,9 @@ use super::{Credential, Denial, SecretHash};
 pub const POLICIES_MAX: usize = 1_024;
 /// Tokens a cluster may hold.
 pub const TOKENS_MAX: usize = 65_536;
+/// Bytes the policies and tokens together may take (by [`policy_bytes`] and [`token_bytes`]):
+/// the counts alone would allow a gigabyte of rules, held by every replica and in every snapshot.
+pub const ACL_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// A token as stored: never its secret, only the secret's hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,14 +85,29 @@ pub enum AclOutcome {
     },
     /// The management policy is built in: it cannot be created, changed or deleted.
     ReservedPolicy,
-    /// The cluster holds as many policies or tokens as it may.
+    /// The cluster holds as many policies or tokens, or as many bytes of them, as it may.
     LimitReached,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredAcl")]
 pub struct AclState {
     bootstrapped: bool,
     /// Counts changes, so that resolved authorities can be cached until the next one.
+    generation: u64,
+    policies: OrdMap<String, Policy>,
+    tokens: OrdMap<Arc<str>, Token>,
+    by_secret: OrdMap<SecretHash, Arc<str>>,
+    /// What the policies and tokens take, for [`ACL_BYTES_MAX`]; counted again when decoded.
+    #[serde(skip)]
+    bytes: usize,
+}
+
+/// [`AclState`] as it is decoded: the same fields without the derived count, each map read
+/// cautiously (its length is input).
+#[derive(Deserialize)]
+struct StoredAcl {
+    bootstrapped: bool,
     generation: u64,
     #[serde(deserialize_with = "crate::store::cautious::ord_map")]
     policies: OrdMap<String, Policy>,
@@ -99,7 +117,33 @@ pub struct AclState {
     by_secret: OrdMap<SecretHash, Arc<str>>,
 }
 
+impl From<StoredAcl> for AclState {
+    fn from(stored: StoredAcl) -> AclState {
+        let StoredAcl { bootstrapped, generation, policies, tokens, by_secret } = stored;
+        let bytes = policies.values().map(policy_bytes).chain(tokens.values().map(token_bytes)).sum();
+        AclState { bootstrapped, generation, policies, tokens, by_secret, bytes }
+    }
+}
+
+/// What a policy takes in the ACL state, roughly: its text and a word per rule.
+fn policy_bytes(policy: &Policy) -> usize {
+    policy.name.len() + policy.rules.iter().map(|rule| rule.prefix.len() + 16).sum::<usize>() + 32
+}
+
+/// What a token takes: its text, its secret's hash, and a word per policy.
+fn token_bytes(token: &Token) -> usize {
+    token.accessor.len()
+        + token.description.len()
+        + token.policies.iter().map(|name| name.len() + 16).sum::<usize>()
+        + 64
+}
+
 impl AclState {
+    /// What the policies and tokens take (see [`ACL_BYTES_MAX`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn enabled(&self) -> bool {
         self.bootstrapped
     }
@@ -168,7 +212,10 @@ impl AclState {
                     return AclOutcome::ReservedPolicy;
                 }
                 match self.policies.remove(name) {
-                    Some(_) => AclOutcome::Deleted,
+                    Some(policy) => {
+                        self.bytes -= policy_bytes(&policy);
+                        AclOutcome::Deleted
+                    }
                     None => return AclOutcome::PolicyNotFound,
                 }
             }
@@ -188,6 +235,9 @@ impl AclState {
                     policies: policies.clone(),
                     description: description.clone(),
                 };
+                if self.bytes + token_bytes(&token) > ACL_BYTES_MAX {
+                    return AclOutcome::LimitReached;
+                }
                 self.insert_token(token);
                 AclOutcome::Written
             }
@@ -195,13 +245,19 @@ impl AclState {
                 if let Some(unknown) = self.unknown_policy(policies) {
                     return unknown;
                 }
-                let Some(token) = self.tokens.get_mut(accessor.as_str()) else { return AclOutcome::TokenNotFound };
-                token.policies = policies.clone();
-                token.description = description.clone();
+                let Some(token) = self.tokens.get(accessor.as_str()) else { return AclOutcome::TokenNotFound };
+                let updated = Token { policies: policies.clone(), description: description.clone(), ..token.clone() };
+                let bytes = self.bytes - token_bytes(token) + token_bytes(&updated);
+                if bytes > ACL_BYTES_MAX {
+                    return AclOutcome::LimitReached;
+                }
+                self.bytes = bytes;
+                self.tokens.insert(updated.accessor.clone(), updated);
                 AclOutcome::Written
             }
             AclCommand::DeleteToken { accessor } => match self.tokens.remove(accessor.as_str()) {
                 Some(token) => {
+                    self.bytes -= token_bytes(&token);
                     self.by_secret.remove(&token.secret);
                     AclOutcome::Deleted
                 }
@@ -224,6 +280,12 @@ impl AclState {
             (false, true) if self.policies.len() >= POLICIES_MAX => return AclOutcome::LimitReached,
             _ => {}
         }
+        let replaced = self.policies.get(&policy.name).map_or(0, policy_bytes);
+        let bytes = self.bytes - replaced + policy_bytes(policy);
+        if bytes > ACL_BYTES_MAX {
+            return AclOutcome::LimitReached;
+        }
+        self.bytes = bytes;
         self.policies.insert(policy.name.clone(), policy.clone());
         AclOutcome::Written
     }
@@ -234,6 +296,7 @@ impl AclState {
     }
 
     fn insert_token(&mut self, token: Token) {
+        self.bytes += token_bytes(&token);
         self.by_secret.insert(token.secret, token.accessor.clone());
         self.tokens.insert(token.accessor.clone(), token);
     }
@@ -243,7 +306,7 @@ impl AclState {
         if !self.bootstrapped && (!self.tokens.is_empty() || !self.policies.is_empty()) {
             return Some("ACL tokens or policies exist before the bootstrap");
         }
-        if self.policies.len() > POLICIES_MAX || self.tokens.len() > TOKENS_MAX {
+        if self.policies.len() > POLICIES_MAX || self.tokens.len() > TOKENS_MAX || self.bytes > ACL_BYTES_MAX {
             return Some("more ACL policies or tokens than a cluster may hold");
         }
         let indexed = self.by_secret.len() == self.tokens.len()
@@ -365,5 +428,43 @@ mod tests {
         let authority = acl.authority(&Credential::Anonymous).unwrap();
         assert!(authority.can_read("public/a") && !authority.can_read("secret"));
         assert_eq!(authority.check(false), Err(Denial::Unauthenticated));
+    }
+
+    /// Goal: the ACL state is bounded in bytes, not only in counts, and a decoded state counts
+    /// its bytes again. Method: policies of 256 rules on 4 KiB prefixes until one is refused.
+    #[test]
+    fn policies_and_tokens_are_bounded_in_bytes() {
+        use crate::acl::policy::{Access, Rule};
+        let mut acl = bootstrapped("root");
+        let big = |name: &str| Policy {
+            name: name.into(),
+            rules: (0..256)
+                .map(|i| Rule { prefix: format!("{i:04}{}", "x".repeat(4092)), access: Access::Read })
+                .collect(),
+            cluster: Access::Deny,
+        };
+        let mut created = 0;
+        while acl.apply(&AclCommand::PutPolicy { policy: big(&format!("p{created}")), create: true })
+            == AclOutcome::Written
+        {
+            created += 1;
+            assert!(created < POLICIES_MAX, "never refused");
+        }
+        assert_eq!(created, 15, "16 MiB hold 15 policies of a bit over 1 MiB");
+        assert!(acl.bytes() <= ACL_BYTES_MAX);
+        let token = AclCommand::CreateToken {
+            accessor: "t".into(),
+            secret: SecretHash::of("t"),
+            policies: vec!["p0".into()],
+            description: "d".repeat(200),
+        };
+        assert_eq!(acl.apply(&token), AclOutcome::Written, "a small token still fits");
+        assert_eq!(acl.apply(&AclCommand::DeletePolicy { name: "p1".into() }), AclOutcome::Deleted);
+        assert_eq!(acl.apply(&AclCommand::PutPolicy { policy: big("again"), create: true }), AclOutcome::Written);
+        let encoded = bincode::serde::encode_to_vec(&acl, bincode::config::standard()).unwrap();
+        let (decoded, _): (AclState, usize) =
+            bincode::serde::decode_from_slice(&encoded, bincode::config::standard()).unwrap();
+        assert_eq!(decoded, acl, "the byte count is derived, so it comes back equal");
+        assert_eq!(decoded.inconsistency(), None);
     }
 }

@@ -74,6 +74,8 @@ struct Inner {
     contact: ContactClock,
     /// The locked data directory and its identity stamp; the lock lives as long as the node.
     data_dir: Arc<DataDir>,
+    /// The peer port's TLS, when peers speak it (for a reload on demand).
+    peer_tls: Option<Arc<PeerTls>>,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -231,6 +233,7 @@ impl Node {
                 gossip: OnceLock::new(),
                 contact: ContactClock::default(),
                 data_dir,
+                peer_tls: peer_tls.clone(),
             }),
         };
         if let Some((gossip_config, identity, socket)) = gossip {
@@ -253,6 +256,12 @@ impl Node {
         rt::spawn(node.clone().finish_joint_configurations());
         tracing::info!(id = node.id(), peer = %node.inner.config.member.peer, "node started");
         Ok(node)
+    }
+
+    /// Reads the peer port's TLS files again now (they are also polled every second): whether
+    /// they changed, or `None` when peers do not speak TLS.
+    pub fn reload_peer_tls(&self) -> Option<Result<bool, TlsError>> {
+        self.inner.peer_tls.as_ref().map(|tls| tls.reload())
     }
 
     async fn bootstrap(&self) -> Result<(), StartError> {

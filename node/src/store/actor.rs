@@ -17,7 +17,7 @@ use crate::record::Key;
 use crate::rt::{self, watch};
 use crate::store::events::{Compacted, Event, HistoryLimits};
 use crate::store::filter::Filter;
-use crate::store::state::KvState;
+use crate::store::state::{KvState, Reader};
 
 /// Messages waiting for the actor before senders wait for room.
 const INBOX_MAX: usize = 1024;
@@ -248,6 +248,10 @@ struct Authorities {
 const AUTHORITIES_CACHED_MAX: usize = 4_096;
 
 impl StoreActor {
+    fn reader<'a>(&self, credential: &'a Credential, authority: &'a Authority) -> Reader<'a> {
+        Reader { credential, authority, past_ignored: self.bugs.current_acl_events() }
+    }
+
     fn authority(&mut self, credential: &Credential) -> Result<Authority, Denial> {
         let acl = self.state.acl();
         let cache = &mut self.authorities;
@@ -301,14 +305,15 @@ impl StoreActor {
                 Message::Events { from, filter, max, credential, reply } => {
                     let revision = self.state.revision();
                     let found = self.authority(&credential).map(|authority| {
-                        self.state.events_since(from, &filter, max, &authority).map(|events| (events, revision))
+                        let reader = self.reader(&credential, &authority);
+                        self.state.events_since(from, &filter, max, &reader).map(|events| (events, revision))
                     });
                     let _ = reply.send(found);
                 }
                 Message::ChangedAfter { after, filter, credential, reply } => {
-                    let changed = self
-                        .authority(&credential)
-                        .map(|authority| self.state.changed_after(after, &filter, &authority));
+                    let changed = self.authority(&credential).map(|authority| {
+                        self.state.changed_after(after, &filter, &self.reader(&credential, &authority))
+                    });
                     let _ = reply.send(changed);
                 }
                 Message::Authorize { credential, reply } => {

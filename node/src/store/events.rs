@@ -112,26 +112,26 @@ impl EventLog {
         self.compacted_through + 1
     }
 
-    /// Events with revision `>= from` that match `filter` and whose key is `visible`, at most
+    /// Events with revision `>= from` that match `filter` and are `visible`, at most
     /// `max` of them.
     pub fn since(
         &self,
         from: u64,
         filter: &Filter,
         max: usize,
-        visible: &dyn Fn(&str) -> bool,
+        visible: &mut dyn FnMut(&Event) -> bool,
     ) -> Result<Vec<Arc<Event>>, Compacted> {
         if from <= self.compacted_through {
             return Err(Compacted { oldest: self.oldest_available() });
         }
         let start = self.events.binary_search_by(|event| event.revision.cmp(&from)).unwrap_or_else(|insert| insert);
-        let shown = |event: &&Arc<Event>| filter.matches(&event.record) && visible(&event.record.key);
+        let shown = |event: &&Arc<Event>| filter.matches(&event.record) && visible(event);
         Ok(self.events.iter().skip(start).filter(shown).take(max).cloned().collect())
     }
 
     /// Whether anything matching `filter` changed after revision `after`; `None` when that is
     /// no longer known (compacted).
-    pub fn changed_after(&self, after: u64, filter: &Filter, visible: &dyn Fn(&str) -> bool) -> Option<bool> {
+    pub fn changed_after(&self, after: u64, filter: &Filter, visible: &mut dyn FnMut(&Event) -> bool) -> Option<bool> {
         self.since(after.saturating_add(1), filter, 1, visible).ok().map(|events| !events.is_empty())
     }
 }
@@ -164,13 +164,13 @@ mod tests {
             log.push(put(revision, if revision % 2 == 0 { "a/x" } else { "b/x" }, 1));
         }
         let from_three: Vec<u64> =
-            log.since(3, &Filter::default(), 10, &|_| true).unwrap().iter().map(|e| e.revision).collect();
+            log.since(3, &Filter::default(), 10, &mut |_| true).unwrap().iter().map(|e| e.revision).collect();
         assert_eq!(from_three, [3, 4, 5]);
         let only_a: Vec<u64> =
-            log.since(1, &Filter::prefix("a/"), 10, &|_| true).unwrap().iter().map(|e| e.revision).collect();
+            log.since(1, &Filter::prefix("a/"), 10, &mut |_| true).unwrap().iter().map(|e| e.revision).collect();
         assert_eq!(only_a, [2, 4]);
-        assert_eq!(log.changed_after(4, &Filter::prefix("a/"), &|_| true), Some(false));
-        assert_eq!(log.changed_after(3, &Filter::prefix("a/"), &|_| true), Some(true));
+        assert_eq!(log.changed_after(4, &Filter::prefix("a/"), &mut |_| true), Some(false));
+        assert_eq!(log.changed_after(3, &Filter::prefix("a/"), &mut |_| true), Some(true));
     }
 
     #[test]
@@ -179,9 +179,9 @@ mod tests {
         for revision in 1..=5 {
             log.push(put(revision, "k", 1));
         }
-        assert_eq!(log.since(2, &Filter::default(), 10, &|_| true), Err(Compacted { oldest: 3 }));
-        assert_eq!(log.since(3, &Filter::default(), 10, &|_| true).unwrap().len(), 3);
-        assert_eq!(log.changed_after(1, &Filter::default(), &|_| true), None, "unknown once compacted");
+        assert_eq!(log.since(2, &Filter::default(), 10, &mut |_| true), Err(Compacted { oldest: 3 }));
+        assert_eq!(log.since(3, &Filter::default(), 10, &mut |_| true).unwrap().len(), 3);
+        assert_eq!(log.changed_after(1, &Filter::default(), &mut |_| true), None, "unknown once compacted");
         log.push(put(6, "k", 20_000));
         assert_eq!(log.oldest_available(), 6, "one large event pushes out the rest but is kept");
     }

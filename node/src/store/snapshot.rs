@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acl::AclState;
+use crate::acl::{AclPast, AclState};
 use crate::bounded_decode;
 use crate::command::ClusterId;
 use crate::raft::SnapshotMeta;
@@ -25,9 +25,11 @@ use crate::store::state::KvState;
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
 /// 2: sessions carry request fingerprints, and the body the cluster id. 3: the body carries the
-/// ACL state. Format 2 files are read (without ACLs); format 1 files are refused, naming the
-/// version: their sessions cannot be read as fingerprinted ones.
-const FORMAT: u32 = 3;
+/// ACL state. 4: and the ACL states the kept events were written under. Formats 2 and 3 are read
+/// (without ACLs, without their past); format 1 files are refused, naming the version: their
+/// sessions cannot be read as fingerprinted ones.
+const FORMAT: u32 = 4;
+const FORMAT_WITHOUT_ACL_PAST: u32 = 3;
 const FORMAT_WITHOUT_ACL: u32 = 2;
 const HEADER_BYTES: u64 = 8 + 4 + 4 + 8;
 const IO_CHUNK_BYTES: usize = 1024 * 1024;
@@ -46,6 +48,16 @@ struct Body<'a> {
     state: std::borrow::Cow<'a, KvState>,
     cluster_id: Option<ClusterId>,
     acl: std::borrow::Cow<'a, AclState>,
+    acl_past: std::borrow::Cow<'a, AclPast>,
+}
+
+/// The body of a format 3 file.
+#[derive(Deserialize)]
+struct BodyWithoutAclPast {
+    meta: SnapshotMeta,
+    state: KvState,
+    cluster_id: Option<ClusterId>,
+    acl: AclState,
 }
 
 /// The body of a format 2 file.
@@ -212,6 +224,7 @@ fn write_file(disk: &dyn Disk, path: &Path, meta: &SnapshotMeta, state: &KvState
         state: std::borrow::Cow::Borrowed(state),
         cluster_id: state.cluster_id(),
         acl: std::borrow::Cow::Borrowed(state.acl()),
+        acl_past: std::borrow::Cow::Borrowed(state.acl_past()),
     };
     let mut writer =
         DiskWriter { disk, path, offset: HEADER_BYTES, buffer: Vec::with_capacity(IO_CHUNK_BYTES), crc: 0 };
@@ -260,17 +273,28 @@ impl Write for DiskWriter<'_> {
 
 fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
     let (format, body_len, reader) = verified_body(disk, path)?;
-    let (meta, state) = if format == FORMAT_WITHOUT_ACL {
-        let body: BodyWithoutAcl = decode(path, reader, body_len)?;
-        let mut state = body.state;
-        state.restore_cluster_id(body.cluster_id);
-        (body.meta, state)
-    } else {
-        let body: Body<'static> = decode(path, reader, body_len)?;
-        let mut state = body.state.into_owned();
-        state.restore_cluster_id(body.cluster_id);
-        state.restore_acl(body.acl.into_owned());
-        (body.meta.into_owned(), state)
+    let (meta, state) = match format {
+        FORMAT_WITHOUT_ACL => {
+            let body: BodyWithoutAcl = decode(path, reader, body_len)?;
+            let mut state = body.state;
+            state.restore_cluster_id(body.cluster_id);
+            state.restore_acl(AclState::default(), None);
+            (body.meta, state)
+        }
+        FORMAT_WITHOUT_ACL_PAST => {
+            let body: BodyWithoutAclPast = decode(path, reader, body_len)?;
+            let mut state = body.state;
+            state.restore_cluster_id(body.cluster_id);
+            state.restore_acl(body.acl, None);
+            (body.meta, state)
+        }
+        _ => {
+            let body: Body<'static> = decode(path, reader, body_len)?;
+            let mut state = body.state.into_owned();
+            state.restore_cluster_id(body.cluster_id);
+            state.restore_acl(body.acl.into_owned(), Some(body.acl_past.into_owned()));
+            (body.meta.into_owned(), state)
+        }
     };
     if let Some(why) = state.inconsistency() {
         return Err(invalid(path, &format!("not a state the store could have reached: {why}")));
@@ -310,7 +334,7 @@ fn verified_body<'a>(disk: &'a dyn Disk, path: &'a Path) -> io::Result<(u32, u64
         return Err(invalid("not a snapshot file"));
     }
     let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT && format != FORMAT_WITHOUT_ACL {
+    if ![FORMAT, FORMAT_WITHOUT_ACL_PAST, FORMAT_WITHOUT_ACL].contains(&format) {
         let why =
             format!("snapshot format {format}, this build reads format {FORMAT}: wipe the data directory and rejoin");
         return Err(invalid(&why));
@@ -579,10 +603,11 @@ mod tests {
         assert!(refused.to_string().contains("snapshot format 1"), "{refused}");
     }
 
-    /// Goal: snapshots carry the ACL state, and format 2 snapshots (written before ACLs) still
-    /// load, as a cluster whose ACLs were never bootstrapped.
+    /// Goal: snapshots carry the ACL state and the states the kept events were written under;
+    /// format 3 snapshots load with that past unknown, and format 2 snapshots (written before
+    /// ACLs) as a cluster whose ACLs were never bootstrapped.
     #[tokio::test]
-    async fn snapshots_carry_the_acl_state_and_format_2_still_loads() {
+    async fn snapshots_carry_the_acl_state_and_its_past_and_formats_2_and_3_still_load() {
         use crate::acl::{AclCommand, Credential, SecretHash};
         let disk = Arc::new(SimDisk::new(4));
         let files = files(&disk);
@@ -598,6 +623,26 @@ mod tests {
         assert!(loaded.acl().enabled());
         assert!(loaded.authority(&Credential::from_secret("root")).is_ok_and(|authority| authority.manages_acl()));
         assert_eq!(loaded.authority(&Credential::Anonymous).err(), Some(crate::acl::Denial::Unauthenticated));
+        assert_eq!(loaded.acl_past(), state.acl_past(), "the state before the bootstrap governed mutations 1-3");
+        assert!(matches!(loaded.acl_past().governing(3), crate::acl::Governed::Past { .. }));
+
+        let format_3 = (meta(4), &state, Some(ClusterId(7)), state.acl());
+        let old_body = bincode::serde::encode_to_vec(format_3, bincode::config::standard()).unwrap();
+        let mut old = Vec::new();
+        old.extend_from_slice(&MAGIC);
+        old.extend_from_slice(&FORMAT_WITHOUT_ACL_PAST.to_le_bytes());
+        old.extend_from_slice(&crc32c::crc32c(&old_body).to_le_bytes());
+        old.extend_from_slice(&(old_body.len() as u64).to_le_bytes());
+        old.extend_from_slice(&old_body);
+        let old_path = PathBuf::from("/snapshots/format-3.snap");
+        disk.write_at(&old_path, 0, &old).unwrap();
+        let (_, loaded) = files.load(&SnapshotFile { path: old_path }).await.unwrap();
+        assert!(loaded.acl().enabled());
+        assert!(
+            matches!(loaded.acl_past().governing(3), crate::acl::Governed::Unknown),
+            "without their past, events before the restored revision are unknown"
+        );
+        assert!(matches!(loaded.acl_past().governing(4), crate::acl::Governed::Current));
 
         let old_body =
             bincode::serde::encode_to_vec((meta(3), state_with(3), Some(ClusterId(7))), bincode::config::standard())

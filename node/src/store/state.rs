@@ -8,7 +8,7 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
-use crate::acl::{AclCommand, AclState, Authority, Credential, Denial};
+use crate::acl::{AclCommand, AclPast, AclState, Authority, Credential, Denial, Governed};
 use crate::bugs::InjectedBugs;
 use crate::command::{ClusterId, Command, NodeId, Precondition, Request, Response};
 use crate::record::{KIE_PREFIX, Key, KieFields, Labels, Record, kie_key};
@@ -55,6 +55,19 @@ pub struct KvState {
     /// written without it, and the file carries it beside the state.
     #[serde(skip)]
     acl: AclState,
+    /// The ACL states the events in the history were written under; carried beside the state
+    /// like `acl`.
+    #[serde(skip)]
+    acl_past: AclPast,
+}
+
+/// Who reads the event history: the request's credential and what it may do now.
+pub struct Reader<'a> {
+    pub credential: &'a Credential,
+    pub authority: &'a Authority,
+    /// Judge events by the current ACL state only, not also by the one they were written under
+    /// (the injected bug `current-acl-events`).
+    pub past_ignored: bool,
 }
 
 impl KvState {
@@ -68,6 +81,7 @@ impl KvState {
             kie_ids: OrdMap::new(),
             cluster_id: None,
             acl: AclState::default(),
+            acl_past: AclPast::default(),
         }
     }
 
@@ -75,9 +89,15 @@ impl KvState {
         &self.acl
     }
 
-    /// Restores the ACL state a snapshot file carried beside the state.
-    pub fn restore_acl(&mut self, acl: AclState) {
+    pub fn acl_past(&self) -> &AclPast {
+        &self.acl_past
+    }
+
+    /// Restores the ACL state and its past that a snapshot file carried beside the state;
+    /// without a past (older files), events before the restored revision count as unknown.
+    pub fn restore_acl(&mut self, acl: AclState, past: Option<AclPast>) {
         self.acl = acl;
+        self.acl_past = past.unwrap_or_else(|| AclPast::known_after(self.revision));
     }
 
     /// The cluster's id, once one was applied.
@@ -105,7 +125,8 @@ impl KvState {
             return Some(format!("revision {} is beyond any real store's", self.revision));
         }
         let parts = self.sessions.inconsistency().or_else(|| self.events.inconsistency(self.revision));
-        if let Some(why) = parts.or_else(|| self.acl.inconsistency()) {
+        let acl = self.acl.inconsistency().or_else(|| self.acl_past.inconsistency(self.revision));
+        if let Some(why) = parts.or(acl) {
             return Some(why.to_string());
         }
         let impossible = self.records.iter().find(|(key, record)| {
@@ -159,21 +180,47 @@ impl KvState {
         ListPage { records, total, next }
     }
 
-    /// Events with revision `>= from` that match `filter`, of keys `authority` may read.
+    /// Events with revision `>= from` that match `filter`, of keys `reader` may read.
     pub fn events_since(
         &self,
         from: u64,
         filter: &Filter,
         max: usize,
-        authority: &Authority,
+        reader: &Reader<'_>,
     ) -> Result<Vec<Arc<Event>>, Compacted> {
-        self.events.since(from, filter, max, &|key| authority.can_read(key))
+        self.events.since(from, filter, max, &mut self.visibility(reader))
     }
 
-    /// Whether anything matching `filter` that `authority` may read changed after `after`
+    /// Whether anything matching `filter` that `reader` may read changed after `after`
     /// (`None`: no longer known).
-    pub fn changed_after(&self, after: u64, filter: &Filter, authority: &Authority) -> Option<bool> {
-        self.events.changed_after(after, filter, &|key| authority.can_read(key))
+    pub fn changed_after(&self, after: u64, filter: &Filter, reader: &Reader<'_>) -> Option<bool> {
+        self.events.changed_after(after, filter, &mut self.visibility(reader))
+    }
+
+    /// Whether `reader` may see an event: it may read the key now, and could where the event
+    /// sits in the log (see `acl::past`). Events come in revision order, so the credential is
+    /// resolved once per past ACL state.
+    fn visibility<'a>(&'a self, reader: &'a Reader<'a>) -> impl FnMut(&Event) -> bool + 'a {
+        let mut resolved: Option<(u64, Option<Authority>)> = None;
+        move |event| {
+            let key = &event.record.key;
+            if !reader.authority.can_read(key) {
+                return false;
+            }
+            if reader.past_ignored || !matches!(reader.authority, Authority::Limited(_)) {
+                return true;
+            }
+            match self.acl_past.governing(event.revision) {
+                Governed::Current => true,
+                Governed::Unknown => false,
+                Governed::Past { era, state } => {
+                    if resolved.as_ref().is_none_or(|(known, _)| *known != era) {
+                        resolved = Some((era, state.authority(reader.credential).ok()));
+                    }
+                    resolved.as_ref().and_then(|(_, authority)| authority.as_ref()).is_some_and(|a| a.can_read(key))
+                }
+            }
+        }
     }
 
     pub fn oldest_event(&self) -> u64 {
@@ -245,7 +292,14 @@ impl KvState {
                 self.kie_update(project, id, value.as_ref(), status.as_ref(), now)
             }
             Command::KieDelete { project, ids } => self.kie_delete(project, ids),
-            Command::Acl(change) => Response::Acl { outcome: self.acl.apply(change), revision: self.revision },
+            Command::Acl(change) => {
+                let before = self.acl.clone();
+                let outcome = self.acl.apply(change);
+                if self.acl.generation() != before.generation() {
+                    self.acl_past.record(self.revision, before);
+                }
+                Response::Acl { outcome, revision: self.revision }
+            }
             Command::Authorized { .. } => {
                 Response::Denied { denial: Denial::PermissionDenied, revision: self.revision }
             }
@@ -345,7 +399,7 @@ impl KvState {
         self.revision += 1;
         assert_eq!(record.mod_revision, self.revision, "a stored record carries the revision of its put");
         self.records.insert(record.key.clone(), record.clone());
-        self.events.push(Event { revision: self.revision, action: Action::Put, record });
+        self.record_event(Event { revision: self.revision, action: Action::Put, record });
     }
 
     /// Removes a record at the next revision and records its event; `None` if it was absent.
@@ -356,8 +410,14 @@ impl KvState {
             self.kie_ids.remove(&(kie.project.clone(), kie.key.clone(), deleted.labels.clone()));
         }
         let tombstone = Record { value: Bytes::new(), ..deleted.clone() };
-        self.events.push(Event { revision: self.revision, action: Action::Delete, record: tombstone });
+        self.record_event(Event { revision: self.revision, action: Action::Delete, record: tombstone });
         Some(deleted)
+    }
+
+    /// Appends a mutation's event, forgetting the ACL states of the events it pushed out.
+    fn record_event(&mut self, event: Event) {
+        self.events.push(event);
+        self.acl_past.trim(self.events.oldest_available());
     }
 
     fn kie_create(&mut self, fields: KieFields, labels: &Labels, value: &Bytes, now_ms: u64) -> Response {

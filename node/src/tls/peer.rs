@@ -36,6 +36,12 @@ impl PeerTls {
         Ok(ClientTls::of_node(self.disk.as_ref(), &self.files)?.connector())
     }
 
+    /// Reads the files again now; the server side takes them if they changed and are valid (the
+    /// client side reads them at each connection anyway).
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        self.server.reload()
+    }
+
     /// Takes valid changes of the files on the server side until `shutdown`.
     pub async fn keep_reloading(self: Arc<Self>, shutdown: rt::watch::Receiver<bool>) {
         self.server.clone().keep_reloading(shutdown).await;

@@ -59,7 +59,7 @@ pub struct Load {
 }
 
 impl Load {
-    fn exchanger(&self) -> Exchanger {
+    pub fn exchanger(&self) -> Exchanger {
         match &self.tls {
             Some(tls) => Exchanger::with_tls(tls.clone()),
             None => Exchanger::default(),

@@ -160,9 +160,6 @@ impl BenchArgs {
         let watchers = self.watchers()?;
         let (endpoints, tls) = self.endpoints()?;
         let headers = self.headers()?;
-        if watchers.is_some() && (tls.is_some() || !headers.is_empty()) {
-            return Err("the watch benchmark speaks plain HTTP without a token; drop --token and https://".into());
-        }
         let clients = self.clients()?;
         let conns = self.conns.unwrap_or(clients);
         if conns == 0 || conns > clients {
@@ -500,7 +497,6 @@ mod tests {
         assert!(refusal("put --endpoints https://127.0.0.1:7700,127.0.0.1:7701").contains("mixes"));
         assert!(refusal("put --cacert ca.crt").contains("for https:// endpoints"));
         assert!(refusal("put --target etcd --token t").contains("cairn's ACL token"));
-        assert!(refusal("watch --token t").contains("without a token"));
         assert!(refusal("put --key-space 1000 --key-size 2").contains("--key-size 2 is too small"));
         assert!(refusal("put --value-size 100000000").contains("--value-size"));
         assert!(refusal("put --timeout 0s").contains("--timeout"));

@@ -6,20 +6,20 @@
 //! received, per watcher. An event still missing `--timeout` after the last put is counted as
 //! missing.
 //!
-//! The stream is read here with hyper directly (the pooled exchanger reads whole bodies), and
-//! frames are parsed by [`SseReader`].
+//! Each stream is opened on a connection of its own (the pooled exchanges read whole bodies),
+//! over HTTPS and with the token when the load has them, and its frames are parsed by
+//! [`SseReader`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_node::rt::{self, Duration, Instant};
-use http_body_util::{BodyExt, Empty};
+use cairn_http::client::{ExchangeError, HeaderValue, Method, Outgoing};
+use cairn_node::rt::{self, Instant};
+use http_body_util::BodyExt;
+use hyper::StatusCode;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::header::ACCEPT;
 use tokio::sync::watch;
 
 use super::driver::{self, Load, Measured};
@@ -34,7 +34,7 @@ pub async fn measure(load: Load, watchers: u32) -> Result<(Measured, Delivery), 
     let (until_sender, until) = watch::channel(None);
     let mut tasks = Vec::new();
     for index in 0..watchers as usize {
-        let body = open(&load.endpoints[index % load.endpoints.len()], &path, load.timeout).await?;
+        let body = open(&load, &load.endpoints[index % load.endpoints.len()], &path).await?;
         tasks.push(rt::spawn(watcher(body, until.clone())));
     }
     let catch_up = load.timeout;
@@ -136,33 +136,24 @@ pub fn watch_path(prefix: &str) -> String {
     format!("/v1/watch?prefix={prefix}")
 }
 
-/// Opens one watch stream on its own connection and returns its body unread.
-pub async fn open(endpoint: &str, path: &str, timeout: Duration) -> Result<Incoming, String> {
-    let opened = rt::timeout(timeout, async {
-        let failed = |error: &dyn std::fmt::Display| format!("cannot open a watch on {endpoint}: {error}");
-        let stream = TcpStream::connect(endpoint).await.map_err(|e| failed(&e))?;
-        stream.set_nodelay(true).map_err(|e| failed(&e))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(&e))?;
-        rt::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "watch connection ended");
-            }
-        });
-        let request = Request::get(path)
-            .header(HOST, endpoint)
-            .header(ACCEPT, "text/event-stream")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| failed(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response.into_body());
+/// Opens one watch stream on its own connection (HTTPS with the load's TLS, with its token) and
+/// returns its body unread.
+pub async fn open(load: &Load, endpoint: &str, path: &str) -> Result<Incoming, String> {
+    let mut headers = load.headers.clone();
+    headers.push((ACCEPT, HeaderValue::from_static("text/event-stream")));
+    let outgoing = Outgoing { method: Method::GET, path_and_query: path, headers, body: Bytes::new() };
+    let stream = match load.exchanger().open_stream(endpoint, outgoing, load.timeout).await {
+        Ok(stream) => stream,
+        Err(ExchangeError::Timeout { .. }) => {
+            return Err(format!("no answer from {endpoint} to GET /v1/watch within --timeout"));
         }
-        let body = response.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
-        Err(refusal(endpoint, status, &body))
-    });
-    opened.await.unwrap_or_else(|_| Err(format!("no answer from {endpoint} to GET /v1/watch within --timeout")))
+        Err(error) => return Err(format!("cannot open a watch on {endpoint}: {error}")),
+    };
+    if stream.status.is_success() {
+        return Ok(stream.body);
+    }
+    let body = stream.body.collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    Err(refusal(endpoint, stream.status, &body))
 }
 
 fn refusal(endpoint: &str, status: StatusCode, body: &[u8]) -> String {
@@ -256,6 +247,7 @@ pub fn join(sent: &[(u64, Instant)], received: &[Vec<(u64, Instant)>]) -> Delive
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_node::rt::Duration;
 
     fn frames(chunks: &[&str]) -> Vec<Frame> {
         let mut reader = SseReader::default();

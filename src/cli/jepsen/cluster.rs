@@ -41,20 +41,28 @@ pub(super) struct ProcessCluster {
     problems: Mutex<Vec<String>>,
     /// Asks the nodes who leads.
     status: CairnClient,
+    /// How clients reach the nodes with `--tls`.
+    client_tls: Option<ClientTls>,
     started: Instant,
 }
 
 impl ProcessCluster {
     /// Starts `nodes` nodes, ids 1..=nodes, from a static membership.
-    pub(super) fn start(network: Network, launch: Launch, nodes: usize) -> Result<ProcessCluster, String> {
+    pub(super) fn start(
+        network: Network,
+        launch: Launch,
+        nodes: usize,
+        client_tls: Option<ClientTls>,
+    ) -> Result<ProcessCluster, String> {
         let members: Vec<String> =
             (0..nodes).map(|slot| format!("{}={}@{}", slot + 1, network.peer(slot), network.http(slot))).collect();
         let bootstrap = Bootstrap::Initial(members.join(","));
         let slots = (0..nodes).map(|slot| Slot::new(slot, slot as u64 + 1, bootstrap.clone())).collect();
         let endpoints = (0..nodes).map(|slot| network.http(slot)).collect();
-        let status = CairnClient::new(
+        let status = CairnClient::with_tls(
             endpoints,
             ClientOptions { attempt_timeout: Duration::from_millis(500), call_timeout: Duration::from_secs(1) },
+            client_tls.clone(),
         );
         let cluster = ProcessCluster {
             network,
@@ -64,6 +72,7 @@ impl ProcessCluster {
             next_id: AtomicU64::new(nodes as u64 + 1),
             problems: Mutex::new(Vec::new()),
             status,
+            client_tls,
             started: Instant::now(),
         };
         for slot in 0..nodes {
@@ -144,9 +153,8 @@ impl Drop for ProcessCluster {
 }
 
 impl Cluster for ProcessCluster {
-    /// `cairn jepsen` runs its nodes without TLS.
     fn client_tls(&self) -> Option<ClientTls> {
-        None
+        self.client_tls.clone()
     }
 
     fn endpoints(&self) -> Vec<String> {
@@ -249,9 +257,10 @@ impl Cluster for ProcessCluster {
     /// other slots with `--join`.
     async fn replace(&self, slot: usize) -> Result<String, String> {
         let old = self.slots()[slot].id;
-        let client = CairnClient::new(
+        let client = CairnClient::with_tls(
             self.endpoints(),
             ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(10) },
+            self.client_tls.clone(),
         );
         client.remove_member(Route::Any, old).await.map_err(|error| format!("removing node {old}: {error}"))?;
         // A removed node stops serving and may exit by itself; either way it is gone now.

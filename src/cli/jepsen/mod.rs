@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cairn_chaos::acl::AclCounts;
 use cairn_chaos::check::{CheckOptions, CheckReport, Overall, check_history};
 use cairn_chaos::history::parse_history;
 use cairn_chaos::nemesis::{FaultKind, NemesisOptions};
@@ -37,6 +38,8 @@ use cairn_chaos::report;
 use cairn_chaos::run::{RunOptions, RunOutcome};
 use cairn_chaos::workload::WorkloadOptions;
 use cairn_http::client::ClientOptions;
+use cairn_node::storage::FsDisk;
+use cairn_node::tls::ClientTls;
 use clap::Args;
 
 use self::cluster::ProcessCluster;
@@ -106,6 +109,15 @@ pub struct JepsenArgs {
     /// verdict.txt, verdict.json, report.html, data/); created if absent, else it must be empty.
     #[arg(long)]
     out: PathBuf,
+    /// Run the cluster as `cairn tls init` sets it up: HTTPS with client certificates on every
+    /// node and mutual TLS between peers, from a CA and certificates written to OUT/tls.
+    #[arg(long)]
+    tls: bool,
+    /// Bootstrap ACLs before the clients start, and add clients with a restricted token whose
+    /// policy is narrowed and widened under the faults; a checker proves that no restricted
+    /// read or write was served beyond what the policy allowed where it was served.
+    #[arg(long)]
+    acl: bool,
     /// Deliberate bugs for the servers, as `cairn serve --inject-bugs` (debug builds only).
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -129,6 +141,8 @@ struct Settings {
     seed: u64,
     out: OutputDir,
     bugs: Option<String>,
+    tls: bool,
+    acl: bool,
 }
 
 impl Settings {
@@ -153,12 +167,33 @@ impl Settings {
         let bugs = None;
         let out = OutputDir::create(&args.out)?;
         let seed = args.seed.unwrap_or_else(cairn_node::rt::random_u64);
-        Ok(Settings { nodes: args.nodes, time: args.time, nemeses, seed, out, bugs })
+        Ok(Settings { nodes: args.nodes, time: args.time, nemeses, seed, out, bugs, tls: args.tls, acl: args.acl })
     }
 
-    fn launch(&self) -> Result<Launch, String> {
+    fn launch(&self, tls: Option<PathBuf>) -> Result<Launch, String> {
         let binary = std::env::current_exe().map_err(|error| format!("finding the cairn binary: {error}"))?;
-        Ok(Launch { binary, out: self.out.path().to_path_buf(), bugs: self.bugs.clone() })
+        Ok(Launch { binary, out: self.out.path().to_path_buf(), bugs: self.bugs.clone(), tls })
+    }
+
+    /// With `--tls`: writes the CA and certificates (each node's valid for every slot's address)
+    /// to OUT/tls; the directory, and how clients reach the nodes.
+    fn certificates(&self, network: &Network) -> Result<Option<(PathBuf, ClientTls)>, String> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let dir = self.out.path().join("tls");
+        let mut hosts: Vec<String> = (0..self.nodes)
+            .map(|slot| network.http(slot).rsplit_once(':').map_or_else(String::new, |(host, _)| host.to_string()))
+            .collect();
+        hosts.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
+        hosts.sort();
+        hosts.dedup();
+        let nodes = u32::try_from(self.nodes).expect("3 or 5 nodes");
+        super::tls::write_dev_certificates(&dir, nodes, &hosts)?;
+        let client = Some((dir.join("client.crt"), dir.join("client.key")));
+        let identity = client.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+        let tls = ClientTls::from_files(&FsDisk::new(), &dir.join("ca.crt"), identity).map_err(|e| e.to_string())?;
+        Ok(Some((dir, tls)))
     }
 
     /// The simulator's chaos settings (tests/chaos.rs), on real time.
@@ -171,7 +206,7 @@ impl Settings {
             recovery_bound: RECOVERY_BOUND,
             client: ClientOptions { attempt_timeout: Duration::from_secs(3), call_timeout: Duration::from_secs(4) },
             hostile: false,
-            acl: false,
+            acl: self.acl,
         }
     }
 }
@@ -265,17 +300,22 @@ async fn drive(settings: &Settings) -> Result<u8, String> {
         nemeses: settings.nemeses.iter().map(|nemesis| nemesis.name()).collect(),
         network: network.describe(),
         skipped,
+        tls: settings.tls,
+        acl: settings.acl,
     };
     println!(
-        "cairn jepsen: {} nodes on {}; seed {}; {}s of {}; output in {}",
+        "cairn jepsen: {} nodes on {}; seed {}; {}s of {}; TLS {}, ACL {}; output in {}",
         setup.nodes,
         setup.network,
         setup.seed,
         setup.time.as_secs(),
         setup.nemeses.join(","),
+        if setup.tls { "on" } else { "off" },
+        if setup.acl { "on" } else { "off" },
         settings.out.path().display()
     );
-    let cluster = ProcessCluster::start(network, settings.launch()?, settings.nodes)?;
+    let (tls_dir, client_tls) = settings.certificates(&network)?.unzip();
+    let cluster = ProcessCluster::start(network, settings.launch(tls_dir)?, settings.nodes, client_tls)?;
     if cluster.await_leader(FIRST_LEADER_TIMEOUT).await.is_none() {
         return Err(format!(
             "no leader within {}s of starting; see the node logs in {}",
@@ -306,11 +346,12 @@ async fn judge(settings: &Settings, setup: &Setup, outcome: RunOutcome, problems
     })
     .await;
     let figures = Figures::measure(&history);
-    let code = exit_code(&report, &outcome.recovery, &problems);
+    let acl = settings.acl.then_some(&outcome.acl);
+    let code = exit_code(&report, acl, &outcome.recovery, &problems);
     let out = &settings.out;
     out.write("report.html", report::render(&history, &report))?;
     out.write("nemesis.txt", output::timeline(setup, &history, &figures, &problems))?;
-    let text = summary(&outcome, &figures, &report, &problems, code);
+    let text = summary(&outcome, acl, &figures, &report, &problems, code);
     out.write("verdict.txt", &text)?;
     let verdicts = Verdicts {
         setup,
@@ -318,6 +359,7 @@ async fn judge(settings: &Settings, setup: &Setup, outcome: RunOutcome, problems
         figures: &figures,
         recovery: &outcome.recovery,
         problems: &problems,
+        acl,
         exit_code: code,
     };
     out.write("verdict.json", output::verdict_json(&verdicts))?;
@@ -325,9 +367,17 @@ async fn judge(settings: &Settings, setup: &Setup, outcome: RunOutcome, problems
     Ok(code)
 }
 
-/// A violation first (as `cairn check`), then a cluster that did not recover, then the checkers.
-fn exit_code(report: &CheckReport, recovery: &Result<Duration, String>, problems: &[String]) -> u8 {
+/// A violation first (as `cairn check`; the ACL checker's too), then a cluster that did not
+/// recover, then the checkers.
+fn exit_code(
+    report: &CheckReport,
+    acl: Option<&AclCounts>,
+    recovery: &Result<Duration, String>,
+    problems: &[String],
+) -> u8 {
+    let acl_violated = acl.is_some_and(|acl| !acl.violations.is_empty());
     match report.overall() {
+        _ if acl_violated => EXIT_VIOLATION,
         Overall::Violation => EXIT_VIOLATION,
         _ if recovery.is_err() || !problems.is_empty() => EXIT_NOT_RECOVERED,
         overall => u8::try_from(overall.exit_code()).expect("exit codes are small"),
@@ -335,7 +385,14 @@ fn exit_code(report: &CheckReport, recovery: &Result<Duration, String>, problems
 }
 
 /// What the run did and what the checkers said: printed, and kept as verdict.txt.
-fn summary(outcome: &RunOutcome, figures: &Figures, report: &CheckReport, problems: &[String], code: u8) -> String {
+fn summary(
+    outcome: &RunOutcome,
+    acl: Option<&AclCounts>,
+    figures: &Figures,
+    report: &CheckReport,
+    problems: &[String],
+    code: u8,
+) -> String {
     let mut lines = vec![format!(
         "{} operations in {:.1}s under faults: {:.1} ops/s; {} ok, {} fail, {} info; {} faults; {} watch events",
         figures.operations,
@@ -361,6 +418,18 @@ fn summary(outcome: &RunOutcome, figures: &Figures, report: &CheckReport, proble
         Ok(time) => format!("recovered {:.3}s after healing", time.as_secs_f64()),
         Err(error) => format!("DID NOT RECOVER: {error}"),
     });
+    if let Some(acl) = acl {
+        lines.push(format!(
+            "ACL: {} policy changes, {} restricted answers and {} restricted watch events checked, {} refused, {} \
+             violations",
+            acl.changes,
+            acl.checked,
+            acl.watched,
+            acl.refused,
+            acl.violations.len()
+        ));
+        lines.extend(acl.violations.iter().map(|violation| format!("ACL VIOLATION: {violation}")));
+    }
     lines.extend(problems.iter().map(|problem| format!("problem: {problem}")));
     let mut text = lines.join("\n") + "\n" + &report.to_string();
     text.push_str(&format!("exit code {code}\n"));

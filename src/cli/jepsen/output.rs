@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cairn_chaos::acl::AclCounts;
 use cairn_chaos::check::{CheckReport, Verdict};
 use cairn_chaos::history::History;
 use serde_json::json;
@@ -55,6 +56,10 @@ pub(super) struct Setup {
     pub(super) network: String,
     /// Why partitions were skipped, when they were asked for and skipped.
     pub(super) skipped: Option<String>,
+    /// HTTPS with client certificates, and mutual TLS between peers.
+    pub(super) tls: bool,
+    /// ACLs bootstrapped, with restricted clients and policy changes.
+    pub(super) acl: bool,
 }
 
 /// `nemesis.txt`: every fault with its start, stop and description; after each leader kill, how
@@ -70,6 +75,7 @@ pub(super) fn timeline(setup: &Setup, history: &History, figures: &Figures, prob
         setup.nemeses.join(", ")
     );
     let _ = writeln!(text, "network: {}", setup.network);
+    let _ = writeln!(text, "tls: {}; acl: {}", on_off(setup.tls), on_off(setup.acl));
     if let Some(reason) = &setup.skipped {
         let _ = writeln!(text, "PARTITIONS SKIPPED: {reason}");
     }
@@ -116,12 +122,14 @@ pub(super) struct Verdicts<'a> {
     /// Time from healing to a successful write and read, or why the cluster did not recover.
     pub(super) recovery: &'a Result<Duration, String>,
     pub(super) problems: &'a [String],
+    /// What the ACL checker found, when ACLs were on.
+    pub(super) acl: Option<&'a AclCounts>,
     pub(super) exit_code: u8,
 }
 
 pub(super) fn verdict_json(verdicts: &Verdicts<'_>) -> String {
-    let Verdicts { setup, report, figures, recovery, problems, exit_code } = verdicts;
-    let checkers: serde_json::Map<String, serde_json::Value> = report
+    let Verdicts { setup, report, figures, recovery, problems, acl, exit_code } = verdicts;
+    let mut checkers: serde_json::Map<String, serde_json::Value> = report
         .checkers
         .iter()
         .map(|checker| {
@@ -133,9 +141,17 @@ pub(super) fn verdict_json(verdicts: &Verdicts<'_>) -> String {
             (checker.checker.to_string(), json!(verdict))
         })
         .collect();
+    if let Some(acl) = acl {
+        let verdict = if acl.violations.is_empty() { "valid" } else { "violation" };
+        checkers.insert("acl".to_string(), json!(verdict));
+    }
+    let overall = match acl {
+        Some(acl) if !acl.violations.is_empty() => "violation".to_string(),
+        _ => format!("{:?}", report.overall()).to_lowercase(),
+    };
     let longest = figures.longest_outage();
     let value = json!({
-        "verdict": format!("{:?}", report.overall()).to_lowercase(),
+        "verdict": overall,
         "exit_code": exit_code,
         "checkers": checkers,
         "recovered": recovery.is_ok(),
@@ -148,6 +164,14 @@ pub(super) fn verdict_json(verdicts: &Verdicts<'_>) -> String {
         "nemesis": setup.nemeses,
         "network": setup.network,
         "partitions_skipped": setup.skipped,
+        "tls": setup.tls,
+        "acl": acl.map(|acl| json!({
+            "policy_changes": acl.changes,
+            "restricted_answers_checked": acl.checked,
+            "refused": acl.refused,
+            "restricted_watch_events_checked": acl.watched,
+            "violations": acl.violations,
+        })),
         "operations": figures.operations,
         "ok": figures.ok,
         "fail": figures.fail,
@@ -159,4 +183,8 @@ pub(super) fn verdict_json(verdicts: &Verdicts<'_>) -> String {
         "longest_unavailability_ended": longest.map(|outage| outage.ended),
     });
     serde_json::to_string_pretty(&value).expect("a JSON value serializes") + "\n"
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }

@@ -24,6 +24,9 @@ pub(super) struct Launch {
     pub(super) out: PathBuf,
     /// `--inject-bugs` for the servers (debug builds only).
     pub(super) bugs: Option<String>,
+    /// With `--tls`: the directory of `cairn tls init`'s files. Slot N serves with
+    /// `node-N.crt`, whichever node is in it, and requires client certificates.
+    pub(super) tls: Option<PathBuf>,
 }
 
 /// How a node first becomes a member: listed in the static bootstrap, or joining later.
@@ -77,6 +80,15 @@ impl Slot {
             Bootstrap::Initial(list) => command.args(["--initial-cluster", list]),
             Bootstrap::Join(seeds) => command.args(["--join", seeds]),
         };
+        if let Some(dir) = &launch.tls {
+            let (cert, key) =
+                (dir.join(format!("node-{}.crt", self.index + 1)), dir.join(format!("node-{}.key", self.index + 1)));
+            let ca = dir.join("ca.crt");
+            command.arg("--cert-file").arg(&cert).arg("--key-file").arg(&key).arg("--trusted-ca-file").arg(&ca);
+            command.arg("--client-cert-auth");
+            command.arg("--peer-cert-file").arg(&cert).arg("--peer-key-file").arg(&key);
+            command.arg("--peer-trusted-ca-file").arg(&ca);
+        }
         if let Some(bugs) = &launch.bugs {
             command.args(["--inject-bugs", bugs]);
         }

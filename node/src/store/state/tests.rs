@@ -186,7 +186,7 @@ fn every_mutation_is_an_event_in_revision_order() {
     state.apply(2, &put("b", "1", Precondition::Always), bugs);
     state.apply(3, &delete("a"), bugs);
     state.apply(4, &delete("a"), bugs);
-    let events = state.events_since(1, &Filter::default(), 10, &Authority::Open).unwrap();
+    let events = state.events_since(1, &Filter::default(), 10, &open_reader(&Authority::Open)).unwrap();
     let summary: Vec<(u64, Action, &str)> = events.iter().map(|e| (e.revision, e.action, &*e.record.key)).collect();
     assert_eq!(summary, [(1, Action::Put, "a"), (2, Action::Put, "b"), (3, Action::Delete, "a")]);
     assert!(events[2].record.value.is_empty(), "a delete event carries no value");
@@ -390,7 +390,7 @@ mod properties {
         }
         if after.revision() > before.revision() {
             let events = after
-                .events_since(before.revision() + 1, &Filter::default(), usize::MAX, &Authority::Open)
+                .events_since(before.revision() + 1, &Filter::default(), usize::MAX, &open_reader(&Authority::Open))
                 .unwrap_or_default();
             let revisions: Vec<u64> = events.iter().map(|event| event.revision).collect();
             let expected: Vec<u64> = (before.revision() + 1..=after.revision()).collect();
@@ -506,4 +506,84 @@ fn writes_are_authorized_where_they_apply_in_the_log() {
         state.apply(12, &acl(AclCommand::Bootstrap { accessor: "x".into(), secret: SecretHash::of("x") }), bugs),
         Response::Acl { outcome: AclOutcome::AlreadyBootstrapped, .. }
     ));
+}
+
+fn open_reader(authority: &Authority) -> Reader<'_> {
+    Reader { credential: &Credential::Anonymous, authority, past_ignored: false }
+}
+
+/// Goal: a watch or long poll shows a limited token an event only if it may read the key now and
+/// could under the ACL state the event was written under, so widening a policy does not reveal
+/// what was written while it was narrow. Method: a token's policy goes wide, narrow, wide and
+/// narrow between writes of one key; its events are read at each point.
+#[test]
+fn events_are_shown_to_a_token_that_could_read_them_where_they_were_written() {
+    use crate::acl::{Access, Policy, Rule, SecretHash};
+    let mut state = KvState::new(4, HistoryLimits::default());
+    let bugs = InjectedBugs::default();
+    let mut index = 0;
+    let mut apply = |state: &mut KvState, request: Request| {
+        index += 1;
+        state.apply(index, &request, bugs)
+    };
+    let policy = |prefix: &str| {
+        let rules = vec![Rule { prefix: prefix.into(), access: Access::Read }];
+        Policy { name: "p".into(), rules, cluster: Access::Deny }
+    };
+    apply(&mut state, acl(AclCommand::Bootstrap { accessor: "root".into(), secret: SecretHash::of("root") }));
+    apply(&mut state, as_token("root", acl(AclCommand::PutPolicy { policy: policy(""), create: true })));
+    let token = AclCommand::CreateToken {
+        accessor: "t".into(),
+        secret: SecretHash::of("t"),
+        policies: vec!["p".into()],
+        description: String::new(),
+    };
+    apply(&mut state, as_token("root", acl(token)));
+    let seen_by = |secret: &str, state: &KvState, past_ignored: bool| -> Vec<u64> {
+        let credential = Credential::from_secret(secret);
+        let authority = state.authority(&credential).unwrap();
+        let reader = Reader { credential: &credential, authority: &authority, past_ignored };
+        let events = state.events_since(1, &Filter::default(), 10, &reader).unwrap();
+        events.iter().map(|event| event.revision).collect()
+    };
+    let seen = |state: &KvState, past_ignored: bool| seen_by("t", state, past_ignored);
+    let write = |value: &str| as_token("root", put("a", value, Precondition::Always));
+    let narrow = || as_token("root", acl(AclCommand::PutPolicy { policy: policy("b"), create: false }));
+    let wide = || as_token("root", acl(AclCommand::PutPolicy { policy: policy(""), create: false }));
+
+    apply(&mut state, write("1"));
+    apply(&mut state, narrow());
+    apply(&mut state, write("2"));
+    assert_eq!(seen(&state, false), Vec::<u64>::new(), "narrowed: nothing under a/ is shown now");
+    apply(&mut state, wide());
+    apply(&mut state, write("3"));
+    assert_eq!(seen(&state, false), [1, 3], "revision 2 was written while the policy was narrow");
+    assert_eq!(seen(&state, true), [1, 2, 3], "the injected bug judges by the current state only");
+    assert_eq!(
+        state.changed_after(
+            1,
+            &Filter::default(),
+            &Reader {
+                credential: &Credential::from_secret("t"),
+                authority: &state.authority(&Credential::from_secret("t")).unwrap(),
+                past_ignored: false,
+            }
+        ),
+        Some(true),
+        "long polls judge the same way"
+    );
+    apply(
+        &mut state,
+        as_token(
+            "root",
+            acl(AclCommand::CreateToken {
+                accessor: "u".into(),
+                secret: SecretHash::of("u"),
+                policies: vec!["p".into()],
+                description: String::new(),
+            }),
+        ),
+    );
+    apply(&mut state, write("4"));
+    assert_eq!(seen_by("u", &state, false), [4], "a new token sees nothing written before it existed");
 }
