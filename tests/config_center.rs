@@ -211,6 +211,43 @@ async fn the_kie_long_polling_session_and_routes_work() {
 /// watcher on a follower collects events while 60 keys are written; the leader is killed after
 /// 20 writes and the watcher's node restarted after 40; the watcher reconnects with
 /// `start_revision = last + 1`; every revision must arrive exactly once and match its write.
+/// Goal: the session of kie's own "after running" document works as written, trailing slash
+/// included, and every collection route takes a trailing slash. Method: the document's POST to
+/// `/v1/default/kie/kv/` and its GET of the list, then the other collections with a slash.
+#[tokio::test]
+async fn the_kie_documents_session_works_verbatim_and_collections_take_a_trailing_slash() {
+    let (_root, _node, api) = single_node(&[]).await;
+    let created = api
+        .send_json(
+            Method::POST,
+            "/v1/default/kie/kv/",
+            json!({"key": "timeout", "value": "2s", "labels": {"service": "order"}}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let created = json_of(&created);
+    assert_eq!((created["key"].as_str(), created["value"].as_str()), (Some("timeout"), Some("2s")));
+    assert_eq!(created["labels"], json!({"service": "order"}));
+    for field in ["id", "create_revision", "update_revision", "value_type", "status", "create_time", "update_time"] {
+        assert!(!created[field].is_null(), "the document's answer has {field}: {created}");
+    }
+    let listed = json_of(&api.send(Method::GET, "/v1/default/kie/kv", Bytes::new()).await);
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["data"][0]["id"], created["id"]);
+    let with_slash = json_of(&api.send(Method::GET, "/v1/default/kie/kv/", Bytes::new()).await);
+    assert_eq!(with_slash, listed);
+
+    api.send(Method::PUT, "/v1/kv/app/a", "1").await;
+    let native = json_of(&api.send(Method::GET, "/v1/kv/?prefix=app/", Bytes::new()).await);
+    assert_eq!(native["data"][0]["key"], "app/a", "{native}");
+    let members = api.send(Method::GET, "/v1/cluster/members/", Bytes::new()).await;
+    assert_eq!(json_of(&members)["members"][0]["id"], 1);
+    for collection in ["/v1/acl/policies/", "/v1/acl/tokens/"] {
+        let answer = api.send(Method::GET, collection, Bytes::new()).await;
+        assert_eq!((answer.status.as_u16(), code(&answer)), (409, "acl_not_bootstrapped".into()), "{collection}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_across_a_leader_kill_and_a_restart_without_gaps_or_duplicates() {
     let root = tempfile::tempdir().expect("a temporary directory");

@@ -5,6 +5,7 @@ mod check;
 mod client;
 mod duration;
 mod jepsen;
+mod log;
 mod serve;
 mod tls;
 

@@ -19,6 +19,7 @@ use cairn_node::tls::TlsFiles;
 use clap::Args;
 
 use super::duration;
+use super::log::{LogFormat, TermCell};
 
 /// Flags of `cairn serve`; each also reads the environment variable named beside it.
 #[derive(Debug, Args)]
@@ -87,6 +88,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `cairn_node=debug,info`.
     #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
+    /// Log lines as `text`, or as `json` lines (timestamp, level, target, node, term, message
+    /// and the event's fields) [default: text when stderr is a terminal, json otherwise].
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     /// Deliberate bugs for testing the test harness (debug builds only), comma-separated:
     /// local-reads, early-ack, skip-dedup, drop-watch-events, any-contact, ignore-tag-reuse.
     #[cfg(debug_assertions)]
@@ -274,9 +279,7 @@ fn parse_initial_cluster(list: &str) -> Result<BTreeMap<u64, Member>, String> {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let term = super::log::init(&args.log, args.log_format.unwrap_or_else(LogFormat::for_stderr), args.id);
     let config = match args.config() {
         Ok(config) => config,
         Err(error) => {
@@ -285,10 +288,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, term))
 }
 
-async fn serve(config: NodeConfig) -> ExitCode {
+async fn serve(config: NodeConfig, term: TermCell) -> ExitCode {
     let (id, http, peer, data) =
         (config.id, config.member.http.clone(), config.member.peer.clone(), config.data_dir.clone());
     let config_gossip = config.gossip.as_ref().map(|gossip| gossip.address);
@@ -304,6 +307,8 @@ async fn serve(config: NodeConfig) -> ExitCode {
         "cairn node {id} serving HTTP on http://{http}, peers on {peer}, gossip on {gossip}, data in {}",
         data.display()
     );
+    let node = launched.node.clone();
+    tokio::spawn(async move { node.follow_term(|current| term.set(current)).await });
     wait_for_stop_signal(&launched).await;
     tracing::info!("stopping");
     launched.shutdown().await;

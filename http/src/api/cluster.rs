@@ -3,12 +3,11 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use cairn_node::acl::Access;
-use cairn_node::api::{ClusterView, MemberKind, Role};
+use cairn_node::api::{ClusterView, MemberKind};
 use cairn_node::raft::Member;
-use serde_json::json;
 
 use super::ApiState;
 use super::caller::{Caller, require_cluster};
@@ -83,14 +82,4 @@ pub(super) async fn status(State(state): State<ApiState>, caller: Caller, uri: U
     Query::parse(uri.query(), &[])?;
     require_cluster(&state, &caller, Access::Read).await?;
     Ok(Json(state.node.status()).into_response())
-}
-
-/// 200 while the node serves; 503 once it was removed or is shutting down.
-pub(super) async fn healthz(State(state): State<ApiState>) -> Response {
-    match state.node.status().role {
-        Role::Removed | Role::Shutdown => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "stopped"}))).into_response()
-        }
-        _ => Json(json!({"status": "ok"})).into_response(),
-    }
 }

@@ -4,6 +4,7 @@ mod acl;
 mod caller;
 mod cluster;
 mod error;
+mod health;
 mod kie;
 mod kv;
 mod labels;
@@ -32,26 +33,33 @@ pub struct ApiState {
     pub node: Node,
 }
 
-/// The full API router for `node`.
+/// The full API router for `node`. Every collection route also answers with a trailing slash,
+/// as ServiceComb kie's server does (its documentation's first command posts to `…/kie/kv/`).
 pub fn router(node: Node) -> Router {
     let state = ApiState { node };
     Router::new()
         .route("/v1/kv", get(list::list))
-        .route("/v1/kv/", get(kv::empty_key).put(kv::empty_key).delete(kv::empty_key))
+        .route("/v1/kv/", get(list::list).put(kv::empty_key).delete(kv::empty_key))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/cluster/members", get(cluster::list_members).post(cluster::add_member))
+        .route("/v1/cluster/members/", get(cluster::list_members).post(cluster::add_member))
         .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
         .route("/v1/status", get(cluster::status))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/{project}/kie/kv", post(kie::create).get(kie::list).delete(kie::delete_many))
+        .route("/v1/{project}/kie/kv/", post(kie::create).get(kie::list).delete(kie::delete_many))
         .route("/v1/{project}/kie/kv/{id}", get(kie::get).put(kie::update).delete(kie::delete))
         .route("/v1/acl/bootstrap", post(acl::bootstrap))
         .route("/v1/acl/policies", get(acl::list_policies).post(acl::create_policy))
+        .route("/v1/acl/policies/", get(acl::list_policies).post(acl::create_policy))
         .route("/v1/acl/policies/{name}", get(acl::get_policy).put(acl::update_policy).delete(acl::delete_policy))
         .route("/v1/acl/tokens", get(acl::list_tokens).post(acl::create_token))
+        .route("/v1/acl/tokens/", get(acl::list_tokens).post(acl::create_token))
         .route("/v1/acl/tokens/{accessor}", get(acl::get_token).put(acl::update_token).delete(acl::delete_token))
-        .route("/healthz", get(cluster::healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cluster_headers))
@@ -71,7 +79,7 @@ async fn method_not_allowed() -> ApiError {
 /// node's id and the leader.
 async fn cluster_headers(State(state): State<ApiState>, request: Request<Body>, next: Next) -> Response {
     let path = request.uri().path();
-    let exempt = path == "/healthz" || path == "/v1/status";
+    let exempt = matches!(path, "/healthz" | "/livez" | "/readyz" | "/v1/status");
     let mut response = if state.node.is_removed() && !exempt {
         ApiError::from(cairn_node::api::NodeError::NodeRemoved).into_response()
     } else {

@@ -7,6 +7,7 @@
 
 mod autopilot;
 mod cluster_id;
+mod health;
 mod leader;
 mod membership;
 mod observe;
@@ -14,6 +15,8 @@ mod peer_handler;
 mod read;
 mod snapshot_receiver;
 mod write;
+
+pub use health::Check;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -446,6 +449,21 @@ impl Node {
 
     /// Waits until this node's raft state changes, or `timeout` passes. Once raft has stopped
     /// nothing changes any more, so it sleeps the whole `timeout` rather than return at once.
+    /// Calls `report` with the raft term now and after every change, until the node stops (for
+    /// the log lines' `term`).
+    pub async fn follow_term(&self, report: impl Fn(u64)) {
+        let mut metrics = self.inner.raft.metrics();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            report(metrics.borrow_and_update().current_term);
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     async fn wait_for_change(&self, timeout: Duration) {
         let mut metrics = self.inner.raft.metrics();
         // openraft hands out clones of one receiver that never marked anything seen.

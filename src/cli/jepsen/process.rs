@@ -96,9 +96,10 @@ impl Slot {
         for (name, _) in std::env::vars_os().filter(|(name, _)| name.to_string_lossy().starts_with("CAIRN_")) {
             command.env_remove(name);
         }
-        // NO_COLOR: plain logs, for reading and grepping.
+        // Text without colour: node logs are read by people after a run.
         command
             .env("CAIRN_LOG", "info")
+            .env("CAIRN_LOG_FORMAT", "text")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(output(&log)?)
