@@ -41,7 +41,8 @@ pub struct AclPast {
     eras: VecDeque<(u64, AclState)>,
     /// Mutations below this revision were governed by states no longer kept.
     known_from: u64,
-    /// How many eras were ever recorded before the first kept: numbers eras across trims.
+    /// How many eras were forgotten: numbers eras across trims. Only told apart within one read,
+    /// so it wraps rather than trusting a decoded value to leave room.
     forgotten: u64,
 }
 
@@ -80,7 +81,7 @@ impl AclPast {
     fn forget_oldest(&mut self) {
         if let Some((through, _)) = self.eras.pop_front() {
             self.known_from = self.known_from.max(through.saturating_add(1));
-            self.forgotten += 1;
+            self.forgotten = self.forgotten.wrapping_add(1);
         }
     }
 
@@ -91,7 +92,7 @@ impl AclPast {
         }
         let first_after = self.eras.partition_point(|(through, _)| *through < revision);
         match self.eras.get(first_after) {
-            Some((_, state)) => Governed::Past { era: self.forgotten + first_after as u64, state },
+            Some((_, state)) => Governed::Past { era: self.forgotten.wrapping_add(first_after as u64), state },
             None => Governed::Current,
         }
     }
