@@ -146,9 +146,11 @@ pub fn start_static_cluster(root: &Path, extra: &[&str]) -> Vec<Process> {
         .collect()
 }
 
-/// Waits until the cluster's membership has `count` voters.
+/// Waits until the cluster's membership has `count` voters. Joiners are added one at a time,
+/// each caught up first, so on a loaded two-core machine this takes a while: once, in CI, two
+/// joiners were not both voters after 30 s.
 pub async fn wait_for_voters(cluster: &CairnClient, count: usize) {
-    eventually(Duration::from_secs(30), &format!("{count} voters"), || async {
+    eventually(Duration::from_secs(60), &format!("{count} voters"), || async {
         let members = cluster.members(Route::Any).await.ok()?;
         (members.iter().filter(|m| m.voter).count() == count).then_some(())
     })
