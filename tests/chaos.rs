@@ -59,6 +59,7 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     stale_acl_cache: false,
     current_acl_events: false,
     optional_client_certificates: false,
+    backup_from_raft_snapshot: false,
 };
 
 const SCENARIOS: [Scenario; 13] = [

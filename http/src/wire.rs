@@ -225,6 +225,9 @@ pub struct ErrorDetail {
 pub const REVISION_HEADER: &str = "x-cairn-revision";
 /// kie's header for the store revision on its routes.
 pub const KIE_REVISION_HEADER: &str = "x-kie-revision";
+/// On a backup: the raft log index its state was applied through, and how many keys it holds.
+pub const SNAPSHOT_INDEX_HEADER: &str = "x-cairn-snapshot-index";
+pub const SNAPSHOT_KEYS_HEADER: &str = "x-cairn-snapshot-keys";
 /// Header carrying the id of the node that answered.
 pub const NODE_HEADER: &str = "x-cairn-node";
 /// Header carrying the id of the leader the answering node knows of.

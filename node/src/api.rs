@@ -156,6 +156,9 @@ pub enum NodeError {
     /// The ACL state refused the request's token; nothing changed.
     #[error("{0}")]
     Denied(Denial),
+    /// This node is already streaming a backup; ask again once it is done.
+    #[error("a backup of this node is already in progress")]
+    SnapshotInProgress,
 }
 
 /// A client request a follower hands to the leader over the peer transport.

@@ -40,11 +40,16 @@ pub struct InjectedBugs {
     /// Ignore `--client-cert-auth` on the HTTP port: clients without a certificate are served.
     #[cfg(any(madsim, debug_assertions))]
     pub optional_client_certificates: bool,
+    /// Back up raft's newest snapshot file instead of the state applied now: a consistent
+    /// backup, but one that misses the writes acknowledged since that snapshot was taken.
+    #[cfg(any(madsim, debug_assertions))]
+    pub backup_from_raft_snapshot: bool,
 }
 
 impl InjectedBugs {
     /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`,
-    /// `any-contact`, `ignore-tag-reuse`, `stale-acl-cache`, `current-acl-events`, `optional-client-certificates`.
+    /// `any-contact`, `ignore-tag-reuse`, `stale-acl-cache`, `current-acl-events`, `optional-client-certificates`,
+    /// `backup-from-raft-snapshot`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -59,6 +64,7 @@ impl InjectedBugs {
                 "stale-acl-cache" => bugs.stale_acl_cache = true,
                 "current-acl-events" => bugs.current_acl_events = true,
                 "optional-client-certificates" => bugs.optional_client_certificates = true,
+                "backup-from-raft-snapshot" => bugs.backup_from_raft_snapshot = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -89,6 +95,13 @@ impl InjectedBugs {
     pub fn optional_client_certificates(&self) -> bool {
         #[cfg(any(madsim, debug_assertions))]
         return self.optional_client_certificates;
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return false;
+    }
+
+    pub fn backup_from_raft_snapshot(&self) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.backup_from_raft_snapshot;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
     }

@@ -2,6 +2,7 @@
 //! tokio and madsim.
 //!
 //! # Layout
+//! - [`backup`]: describing a saved snapshot file and restoring a new cluster from it.
 //! - [`data_dir`]: the data directory's lock and identity stamp, checked at every start.
 //! - [`gossip`]: the gossip-notifier actor (SWIM membership, metadata, change notices).
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
@@ -14,6 +15,7 @@ compile_error!("the `sim` feature needs --cfg madsim: run `cargo sim`, not `carg
 
 pub mod acl;
 pub mod api;
+pub mod backup;
 pub mod bounded_decode;
 pub mod bugs;
 pub mod command;
@@ -32,4 +34,4 @@ pub mod tls;
 pub mod transport;
 pub mod validate;
 
-pub use node::Node;
+pub use node::{ExportedSnapshot, Node};

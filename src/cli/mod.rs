@@ -7,6 +7,7 @@ mod duration;
 mod jepsen;
 mod log;
 mod serve;
+mod snapshot;
 mod tls;
 
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a Jepsen-style test against real cairn processes: faults, then the history checked.
     Jepsen(jepsen::JepsenArgs),
+    /// Backups: save a cluster's snapshot, verify a file, restore a new cluster from one.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Certificates for trying TLS on a local cluster.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Jepsen(args)) => jepsen::run(args),
+        Some(Command::Snapshot(command)) => snapshot::run(command),
         Some(Command::Tls(command)) => tls::run(command),
         Some(Command::Client(command)) => client::run(command),
         None => serve::run(cli.serve),

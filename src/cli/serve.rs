@@ -93,7 +93,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
     /// Deliberate bugs for testing the test harness (debug builds only), comma-separated:
-    /// local-reads, early-ack, skip-dedup, drop-watch-events, any-contact, ignore-tag-reuse.
+    /// local-reads, early-ack, skip-dedup, drop-watch-events, any-contact, ignore-tag-reuse,
+    /// stale-acl-cache, current-acl-events, optional-client-certificates, backup-from-raft-snapshot.
     #[cfg(debug_assertions)]
     #[arg(long, env = "CAIRN_INJECT_BUGS", hide = true)]
     inject_bugs: Option<String>,
@@ -261,7 +262,7 @@ impl ServeArgs {
 }
 
 /// Parses `1=PEER@HTTP,2=PEER@HTTP`.
-fn parse_initial_cluster(list: &str) -> Result<BTreeMap<u64, Member>, String> {
+pub(super) fn parse_initial_cluster(list: &str) -> Result<BTreeMap<u64, Member>, String> {
     let mut members = BTreeMap::new();
     for item in list.split(',').map(str::trim).filter(|item| !item.is_empty()) {
         let malformed = || format!("--initial-cluster entry {item:?} is not ID=PEER@HTTP");

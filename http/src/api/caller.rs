@@ -65,6 +65,14 @@ pub(super) async fn require_management(state: &ApiState, caller: &Caller) -> Res
     authority.check(authority.manages_acl()).map_err(|denial| cairn_node::api::NodeError::Denied(denial).into())
 }
 
+/// Refuses the request unless ACLs are off or its caller holds the management policy: for what
+/// exposes everything at once (a backup holds every key and every token).
+pub(super) async fn require_management_when_enforced(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
+    let authority = state.node.authority(caller.0).await?;
+    let allowed = matches!(authority, cairn_node::acl::Authority::Open) || authority.manages_acl();
+    authority.check(allowed).map_err(|denial| cairn_node::api::NodeError::Denied(denial).into())
+}
+
 pub(super) fn not_bootstrapped() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,

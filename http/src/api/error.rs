@@ -104,6 +104,7 @@ impl From<NodeError> for ApiError {
             NodeError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             NodeError::Denied(Denial::Unauthenticated) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             NodeError::Denied(Denial::PermissionDenied) => (StatusCode::FORBIDDEN, "permission_denied"),
+            NodeError::SnapshotInProgress => (StatusCode::TOO_MANY_REQUESTS, "snapshot_in_progress"),
         };
         ApiError::new(status, code, message)
     }

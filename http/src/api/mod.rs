@@ -11,6 +11,7 @@ mod labels;
 mod list;
 mod longpoll;
 mod query;
+mod snapshot;
 mod staleness;
 mod watch;
 
@@ -46,6 +47,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/cluster/members/", get(cluster::list_members).post(cluster::add_member))
         .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
         .route("/v1/status", get(cluster::status))
+        .route("/v1/snapshot", get(snapshot::save))
         .route("/v1/watch", get(watch::watch))
         .route("/v1/{project}/kie/kv", post(kie::create).get(kie::list).delete(kie::delete_many))
         .route("/v1/{project}/kie/kv/", post(kie::create).get(kie::list).delete(kie::delete_many))

@@ -409,11 +409,25 @@ impl CairnClient {
         if let Some(start) = start {
             path.push_str(&format!("&start_revision={start}"));
         }
+        let (stream, endpoint) = self.open_stream(route, &path).await?;
+        let node = stream.headers.get(NODE_HEADER).and_then(|value| value.to_str().ok()).and_then(|id| id.parse().ok());
+        Ok(WatchStream::new(stream.body, endpoint, node))
+    }
+
+    /// Starts a backup download (`GET /v1/snapshot`): the answer's head, with the body unread.
+    pub async fn snapshot(&self, route: Route) -> Result<transport::Stream, ClientError> {
+        self.open_stream(route, "/v1/snapshot").await.map(|(stream, _)| stream)
+    }
+
+    /// Sends a GET for a streamed answer to the route's endpoints in turn, until one answers
+    /// with success (returned with its endpoint's index, its body unread) or with a client
+    /// error.
+    async fn open_stream(&self, route: Route, path: &str) -> Result<(transport::Stream, usize), ClientError> {
         let mut last = ClientError::Unavailable { reason: "no endpoint tried".into() };
         for endpoint in self.order(route) {
             let outgoing = Outgoing {
                 method: Method::GET,
-                path_and_query: &path,
+                path_and_query: path,
                 headers: self.token_header(),
                 body: Bytes::new(),
             };
@@ -429,12 +443,7 @@ impl CairnClient {
                 }
             };
             if stream.status.is_success() {
-                let node = stream
-                    .headers
-                    .get(NODE_HEADER)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|id| id.parse().ok());
-                return Ok(WatchStream::new(stream.body, endpoint, node));
+                return Ok((stream, endpoint));
             }
             let body =
                 http_body_util::BodyExt::collect(stream.body).await.map(|body| body.to_bytes()).unwrap_or_default();

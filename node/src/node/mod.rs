@@ -7,6 +7,7 @@
 
 mod autopilot;
 mod cluster_id;
+mod export;
 mod health;
 mod leader;
 mod membership;
@@ -16,6 +17,7 @@ mod read;
 mod snapshot_receiver;
 mod write;
 
+pub use export::ExportedSnapshot;
 pub use health::Check;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +81,10 @@ struct Inner {
     data_dir: Arc<DataDir>,
     /// The peer port's TLS, when peers speak it (for a reload on demand).
     peer_tls: Option<Arc<PeerTls>>,
+    /// The snapshot directory, where backups are written before they are streamed.
+    snapshots: Arc<SnapshotFiles>,
+    /// One backup at a time: each holds a snapshot file on disk while it streams.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -237,6 +243,8 @@ impl Node {
                 contact: ContactClock::default(),
                 data_dir,
                 peer_tls: peer_tls.clone(),
+                snapshots: snapshots.clone(),
+                exports: Arc::new(tokio::sync::Semaphore::new(1)),
             }),
         };
         if let Some((gossip_config, identity, socket)) = gossip {

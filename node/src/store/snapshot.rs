@@ -98,12 +98,24 @@ impl SnapshotFiles {
 
     /// Writes `state` as the snapshot at `meta` and makes it current.
     pub async fn write(&self, meta: &SnapshotMeta, state: &KvState) -> io::Result<SnapshotFile> {
-        let temp = self.temp_path("built");
+        let built = self.write_detached("built", meta, state).await?;
+        self.adopt(meta, built).await
+    }
+
+    /// Writes `state` as a synced snapshot file under a temporary name, which never becomes
+    /// current: a backup being streamed, removed by [`SnapshotFiles::discard`] or, should the
+    /// process die first, at the next [`SnapshotFiles::open`].
+    pub async fn write_detached(&self, label: &str, meta: &SnapshotMeta, state: &KvState) -> io::Result<SnapshotFile> {
+        let file = SnapshotFile { path: self.temp_path(label) };
         let disk = self.disk.clone();
-        let path = temp.clone();
+        let path = file.path.clone();
         let (owned_meta, owned_state) = (meta.clone(), state.clone());
-        rt::run_blocking(move || write_file(disk.as_ref(), &path, &owned_meta, &owned_state)).await?;
-        self.adopt(meta, SnapshotFile { path: temp }).await
+        let written = rt::run_blocking(move || write_file(disk.as_ref(), &path, &owned_meta, &owned_state)).await;
+        if let Err(error) = written {
+            self.discard(&file);
+            return Err(error);
+        }
+        Ok(file)
     }
 
     /// Reads and verifies a snapshot file.
@@ -271,7 +283,9 @@ impl Write for DiskWriter<'_> {
     }
 }
 
-fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
+/// Reads and verifies the snapshot file at `path` (its checksum, its decoding and the state's
+/// consistency): what a backup tool checks before it describes or restores a file.
+pub fn load_file(disk: &dyn Disk, path: &Path) -> io::Result<(SnapshotMeta, KvState)> {
     let (format, body_len, reader) = verified_body(disk, path)?;
     let (meta, state) = match format {
         FORMAT_WITHOUT_ACL => {

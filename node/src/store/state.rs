@@ -114,6 +114,14 @@ impl KvState {
         self.revision
     }
 
+    /// Makes this state (restored from a backup) the first state of a new cluster: it gets the
+    /// new cluster's id, and the ids the old cluster retired may be members again, since the
+    /// new cluster's membership is whatever its operator lists.
+    pub fn begin_new_cluster(&mut self, cluster_id: ClusterId) {
+        self.cluster_id = Some(cluster_id);
+        self.retired.clear();
+    }
+
     /// Why this state could not have been built by [`KvState::apply`], if it could not. A state
     /// decoded from a snapshot (which a hostile leader can write, checksum and all) is checked
     /// before it is installed, so that applying to it never trips what the store asserts.
