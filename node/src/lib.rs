@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`data_dir`]: the data directory's lock and identity stamp, checked at every start.
 //! - [`gossip`]: the gossip-notifier actor (SWIM membership, metadata, change notices).
+//! - [`metrics`]: the node's Prometheus metrics, one registry per node.
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
 //! - [`storage`]: the disk seam (real and simulated) and the write-ahead log.
 
@@ -22,6 +23,7 @@ pub mod data_dir;
 pub mod gossip;
 #[cfg(test)]
 mod hostile_bytes;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod record;
