@@ -6,6 +6,10 @@ use openraft::async_runtime::watch::WatchReceiver;
 
 use super::Node;
 use crate::metrics::{Metrics, NodeState};
+use crate::rt::{self, Duration};
+
+/// How long a scrape waits for the gossip actor's counters before it answers without them.
+const GOSSIP_ANSWER_MAX: Duration = Duration::from_secs(1);
 
 impl Node {
     /// The metrics this node counts in, for the layers outside it (the HTTP actor).
@@ -13,11 +17,12 @@ impl Node {
         &self.inner.metrics
     }
 
-    /// The exposition text of `GET /metrics`.
+    /// The exposition text of `GET /metrics`. Should the gossip actor not answer in time, its
+    /// counters keep the values of the last scrape.
     pub async fn render_metrics(&self) -> String {
         let raft = self.metrics();
         let progress = self.inner.store.progress();
-        let gossip = self.gossip_view().await.map(|view| view.counters);
+        let gossip = rt::timeout(GOSSIP_ANSWER_MAX, self.gossip_view()).await.ok().flatten().map(|view| view.counters);
         let state = NodeState {
             has_leader: raft.current_leader.is_some(),
             is_leader: raft.state == ServerState::Leader,
