@@ -178,8 +178,9 @@ fn stamp_known_cluster(config: &NodeConfig, data_dir: &DataDir, initialized: boo
 impl Node {
     /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
     /// bootstraps a new cluster if the configuration asks for it and the log is empty.
-    /// Counts its events in `metrics` (a fresh [`Metrics`] for each process; the simulator keeps
-    /// one per node across restarts).
+    ///
+    /// The node counts its events in `metrics`: a fresh [`Metrics`] for each process; the
+    /// simulator hands one from each start of a node slot to the next.
     pub async fn start(
         config: NodeConfig,
         disk: Arc<dyn Disk>,
