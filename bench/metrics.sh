@@ -2,8 +2,9 @@
 # What scraping /metrics costs: three cairn nodes on loopback, put with 16 clients and
 # linearizable get with 64 on the leader, each row run without a scraper and with one that
 # fetches /metrics from every node once a second (as a Prometheus server would), in one run on
-# one cluster. Each row alternates off, on, off, on, so that drift (a growing log, a warming
-# disk) falls on both sides. See bench/README.md.
+# one cluster. Each row runs off, on, on, off, so that a steady drift (put throughput falls by
+# several percent from one 10 s round to the next on this machine) falls equally on both sides.
+# See bench/README.md.
 #
 #   bench/metrics.sh
 #   BENCH_DURATION=30s bench/metrics.sh
@@ -20,7 +21,7 @@ SCRAPE_EVERY=${SCRAPE_EVERY:-1}
 STAMP=$(date -u +%Y-%m-%dT%H%MZ)
 OUT=$ROOT/bench/results/$STAMP-metrics.txt
 ROWS=("put, 16 clients|put|16" "linearizable get, 64 clients|get|64")
-ROUNDS=(off on off on)
+ROUNDS=(off on on off)
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -104,7 +105,7 @@ stop_all
 
 {
   echo "# Scraping /metrics every ${SCRAPE_EVERY}s against not scraping, $STAMP, $DURATION per measurement,"
-  echo "# 3 nodes on loopback, 256-byte values; $(wc -l <"$WORK/scrapes") scrapes of every node, $scrape_bytes bytes each"
+  echo "# 3 nodes on loopback, 256-byte values; $(wc -l <"$WORK/scrapes") scrapes in all (every node each round), $scrape_bytes bytes each"
   echo "| row | without ops/s (p99 ms) | with ops/s (p99 ms) | with against without |"
   echo "|---|---:|---:|---:|"
   index=0
@@ -112,7 +113,7 @@ stop_all
     index=$((index + 1))
     jq -rn --arg name "${row%%|*}" \
       --slurpfile off1 "$WORK/$index-1-off.json" --slurpfile on1 "$WORK/$index-2-on.json" \
-      --slurpfile off2 "$WORK/$index-3-off.json" --slurpfile on2 "$WORK/$index-4-on.json" \
+      --slurpfile on2 "$WORK/$index-3-on.json" --slurpfile off2 "$WORK/$index-4-off.json" \
       'def mean($a; $b; f): (($a[0] | f) + ($b[0] | f)) / 2;
        def cell($a; $b): "\(mean($a; $b; .ops_per_s) | floor) (\(mean($a; $b; .latency.all.p99_ms) * 100 | round / 100))";
        (mean($off1; $off2; .ops_per_s)) as $off | (mean($on1; $on2; .ops_per_s)) as $on |
