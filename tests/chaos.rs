@@ -1,6 +1,7 @@
 //! Seeded chaos runs in the simulator (`cargo sim --test chaos`): clients and a nemesis on a
 //! simulated cluster, then every history checked for linearizability, stale reads, revisions
-//! and durability, and the healed cluster checked for recovery. Every failing seed prints the one
+//! and durability, and the healed cluster checked for recovery, and the nodes' Prometheus counters
+//! against the history (`cairn_chaos::metrics`). Every failing seed prints the one
 //! command that replays it; its history and HTML report are kept under `target/sim/tmp/chaos/`.
 //!
 //! `CAIRN_SIM_SEEDS=N` runs N seeds per scenario (a soak: `CAIRN_SIM_SEEDS=10000`);
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use cairn_chaos::check::{CheckOptions, CheckReport, Checker, Overall, Verdict, check_history};
 use cairn_chaos::history::parse_history;
+use cairn_chaos::metrics::{self, MetricsCounts};
 use cairn_chaos::nemesis::{FaultKind, NemesisOptions};
 use cairn_chaos::report;
 use cairn_chaos::run::{RunOptions, RunOutcome, run};
@@ -60,9 +62,10 @@ const NO_BUGS: InjectedBugs = InjectedBugs {
     current_acl_events: false,
     optional_client_certificates: false,
     backup_from_raft_snapshot: false,
+    uncounted_proposals: false,
 };
 
-const SCENARIOS: [Scenario; 13] = [
+const SCENARIOS: [Scenario; 14] = [
     Scenario {
         name: "three_nodes_partitions",
         nodes: 3,
@@ -207,6 +210,16 @@ const SCENARIOS: [Scenario; 13] = [
         tls: false,
         acl: true,
     },
+    Scenario {
+        name: "bug_uncounted_proposals",
+        nodes: 3,
+        faults: &[FaultKind::KillLeader, FaultKind::Kill, FaultKind::Crash],
+        bugs: InjectedBugs { uncounted_proposals: true, ..NO_BUGS },
+        history: FULL_HISTORY,
+        seed_base: 14_000,
+        tls: false,
+        acl: false,
+    },
 ];
 
 fn scenario(name: &str) -> &'static Scenario {
@@ -228,8 +241,11 @@ fn run_options(scenario: &Scenario, seed: u64) -> RunOptions {
     }
 }
 
+/// What one simulated run left: its outcome, its virtual duration, and every node's metrics.
+type Simulated = (RunOutcome, Duration, Vec<Result<String, String>>);
+
 /// One whole simulated run of `scenario` under the current seed.
-async fn simulate(scenario: &'static Scenario) -> (RunOutcome, Duration) {
+async fn simulate(scenario: &'static Scenario) -> Simulated {
     let started = cairn_node::rt::Instant::now();
     let cluster = SimCluster::start(ClusterOptions {
         nodes: scenario.nodes,
@@ -242,11 +258,12 @@ async fn simulate(scenario: &'static Scenario) -> (RunOutcome, Duration) {
     cluster.await_leader(Duration::from_secs(60)).await.expect("the cluster elects a first leader");
     let options = run_options(scenario, madsim::runtime::Handle::current().seed());
     let outcome = run(&cluster, &options).await;
-    (outcome, started.elapsed())
+    let elapsed = started.elapsed();
+    (outcome, elapsed, cluster.scrape_metrics().await)
 }
 
 /// The scenario of index `S`, as a plain function, for madsim's determinism check.
-fn simulate_indexed<const S: usize>() -> Pin<Box<dyn Future<Output = (RunOutcome, Duration)>>> {
+fn simulate_indexed<const S: usize>() -> Pin<Box<dyn Future<Output = Simulated>>> {
     Box::pin(simulate(&SCENARIOS[S]))
 }
 
@@ -255,6 +272,8 @@ struct SeedResult {
     seed: u64,
     outcome: RunOutcome,
     report: CheckReport,
+    /// The nodes' counters against the history.
+    metrics: MetricsCounts,
     virtual_time: Duration,
     wall_time: Duration,
 }
@@ -265,6 +284,7 @@ impl SeedResult {
             || self.outcome.recovery.is_err()
             || !self.outcome.hostile.broken.is_empty()
             || !self.outcome.acl.violations.is_empty()
+            || !self.metrics.violations.is_empty()
     }
 
     /// Keeps the history and the HTML report for a look, and returns where.
@@ -284,17 +304,18 @@ impl SeedResult {
 fn run_and_check(scenario: &'static Scenario, seed: u64) -> SeedResult {
     let replay = Replay { test_binary: "chaos", test_name: scenario.name };
     let started = Instant::now();
-    let (outcome, virtual_time) = run_seed(replay, seed, TIME_LIMIT, move || simulate(scenario));
+    let (outcome, virtual_time, scrapes) = run_seed(replay, seed, TIME_LIMIT, move || simulate(scenario));
     let wall_time = started.elapsed();
     let history = parse_history(outcome.history.as_slice()).unwrap_or_else(|malformed| {
         panic!("seed {seed} recorded a malformed history ({malformed}); replay: {}", replay.command(seed))
     });
     let options = CheckOptions { budget: Duration::from_secs(60), ..CheckOptions::default() };
     let report = check_history(&history, &options);
+    let metrics = metrics::check(&history, &scrapes);
     if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
         check_determinism(scenario, seed);
     }
-    SeedResult { seed, outcome, report, virtual_time, wall_time }
+    SeedResult { seed, outcome, report, metrics, virtual_time, wall_time }
 }
 
 fn check_determinism(scenario: &'static Scenario, seed: u64) {
@@ -339,8 +360,20 @@ fn progress(scenario: &Scenario, result: &SeedResult) {
             acl.checked, acl.watched, acl.refused, acl.violations
         ),
     };
+    let metrics = &result.metrics;
+    let metrics = format!(
+        "; metrics: {} committed proposals for {} answered writes, {} leader changes seen for {} leader kills{}",
+        metrics.proposals_committed,
+        metrics.acknowledged_writes,
+        metrics.leader_changes_seen,
+        metrics.leader_kills,
+        match metrics.violations.is_empty() {
+            true => String::new(),
+            false => format!(", violations: {:?}", metrics.violations),
+        }
+    );
     eprintln!(
-        "[{}] seed {}: {:?} — {} ops ({} ok, {} fail, {} info), {} faults, {recovery}{hostile}{acl}; {:.0} virtual s in {:.1} s ({:.0}x)",
+        "[{}] seed {}: {:?} — {} ops ({} ok, {} fail, {} info), {} faults, {recovery}{hostile}{acl}{metrics}; {:.0} virtual s in {:.1} s ({:.0}x)",
         scenario.name,
         result.seed,
         result.report.overall(),
@@ -493,6 +526,24 @@ fn expect_acl_caught(name: &str, count: u64) {
         }
     }
     panic!("the {name} bug went unnoticed by the ACL checker for {count} seeds");
+}
+
+/// Committed proposals a leader leaves out of its counter must be caught by the metrics check:
+/// the nodes then count fewer commits than the clients were answered.
+#[test]
+fn bug_uncounted_proposals() {
+    let scenario = scenario("bug_uncounted_proposals");
+    let replay = Replay { test_binary: "chaos", test_name: scenario.name };
+    for seed in seeds(scenario.seed_base..scenario.seed_base + 5) {
+        let result = run_and_check(scenario, seed);
+        progress(scenario, &result);
+        if let Some(violation) = result.metrics.violations.first() {
+            eprintln!("[{}] caught by the metrics check at seed {seed}: {violation}", scenario.name);
+            return;
+        }
+        eprintln!("[{}] seed {seed} went uncaught; replay: {}", scenario.name, replay.command(seed));
+    }
+    panic!("the uncounted-proposals bug went unnoticed by the metrics check for 5 seeds");
 }
 
 /// Retried requests applied twice must be caught.

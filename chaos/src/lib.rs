@@ -19,6 +19,7 @@
 //! - [`workload`], [`watcher`], [`nemesis`], [`run`]: the clients, the watchers, the faults and
 //!   one whole run against any [`nemesis::Cluster`] (simulated or real processes), recorded by a
 //!   [`recorder::Recorder`].
+//! - [`metrics`]: the nodes' Prometheus counters checked against the history.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
@@ -31,6 +32,7 @@ pub mod check;
 pub mod generate;
 pub mod history;
 pub mod hostile;
+pub mod metrics;
 pub mod nemesis;
 pub mod recorder;
 pub mod report;

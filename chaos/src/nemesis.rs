@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 
 use crate::generate::Rng;
 use crate::history::FaultPhase;
+use crate::metrics::LEADER_VICTIM;
 use crate::recorder::Recorder;
 
 /// What a run needs from a cluster. Nodes are numbered by slot, `0..endpoints().len()`; a slot
@@ -244,12 +245,17 @@ async fn start<C: Cluster>(cluster: &C, kind: FaultKind, rng: &mut Rng, nodes: u
             (format!("{} -/-> {}", from + 1, to + 1), Undo::Heal)
         }
         FaultKind::KillLeader | FaultKind::Kill => {
-            let victim = match kind {
-                FaultKind::KillLeader => cluster.leader().await.unwrap_or_else(|| random(rng)),
-                _ => random(rng),
+            let leader = match kind {
+                FaultKind::KillLeader => cluster.leader().await,
+                _ => None,
             };
+            let victim = leader.unwrap_or_else(|| random(rng));
             cluster.kill(victim).await;
-            (format!("{}", victim + 1), Undo::Start(vec![victim]))
+            let description = match leader {
+                Some(_) => format!("{} {LEADER_VICTIM}", victim + 1),
+                None => format!("{}", victim + 1),
+            };
+            (description, Undo::Start(vec![victim]))
         }
         FaultKind::Pause => {
             let victim = random(rng);

@@ -7,6 +7,7 @@ use cairn_node::Node;
 use cairn_node::acl::TokenSecret;
 use cairn_node::config::{Bootstrap, NodeConfig};
 use cairn_node::data_dir::{ClusterId, DataDirError, read_stamp};
+use cairn_node::metrics::Metrics;
 use cairn_node::node::StartError;
 use cairn_node::rt::{self, Duration, watch};
 use cairn_node::storage::Disk;
@@ -44,8 +45,13 @@ pub enum LaunchError {
 }
 
 /// Binds the peer and HTTP addresses of `config`, starts the node and its HTTP actor, and joins
-/// the cluster in the background if the node is not a voter yet and was told whom to ask.
-pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launched, LaunchError> {
+/// the cluster in the background if the node is not a voter yet and was told whom to ask. The
+/// node counts in `metrics`.
+pub async fn launch(
+    mut config: NodeConfig,
+    disk: Arc<dyn Disk>,
+    metrics: Arc<Metrics>,
+) -> Result<Launched, LaunchError> {
     let optional_certificates = config.bugs.optional_client_certificates();
     let server_tls = config
         .tls
@@ -73,7 +79,7 @@ pub async fn launch(mut config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Launc
         Bootstrap::Join { seeds, kind, token, .. } => Some((seeds.clone(), *kind, token.clone())),
         _ => None,
     };
-    let node = Node::start(config, disk, peer_listener).await?;
+    let node = Node::start(config, disk, metrics, peer_listener).await?;
     let (http_shutdown, http_stop) = watch::channel(false);
     if let Some(tls) = &server_tls {
         rt::spawn(tls.clone().keep_reloading(http_stop.clone()));

@@ -44,12 +44,15 @@ pub struct InjectedBugs {
     /// backup, but one that misses the writes acknowledged since that snapshot was taken.
     #[cfg(any(madsim, debug_assertions))]
     pub backup_from_raft_snapshot: bool,
+    /// Leave some committed proposals out of `cairn_server_proposals_committed_total`.
+    #[cfg(any(madsim, debug_assertions))]
+    pub uncounted_proposals: bool,
 }
 
 impl InjectedBugs {
     /// Parses a comma-separated list: `local-reads`, `early-ack`, `skip-dedup`, `drop-watch-events`,
     /// `any-contact`, `ignore-tag-reuse`, `stale-acl-cache`, `current-acl-events`, `optional-client-certificates`,
-    /// `backup-from-raft-snapshot`.
+    /// `backup-from-raft-snapshot`, `uncounted-proposals`.
     #[cfg(any(madsim, debug_assertions))]
     pub fn parse(list: &str) -> Result<InjectedBugs, String> {
         let mut bugs = InjectedBugs::default();
@@ -65,6 +68,7 @@ impl InjectedBugs {
                 "current-acl-events" => bugs.current_acl_events = true,
                 "optional-client-certificates" => bugs.optional_client_certificates = true,
                 "backup-from-raft-snapshot" => bugs.backup_from_raft_snapshot = true,
+                "uncounted-proposals" => bugs.uncounted_proposals = true,
                 other => return Err(format!("unknown bug {other:?}")),
             }
         }
@@ -132,6 +136,17 @@ impl InjectedBugs {
         return self.unproven_leader_contact;
         #[cfg(not(any(madsim, debug_assertions)))]
         return false;
+    }
+
+    /// With the bug on, whether the committed proposal at log `index` goes uncounted (one in 4).
+    pub fn leaves_proposal_uncounted(&self, index: u64) -> bool {
+        #[cfg(any(madsim, debug_assertions))]
+        return self.uncounted_proposals && index.is_multiple_of(4);
+        #[cfg(not(any(madsim, debug_assertions)))]
+        return {
+            let _ = index;
+            false
+        };
     }
 
     /// With the bug on, whether a watch stream leaves out the event of `revision` (one in 29).

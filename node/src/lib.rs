@@ -5,6 +5,7 @@
 //! - [`backup`]: describing a saved snapshot file and restoring a new cluster from it.
 //! - [`data_dir`]: the data directory's lock and identity stamp, checked at every start.
 //! - [`gossip`]: the gossip-notifier actor (SWIM membership, metadata, change notices).
+//! - [`metrics`]: the node's Prometheus metrics, one registry per node.
 //! - [`rt`]: the runtime seam (spawn, time, randomness, deterministic watch, openraft runtime).
 //! - [`storage`]: the disk seam (real and simulated) and the write-ahead log.
 
@@ -24,6 +25,7 @@ pub mod data_dir;
 pub mod gossip;
 #[cfg(test)]
 mod hostile_bytes;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod record;

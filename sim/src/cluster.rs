@@ -15,6 +15,7 @@ use cairn_node::bugs::InjectedBugs;
 use cairn_node::command::NodeId;
 use cairn_node::config::{Bootstrap, NodeConfig};
 use cairn_node::gossip::{GossipConfig, GossipTimings, derived_address};
+use cairn_node::metrics::Metrics;
 use cairn_node::node::AutopilotConfig;
 use cairn_node::raft::Member;
 use cairn_node::rt::Duration;
@@ -72,6 +73,11 @@ pub(crate) struct Incarnation {
     pub(crate) config: NodeConfig,
     /// Owned by the harness, so it outlives restarts of the node.
     pub(crate) disk: Arc<SimDisk>,
+    /// Owned by the harness too, and handed from one incarnation of the slot to the next: the
+    /// counters of every node started in the slot add up, as Prometheus' `increase()` adds them
+    /// across the restarts of a target (here without the increments a real scraper loses
+    /// between its last scrape and a crash).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// One node position.
@@ -170,7 +176,7 @@ impl SimCluster {
             SimCluster { runtime, slots: Vec::new(), clients, options, next_id, intruders: AtomicU8::new(0), pki };
         for slot in 0..cluster.options.nodes {
             let config = cluster.config(slot as NodeId + 1, slot, Bootstrap::InitialCluster(members.clone()));
-            let incarnation = Incarnation { config, disk: Arc::new(fresh_disk()) };
+            let incarnation = Incarnation { config, disk: Arc::new(fresh_disk()), metrics: Arc::new(Metrics::new()) };
             let node = cluster.create_node(slot, incarnation);
             cluster.slots.push(node);
         }
@@ -223,12 +229,13 @@ impl SimCluster {
             .name(format!("slot-{}", slot + 1))
             .ip(slot_ip(slot))
             .init(move || {
-                let Incarnation { config, disk } = current.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let Incarnation { config, disk, metrics } =
+                    current.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 if let Some(pki) = &pki {
                     pki.install(slot, &disk);
                 }
                 async move {
-                    let launched = cairn_http::launch(config, disk).await.expect("a simulated node starts");
+                    let launched = cairn_http::launch(config, disk, metrics).await.expect("a simulated node starts");
                     std::future::pending::<()>().await;
                     drop(launched);
                 }
@@ -272,6 +279,19 @@ impl SimCluster {
         Fut: std::future::Future<Output = T> + Send + 'static,
     {
         self.clients.spawn(work).await.expect("the client task completes")
+    }
+
+    /// Every slot's `GET /metrics`, in slot order, or why it could not be read.
+    pub async fn scrape_metrics(&self) -> Vec<Result<String, String>> {
+        let slots = self.slots.len();
+        self.with_client(status_options(), move |client| async move {
+            let mut scrapes = Vec::new();
+            for slot in 0..slots {
+                scrapes.push(client.metrics(Route::Only(slot)).await.map_err(|error| error.to_string()));
+            }
+            scrapes
+        })
+        .await
     }
 
     /// The slot whose node says it leads, asking each over HTTP.

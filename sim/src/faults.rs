@@ -6,12 +6,14 @@ use cairn_http::client::{ClientOptions, Route};
 use cairn_node::api::MemberKind;
 use cairn_node::command::NodeId;
 use cairn_node::config::Bootstrap;
+use cairn_node::metrics::Metrics;
 use cairn_node::rt::Duration;
 use cairn_node::storage::DiskFault;
 use cairn_node::tls::ClientTls;
 use futures_util::future::BoxFuture;
 use madsim::net::NetSim;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::cluster::{Incarnation, SimCluster, fresh_disk, slot_ip};
@@ -133,8 +135,9 @@ impl SimCluster {
             self.http_endpoints().into_iter().enumerate().filter(|(s, _)| *s != slot).map(|(_, e)| e).collect();
         let config = self.config(id, slot, Bootstrap::Join { seeds, kind, cluster_id: None, token: None });
         self.kill(slot);
+        let metrics = self.slots[slot].incarnation().metrics;
         *self.slots[slot].incarnation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Incarnation { config, disk: std::sync::Arc::new(fresh_disk()) };
+            Incarnation { config, disk: Arc::new(fresh_disk()), metrics };
         self.restart(slot);
         id
     }
@@ -146,12 +149,12 @@ impl SimCluster {
     pub async fn start_on_directory_of(&self, slot: usize, id: NodeId) -> Result<String, String> {
         let spare = self.slots.len() + usize::from(self.intruders.fetch_add(1, Ordering::Relaxed) % 100);
         let mut config = self.config(id, spare, Bootstrap::Single);
-        let Incarnation { config: owner, disk } = self.slots[slot].incarnation();
+        let Incarnation { config: owner, disk, .. } = self.slots[slot].incarnation();
         config.data_dir = owner.data_dir;
         let machine = self.runtime.create_node().name(format!("intruder-{spare}")).ip(slot_ip(spare)).build();
         let started = machine
             .spawn(async move {
-                match cairn_http::launch(config, disk).await {
+                match cairn_http::launch(config, disk, Arc::new(Metrics::new())).await {
                     Ok(_launched) => Ok(()),
                     Err(error) => Err(error.to_string()),
                 }

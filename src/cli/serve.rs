@@ -11,6 +11,7 @@ use cairn_node::acl::TokenSecret;
 use cairn_node::api::MemberKind;
 use cairn_node::config::{Bootstrap, Limits, NodeConfig, RaftTimings};
 use cairn_node::gossip::{GossipConfig, derived_address};
+use cairn_node::metrics::Metrics;
 use cairn_node::node::AutopilotConfig;
 use cairn_node::raft::Member;
 use cairn_node::storage::FsDisk;
@@ -296,7 +297,7 @@ async fn serve(config: NodeConfig, term: TermCell) -> ExitCode {
     let (id, http, peer, data) =
         (config.id, config.member.http.clone(), config.member.peer.clone(), config.data_dir.clone());
     let config_gossip = config.gossip.as_ref().map(|gossip| gossip.address);
-    let launched = match cairn_http::launch(config, Arc::new(FsDisk::new())).await {
+    let launched = match cairn_http::launch(config, Arc::new(FsDisk::new()), Arc::new(Metrics::new())).await {
         Ok(launched) => launched,
         Err(error) => {
             eprintln!("cairn: {error}");

@@ -29,6 +29,7 @@ pub async fn wait_for_change(
     wait: Duration,
     credential: Credential,
 ) -> Result<Waited, ApiError> {
+    let _waiting = node.metrics_registry().long_poll();
     let deadline = Instant::now() + wait;
     let mut progress = node.store_progress();
     loop {

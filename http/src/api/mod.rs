@@ -10,6 +10,7 @@ mod kv;
 mod labels;
 mod list;
 mod longpoll;
+mod metrics;
 mod query;
 mod snapshot;
 mod staleness;
@@ -62,9 +63,11 @@ pub fn router(node: Node) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cluster_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }
 
@@ -81,7 +84,7 @@ async fn method_not_allowed() -> ApiError {
 /// node's id and the leader.
 async fn cluster_headers(State(state): State<ApiState>, request: Request<Body>, next: Next) -> Response {
     let path = request.uri().path();
-    let exempt = matches!(path, "/healthz" | "/livez" | "/readyz" | "/v1/status");
+    let exempt = matches!(path, "/healthz" | "/livez" | "/readyz" | "/metrics" | "/v1/status");
     let mut response = if state.node.is_removed() && !exempt {
         ApiError::from(cairn_node::api::NodeError::NodeRemoved).into_response()
     } else {

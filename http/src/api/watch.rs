@@ -109,6 +109,7 @@ async fn stream_events(
     progress: Duration,
     frames: mpsc::Sender<Bytes>,
 ) {
+    let _open = node.metrics_registry().watch_stream();
     let mut next = start;
     let mut applied = node.store_progress();
     let mut progress_due = Instant::now() + progress;

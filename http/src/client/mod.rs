@@ -365,6 +365,15 @@ impl CairnClient {
         decode::<ClusterView>(reply).map(|answer| answer.value)
     }
 
+    /// `GET /metrics`: the node's Prometheus metrics, as text.
+    pub async fn metrics(&self, route: Route) -> Result<String, ClientError> {
+        let (reply, _) = self.call(route, Kind::Read, Method::GET, "/metrics", Bytes::new(), Vec::new()).await?;
+        if !reply.status.is_success() {
+            return Err(refusal(&reply));
+        }
+        String::from_utf8(reply.body.to_vec()).map_err(|_| ClientError::Protocol("metrics that are not UTF-8".into()))
+    }
+
     pub async fn add_member(
         &self,
         route: Route,
@@ -681,12 +690,19 @@ fn decode<T: DeserializeOwned>((reply, endpoint): (Reply, usize)) -> Result<Answ
         let value = serde_json::from_slice(&reply.body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         return Ok(Answer { value, revision, endpoint, node, leader, staleness: Staleness::of(&reply) });
     }
-    let error: ErrorBody = serde_json::from_slice(&reply.body)
-        .map_err(|_| ClientError::Protocol(format!("{} with a body that is not an error", reply.status)))?;
+    Err(refusal(&reply))
+}
+
+/// The error an unsuccessful reply carries.
+fn refusal(reply: &Reply) -> ClientError {
+    let error: ErrorBody = match serde_json::from_slice(&reply.body) {
+        Ok(error) => error,
+        Err(_) => return ClientError::Protocol(format!("{} with a body that is not an error", reply.status)),
+    };
     if error.error.code == "revision_mismatch" {
-        return Err(ClientError::Mismatch { current: error.current.flatten().map(Box::new) });
+        return ClientError::Mismatch { current: error.current.flatten().map(Box::new) };
     }
-    Err(ClientError::Rejected { status: reply.status.as_u16(), code: error.error.code, message: error.error.message })
+    ClientError::Rejected { status: reply.status.as_u16(), code: error.error.code, message: error.error.message }
 }
 
 /// Turns a 404 `key_not_found` into the answer "absent".

@@ -11,6 +11,7 @@ mod export;
 mod health;
 mod leader;
 mod membership;
+mod metrics;
 mod observe;
 mod peer_handler;
 mod read;
@@ -35,6 +36,7 @@ use crate::command::{ClientTag, NodeId};
 use crate::config::{Bootstrap, ConfigError, NodeConfig};
 use crate::data_dir::{self, ClusterId, DataDir, DataDirError};
 use crate::gossip::{self, GossipConfig, GossipHandle, GossipIdentity, next_generation};
+use crate::metrics::Metrics;
 use crate::raft::contact::{ContactClock, LeaseWitness};
 use crate::raft::log_store::{CommitDurability, LogStore};
 use crate::raft::network::{Network, Peers};
@@ -85,6 +87,7 @@ struct Inner {
     snapshots: Arc<SnapshotFiles>,
     /// One backup at a time: each holds a snapshot file on disk while it streams.
     exports: Arc<tokio::sync::Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a node could not start. Nothing keeps running after this error.
@@ -181,16 +184,21 @@ fn stamp_known_cluster(config: &NodeConfig, data_dir: &DataDir, initialized: boo
 impl Node {
     /// Opens the node's storage, starts its actors, listens for peers on `peer_listener`, and
     /// bootstraps a new cluster if the configuration asks for it and the log is empty.
+    ///
+    /// The node counts its events in `metrics`: a fresh [`Metrics`] for each process; the
+    /// simulator hands one from each start of a node slot to the next.
     pub async fn start(
         config: NodeConfig,
         disk: Arc<dyn Disk>,
+        metrics: Arc<Metrics>,
         peer_listener: TcpListener,
     ) -> Result<Node, StartError> {
         let config = config.validate()?;
         let data_dir = Arc::new(DataDir::open(disk.clone(), &config.data_dir, config.id)?);
         let storage_error = |source| StartError::Storage { dir: config.data_dir.clone(), source };
-        let log_store =
-            LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs).await.map_err(storage_error)?;
+        let log_store = LogStore::open(disk.clone(), config.data_dir.join("raft"), config.bugs, metrics.wal.clone())
+            .await
+            .map_err(storage_error)?;
         let durability = log_store.durability();
         let snapshots =
             Arc::new(SnapshotFiles::open(disk.clone(), config.data_dir.join("snapshots")).map_err(storage_error)?);
@@ -208,11 +216,11 @@ impl Node {
                  can act as a member (write, change membership, vote). Set a secret on every node."
             );
         }
-        let peers = Arc::new(Peers::new(auth.clone()));
+        let peers = Arc::new(Peers::new(auth.clone(), metrics.clone()));
         let witness = Arc::new(LeaseWitness::new(config.timings.election_timeout_min / 2));
         let removed = Arc::new(AtomicBool::new(false));
         let network = Network::new(peers.clone(), snapshots.clone(), witness.clone(), removed.clone());
-        let state_machine = StateMachine::new(store.clone(), snapshots.clone());
+        let state_machine = StateMachine::new(store.clone(), snapshots.clone(), metrics.clone());
         let raft_config = Arc::new(raft_config(&config)?);
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)
             .await
@@ -245,6 +253,7 @@ impl Node {
                 peer_tls: peer_tls.clone(),
                 snapshots: snapshots.clone(),
                 exports: Arc::new(tokio::sync::Semaphore::new(1)),
+                metrics,
             }),
         };
         if let Some((gossip_config, identity, socket)) = gossip {
@@ -265,6 +274,7 @@ impl Node {
         rt::spawn(node.clone().watch_removal());
         rt::spawn(node.clone().keep_cluster_id());
         rt::spawn(node.clone().finish_joint_configurations());
+        rt::spawn(node.clone().count_leader_changes());
         tracing::info!(id = node.id(), peer = %node.inner.config.member.peer, "node started");
         Ok(node)
     }

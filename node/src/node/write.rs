@@ -65,10 +65,25 @@ impl Node {
     /// Refused up front while this node's disk fails: the entry could not become durable here,
     /// and the client learns why at once instead of waiting for an unknown outcome.
     pub(super) async fn propose(&self, request: Request) -> Result<Response, Attempt> {
+        let metrics = &self.inner.metrics;
         if let Some(error) = self.inner.durability.stalled() {
+            metrics.proposals_failed.inc();
             return Err(Attempt::Failed(NodeError::from_storage(&error)));
         }
-        match self.inner.raft.client_write(request).await {
+        let pending = metrics.proposal();
+        let written = self.inner.raft.client_write(request).await;
+        drop(pending);
+        match &written {
+            Ok(written) if self.inner.config.bugs.leaves_proposal_uncounted(written.log_id.index) => {}
+            Ok(_) => {
+                metrics.proposals_committed.inc();
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+            Err(_) => {
+                metrics.proposals_failed.inc();
+            }
+        }
+        match written {
             Ok(written) => Ok(written.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Attempt::Retry),
             Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {

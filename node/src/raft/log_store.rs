@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::InjectedBugs;
+use crate::metrics::WalMetrics;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 use crate::storage::Disk;
 use crate::storage::wal::{
@@ -83,9 +84,14 @@ impl CommitDurability {
 }
 
 impl LogStore {
-    pub async fn open(disk: Arc<dyn Disk>, dir: PathBuf, bugs: InjectedBugs) -> io::Result<LogStore> {
-        let (wal, recovered) =
-            Wal::open(disk, dir, WalOptions { bugs, ..WalOptions::default() }).await.map_err(io::Error::other)?;
+    pub async fn open(
+        disk: Arc<dyn Disk>,
+        dir: PathBuf,
+        bugs: InjectedBugs,
+        metrics: WalMetrics,
+    ) -> io::Result<LogStore> {
+        let options = WalOptions { bugs, metrics, ..WalOptions::default() };
+        let (wal, recovered) = Wal::open(disk, dir, options).await.map_err(io::Error::other)?;
         let meta: LogMeta =
             recovered.meta.as_deref().map(|bytes| decode(bytes, meta_config())).transpose()?.unwrap_or_default();
         let recovered_committed: Option<LogId> =

@@ -11,6 +11,7 @@ use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 
 use crate::command::NodeId;
+use crate::metrics::Metrics;
 use crate::raft::contact::{ContactStamp, LeaseWitness};
 use crate::raft::state_machine::RaftSnapshot;
 use crate::raft::{LogId, Member, TypeConfig, Vote};
@@ -34,13 +35,14 @@ const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
 /// One client per peer, shared by raft replication and request forwarding.
 pub struct Peers {
     auth: Arc<PeerAuth>,
+    metrics: Arc<Metrics>,
     /// A std mutex: lookups and inserts only.
     clients: Mutex<BTreeMap<NodeId, Arc<PeerClient>>>,
 }
 
 impl Peers {
-    pub fn new(auth: Arc<PeerAuth>) -> Peers {
-        Peers { auth, clients: Mutex::new(BTreeMap::new()) }
+    pub fn new(auth: Arc<PeerAuth>, metrics: Arc<Metrics>) -> Peers {
+        Peers { auth, metrics, clients: Mutex::new(BTreeMap::new()) }
     }
 
     /// The client for `id` at `address`, replacing one that points elsewhere.
@@ -49,7 +51,8 @@ impl Peers {
         match clients.get(&id) {
             Some(client) if client.address() == address => client.clone(),
             _ => {
-                let client = Arc::new(PeerClient::new(self.auth.clone(), address.to_string()));
+                let client = PeerClient::new(self.auth.clone(), address.to_string()).measured_by(self.metrics.peer(id));
+                let client = Arc::new(client);
                 clients.insert(id, client.clone());
                 client
             }

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{Snapshot, SnapshotMeta as RaftSnapshotMeta};
+use prometheus_client::metrics::histogram::Histogram;
 
+use crate::metrics::Metrics;
 use crate::raft::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::rt;
 use crate::store::snapshot::{SnapshotFile, SnapshotFiles};
 use crate::store::{Frozen, StoreHandle, StoreStopped};
 
@@ -23,11 +26,13 @@ pub type RaftSnapshot =
 pub struct StateMachine {
     store: StoreHandle,
     snapshots: Arc<SnapshotFiles>,
+    metrics: Arc<Metrics>,
 }
 
 impl StateMachine {
-    pub fn new(store: StoreHandle, snapshots: Arc<SnapshotFiles>) -> StateMachine {
-        StateMachine { store, snapshots }
+    /// Counts applied entries and times snapshot saves in `metrics`.
+    pub fn new(store: StoreHandle, snapshots: Arc<SnapshotFiles>, metrics: Arc<Metrics>) -> StateMachine {
+        StateMachine { store, snapshots, metrics }
     }
 }
 
@@ -58,6 +63,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             if batch.len() >= APPLY_BATCH_MAX || (end && !batch.is_empty()) {
                 let responses = self.store.apply(std::mem::take(&mut batch)).await.map_err(stopped)?;
+                self.metrics.proposals_applied.inc_by(responses.len() as u64);
                 assert_eq!(responses.len(), responders.len(), "one response per entry");
                 for (response, responder) in responses.into_iter().zip(responders.drain(..)) {
                     if let Some(responder) = responder {
@@ -73,7 +79,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         let frozen = self.store.freeze().await;
-        SnapshotBuilder { frozen: Some(frozen), snapshots: self.snapshots.clone() }
+        SnapshotBuilder {
+            frozen: Some(frozen),
+            snapshots: self.snapshots.clone(),
+            save_seconds: self.metrics.snapshot_save_seconds.clone(),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
@@ -96,6 +106,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     frozen: Option<Result<Frozen, StoreStopped>>,
     snapshots: Arc<SnapshotFiles>,
+    save_seconds: Histogram,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -104,7 +115,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> io::Result<RaftSnapshot> {
         let frozen = self.frozen.take().expect("a builder builds one snapshot").map_err(stopped)?;
         let meta = RaftSnapshotMeta { last_log_id: frozen.last_applied, last_membership: frozen.membership };
+        let started = rt::Instant::now();
         let snapshot = self.snapshots.write(&meta, &frozen.state).await?;
+        self.save_seconds.observe(started.elapsed().as_secs_f64());
         Ok(Snapshot { meta, snapshot })
     }
 }

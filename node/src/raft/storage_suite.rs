@@ -7,6 +7,7 @@ use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 
 use crate::bugs::InjectedBugs;
+use crate::metrics::{Metrics, WalMetrics};
 use crate::raft::TypeConfig;
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::StateMachine;
@@ -24,10 +25,12 @@ struct FreshStorage {
 }
 
 async fn open(disk: Arc<dyn Disk>, dir: std::path::PathBuf) -> (LogStore, StateMachine) {
-    let log = LogStore::open(disk.clone(), dir.join("raft"), InjectedBugs::default()).await.expect("the log opens");
+    let log = LogStore::open(disk.clone(), dir.join("raft"), InjectedBugs::default(), WalMetrics::default())
+        .await
+        .expect("the log opens");
     let snapshots = Arc::new(SnapshotFiles::open(disk, dir.join("snapshots")).expect("the snapshot directory opens"));
     let store = StoreHandle::spawn(1, 1_000, crate::store::events::HistoryLimits::default(), InjectedBugs::default());
-    (log, StateMachine::new(store, snapshots))
+    (log, StateMachine::new(store, snapshots, Arc::new(Metrics::new())))
 }
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, Option<tempfile::TempDir>> for FreshStorage {

@@ -26,6 +26,8 @@ const INBOX_MAX: usize = 1024;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreProgress {
     pub revision: u64,
+    /// Keys in the store (kie records and reserved keys included).
+    pub keys: u64,
     pub applied_index: u64,
     /// This node's id was retired by an applied entry: it was removed from the cluster.
     pub self_retired: bool,
@@ -356,6 +358,7 @@ impl StoreActor {
     fn publish(&self) {
         let progress = StoreProgress {
             revision: self.state.revision(),
+            keys: self.state.len() as u64,
             applied_index: self.last_applied.as_ref().map_or(0, |id| id.index),
             self_retired: self.state.is_retired(self.id),
             cluster_id: self.state.cluster_id(),

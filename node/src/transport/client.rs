@@ -20,6 +20,7 @@ use super::handshake::{Challenge, PeerAuth};
 use super::message::{Envelope, PeerRequest, PeerResponse};
 use super::server::read_handshake_frame;
 use crate::command::ClusterId;
+use crate::metrics::PeerMetrics;
 use crate::rt::{self, Duration, Instant};
 use crate::tls::FlushOnShutdown;
 
@@ -51,6 +52,7 @@ pub struct PeerClient {
     address: String,
     link: tokio::sync::Mutex<Link>,
     next_id: AtomicU64,
+    metrics: PeerMetrics,
 }
 
 /// The connection state, guarded by an async mutex that is held only while connecting, so
@@ -103,7 +105,13 @@ impl PeerClient {
             address,
             link: tokio::sync::Mutex::new(Link { connection: None, failures: 0, retry_after: None }),
             next_id: AtomicU64::new(1),
+            metrics: PeerMetrics::default(),
         }
+    }
+
+    /// Counts this client's bytes and round trips in `metrics`.
+    pub fn measured_by(self, metrics: PeerMetrics) -> PeerClient {
+        PeerClient { metrics, ..self }
     }
 
     pub fn address(&self) -> &str {
@@ -126,12 +134,17 @@ impl PeerClient {
         let (reply, answer) = oneshot::channel();
         connection.pending().insert(id, reply);
         let sent_at = Instant::now();
+        let frame_bytes = frame.len() as u64;
         if connection.outbox.send(frame).await.is_err() {
             connection.pending().remove(&id);
             return Err(RpcError::Unreachable("connection closed before sending".into()));
         }
+        self.metrics.sent_bytes.inc_by(frame_bytes);
         match rt::timeout_at(deadline, answer).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                self.metrics.round_trip_seconds.observe(sent_at.elapsed().as_secs_f64());
+                result
+            }
             Ok(Err(_)) => Err(RpcError::Disconnected),
             Err(_) => {
                 connection.pending().remove(&id);

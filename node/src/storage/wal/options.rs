@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::WalError;
 use super::format::SEGMENT_HEADER_BYTES;
 use crate::bugs::InjectedBugs;
+use crate::metrics::WalMetrics;
 
 /// How the WAL sizes its files, cache, batches and queue. [`WalOptions::default`] suits
 /// production; tests shrink segments to exercise rolling and purging.
@@ -32,6 +33,8 @@ pub struct WalOptions {
     pub log_end_save_interval: Duration,
     /// Deliberate bugs; see [`InjectedBugs::ack_before_fsync`].
     pub bugs: InjectedBugs,
+    /// Where the writer counts its bytes and fsync latencies.
+    pub metrics: WalMetrics,
 }
 
 impl Default for WalOptions {
@@ -43,6 +46,7 @@ impl Default for WalOptions {
             queue_depth_max: NonZeroUsize::new(1024).expect("not zero"),
             log_end_save_interval: Duration::from_secs(1),
             bugs: InjectedBugs::default(),
+            metrics: WalMetrics::default(),
         }
     }
 }

@@ -271,22 +271,28 @@ impl Writer {
         let path = self.shared.segment_path(segment);
         let sync_path = path.clone();
         let latency = self.shared.disk.sync_latency();
-        if latency.is_zero() {
+        let synced_in = if latency.is_zero() {
             // One trip to the blocking pool for both: each trip wakes a pool thread and then
             // this task, tens of microseconds on a busy machine, and it is on the path of every
             // acknowledged write (on the leader and on the follower that completes the quorum).
             self.blocking(move |disk| {
                 disk.write_at(&path, base, &buffer)?;
-                disk.sync(&sync_path)
+                let started = rt::Instant::now();
+                disk.sync(&sync_path)?;
+                Ok(started.elapsed())
             })
-            .await?;
+            .await?
         } else {
             // A simulated disk: waiting between the write and the sync lets a simulated crash
             // fall between them.
             self.blocking(move |disk| disk.write_at(&path, base, &buffer)).await?;
+            let started = rt::Instant::now();
             rt::sleep(latency).await;
             self.blocking(move |disk| disk.sync(&sync_path)).await?;
-        }
+            started.elapsed()
+        };
+        self.options.metrics.write_bytes.inc_by(written);
+        self.options.metrics.fsync_seconds.observe(synced_in.as_secs_f64());
         let active = self.segments.last_mut().expect("segment_for made one");
         active.bytes += written;
         active.next_index = next_index;
