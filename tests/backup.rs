@@ -27,6 +27,10 @@ fn held(record: &RecordBody) -> Held {
     (record.value.clone(), record.create_revision, record.mod_revision, record.version, record.labels.clone())
 }
 
+fn by_key(records: &[RecordBody]) -> BTreeMap<String, Held> {
+    records.iter().map(|record| (record.key.clone(), held(record))).collect()
+}
+
 fn cairn(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).output().expect("the cairn binary runs")
 }
@@ -119,7 +123,7 @@ async fn state_at(cluster: &CairnClient, endpoint: usize, revision: u64) -> BTre
 async fn state_now(cluster: &CairnClient) -> (u64, BTreeMap<String, Held>) {
     let listed = cluster.list(Route::Any, "", &[], 10_000, None, Consistency::Linearizable).await.expect("a list");
     assert!(listed.value.continuation.is_none(), "one page holds every key");
-    (listed.value.revision, listed.value.data.iter().map(|record| (record.key.clone(), held(record))).collect())
+    (listed.value.revision, by_key(&listed.value.data))
 }
 
 fn initial_cluster(addresses: &[(String, String)]) -> String {
@@ -198,8 +202,7 @@ async fn a_backup_under_load_restores_a_new_cluster_with_exactly_the_saved_state
     let expected = state_at(&cluster, 0, revision).await;
     let (restored_revision, actual) = eventually(Duration::from_secs(30), "the restored cluster serving", || async {
         let listed = restored.list(Route::Any, "", &[], 10_000, None, Consistency::Linearizable).await.ok()?;
-        let state: BTreeMap<String, Held> = listed.value.data.iter().map(|r| (r.key.clone(), held(r))).collect();
-        Some((listed.value.revision, state))
+        Some((listed.value.revision, by_key(&listed.value.data)))
     })
     .await;
     assert_eq!(restored_revision, revision, "the restored cluster resumes at the saved revision");
