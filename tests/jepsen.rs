@@ -32,8 +32,15 @@ impl Run {
         serde_json::from_str(&text).expect("verdict.json is JSON")
     }
 
+    /// The exit code, stdout, the first panic's message (a backtrace would push it out of the
+    /// tail) and the end of stderr.
     fn explain(&self) -> String {
-        format!("exit code {}\nstdout:\n{}\nstderr (end):\n{}", self.code, self.stdout, tail(&self.stderr, 3000))
+        let panic = match self.stderr.find("panicked at") {
+            Some(start) => self.stderr[start..].lines().take(4).collect::<Vec<_>>().join("\n"),
+            None => "none".to_string(),
+        };
+        let stderr = tail(&self.stderr, 3000);
+        format!("exit code {}\nstdout:\n{}\npanic: {panic}\nstderr (end):\n{stderr}", self.code, self.stdout)
     }
 
     /// Says so when partitions were skipped; otherwise requires that the nodes ran in namespaces.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_http::client::{CairnClient, ClientError, ClientOptions, Route};
+use cairn_http::wire::{PolicyBody, RuleBody};
+use cairn_node::acl::Access;
 use cairn_node::api::Consistency;
 use cairn_node::bugs::InjectedBugs;
 use cairn_node::tls::{ClientTls, DevCa, Identity};
@@ -258,4 +260,53 @@ async fn tls_clients_served(bugs: InjectedBugs) -> Vec<&'static str> {
         }
     }
     served
+}
+
+/// Goal: ACL management is decided by the cluster's ACL state, not by a lagging node's (found
+/// by `cairn jepsen --acl`: a follower that had not applied an acknowledged bootstrap refused the
+/// next request with `acl_not_bootstrapped`). Method: bootstrap while one node is cut off from
+/// the others; through that node, creating a policy must not be refused for ACLs being off (it
+/// cannot reach a leader, so it fails as unavailable), and it succeeds once the partition heals.
+#[madsim::test]
+async fn a_lagging_node_does_not_deny_the_bootstrap_it_has_not_applied() {
+    let cluster = SimCluster::start(ClusterOptions::default()).await;
+    let leader = cluster.await_leader(MINUTE).await.expect("a leader");
+    let lagging = (leader + 1) % cluster.len();
+    cluster.isolate(lagging);
+    let policy = PolicyBody {
+        name: "app".into(),
+        rules: vec![RuleBody { prefix: Some("app/".into()), project: None, access: Access::Write }],
+        cluster: Access::Read,
+    };
+    let (secret, cut_off) = cluster
+        .with_client(options(), move |client| async move {
+            let root = client.acl_bootstrap(Route::Only(leader)).await.expect("the bootstrap through the leader");
+            let management = client.with_token(Some(&root.secret)).expect("a secret is a header value");
+            (root.secret, management.acl_put_policy(Route::Only(lagging), &policy, false).await)
+        })
+        .await;
+    match cut_off {
+        Err(ClientError::Rejected { status, code, .. }) if status < 500 => {
+            panic!("a node cut off from the leader refused management with {status} {code}")
+        }
+        Err(_) => {}
+        Ok(answer) => panic!("a node cut off from the leader created a policy: {answer:?}"),
+    }
+    cluster.heal();
+    let created = cluster
+        .with_client(options(), move |client| async move {
+            let management = client.with_token(Some(&secret)).expect("a secret is a header value");
+            let policy = PolicyBody { name: "healed".into(), rules: Vec::new(), cluster: Access::Read };
+            let mut attempts = Vec::new();
+            for _ in 0..20 {
+                match management.acl_put_policy(Route::Only(lagging), &policy, false).await {
+                    Ok(_) => return Ok(attempts),
+                    Err(error) => attempts.push(error.to_string()),
+                }
+                madsim::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(attempts)
+        })
+        .await;
+    created.expect("once healed, the lagging node serves the management token");
 }

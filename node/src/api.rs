@@ -169,6 +169,7 @@ pub enum Forward {
     List { query: ListQuery, consistency: Consistency, credential: Credential },
     AddMember { id: NodeId, member: Member, kind: MemberKind },
     RemoveMember { id: NodeId },
+    ReadIndex,
 }
 
 /// The leader's answer to a [`Forward`].
@@ -178,6 +179,9 @@ pub enum ForwardReply {
     Read(ReadResult),
     Listed(ListResult),
     Members(Vec<MemberView>),
+    /// The index everything committed before a [`Forward::ReadIndex`] reaches, once the leader
+    /// confirmed its leadership: what the asking node must apply to catch up.
+    ReadIndex(u64),
 }
 
 /// How stale this node's answer may be, for `consistency=stale` reads.

@@ -50,14 +50,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// Refuses the request unless its caller has at least `need` on the cluster (membership and
-/// status), in this node's current ACL state.
+/// status): in the cluster's current ACL state for a change (a membership change is not
+/// checked again where it applies), in this node's for a look.
 pub(super) async fn require_cluster(state: &ApiState, caller: &Caller, need: Access) -> Result<(), ApiError> {
+    if need == Access::Write {
+        state.node.catch_up().await?;
+    }
     let authority = state.node.authority(caller.0).await?;
     authority.check(authority.cluster() >= need).map_err(|denial| cairn_node::api::NodeError::Denied(denial).into())
 }
 
-/// Refuses the request unless its caller holds the management policy, and ACLs are on.
+/// Refuses the request unless its caller holds the management policy, and ACLs are on, in the
+/// cluster's current ACL state: a bootstrap or a revocation is seen at once on every node.
 pub(super) async fn require_management(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
+    state.node.catch_up().await?;
     let authority = state.node.authority(caller.0).await?;
     if let cairn_node::acl::Authority::Open = authority {
         return Err(not_bootstrapped());
@@ -66,7 +72,9 @@ pub(super) async fn require_management(state: &ApiState, caller: &Caller) -> Res
 }
 
 /// Refuses the request unless ACLs are off or its caller holds the management policy: for what
-/// exposes everything at once (a backup holds every key and every token).
+/// exposes everything at once (a backup holds every key and every token). This node's ACL
+/// state decides, as for a stale read: it is the state of the data the node would hand out,
+/// and a backup must be possible from a member that lost its quorum.
 pub(super) async fn require_management_when_enforced(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
     let authority = state.node.authority(caller.0).await?;
     let allowed = matches!(authority, cairn_node::acl::Authority::Open) || authority.manages_acl();

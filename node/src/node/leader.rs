@@ -2,7 +2,7 @@
 //! peer transport otherwise, retried across leader changes until the request's deadline.
 
 use super::Node;
-use crate::api::{Forward, ForwardReply, NodeError};
+use crate::api::{Consistency, Forward, ForwardReply, NodeError};
 use crate::command::NodeId;
 use crate::rt::{self, Duration, Instant};
 use crate::transport::{PeerRequest, PeerResponse, RpcError};
@@ -26,7 +26,7 @@ pub(super) enum Attempt {
 impl Forward {
     /// Whether an attempt that ran out of time may have changed the cluster.
     fn may_change_state(&self) -> bool {
-        !matches!(self, Forward::Read { .. } | Forward::List { .. })
+        !matches!(self, Forward::Read { .. } | Forward::List { .. } | Forward::ReadIndex)
     }
 }
 
@@ -84,6 +84,7 @@ impl Node {
                 self.add_member_on_leader(id, member, kind).await.map(ForwardReply::Members)
             }
             Forward::RemoveMember { id } => self.remove_member_on_leader(id).await.map(ForwardReply::Members),
+            Forward::ReadIndex => self.confirm_leadership(Consistency::Linearizable).await.map(ForwardReply::ReadIndex),
         }
     }
 

@@ -9,6 +9,7 @@ use super::leader::Attempt;
 use crate::acl::{Authority, Credential, Denial};
 use crate::api::{Consistency, Forward, ForwardReply, ListQuery, ListResult, NodeError, ReadResult};
 use crate::record::Key;
+use crate::rt;
 use crate::store::EventsResult;
 use crate::store::StoreStopped;
 use crate::store::events::Compacted;
@@ -134,15 +135,34 @@ impl Node {
         served(self.inner.store.get(key, credential).await).map_err(Attempt::Failed)
     }
 
+    /// Waits until this node has applied everything the cluster committed before the call,
+    /// so that what it decides next from its own state is as current as a linearizable read
+    /// (a lagging follower would otherwise refuse ACL management right after a bootstrap it
+    /// has not applied yet, or honour a token revoked a moment ago).
+    pub async fn catch_up(&self) -> Result<(), NodeError> {
+        self.ensure_serving()?;
+        let index = match self.run_on_leader(Forward::ReadIndex).await? {
+            ForwardReply::ReadIndex(index) => index,
+            other => return Err(NodeError::Internal { message: format!("a read index was answered with {other:?}") }),
+        };
+        let mut progress = self.inner.store.watch_progress();
+        match rt::timeout(self.inner.config.request_timeout, progress.wait_for(|p| p.applied_index >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_closed)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(NodeError::Timeout),
+        }
+    }
+
     /// Confirms leadership (a quorum round for ReadIndex, the lease otherwise) and waits until
-    /// the store has applied everything committed before the request arrived.
-    async fn confirm_leadership(&self, consistency: Consistency) -> Result<(), Attempt> {
+    /// the store has applied everything committed before the request arrived, up to the
+    /// index it returns.
+    pub(super) async fn confirm_leadership(&self, consistency: Consistency) -> Result<u64, Attempt> {
         let policy = match consistency {
             Consistency::Lease => ReadPolicy::LeaseRead,
             Consistency::Linearizable | Consistency::Stale => ReadPolicy::ReadIndex,
         };
         match self.inner.raft.ensure_linearizable(policy).await {
-            Ok(_) => Ok(()),
+            Ok(read) => Ok(read.index()),
             Err(RaftError::APIError(
                 LinearizableReadError::ForwardToLeader(_) | LinearizableReadError::QuorumNotEnough(_),
             )) => Err(Attempt::Retry),

@@ -44,8 +44,9 @@ impl Node {
     /// now, so that a client without a token cannot fill the log with refusals. Only untagged
     /// writes: a tagged one may be the retry of an attempt that already applied, which only the
     /// session table at apply time can answer (refusing it here would deny a write that
-    /// happened). The check at apply time stays the one that counts; this one may refuse a
-    /// token a lagging node does not know yet, which is a refusal, never a wrong write.
+    /// happened). The check at apply time stays the one that counts. A refusal is confirmed in
+    /// the cluster's current state first: this node may lag behind a token's creation or a
+    /// grant its client has already seen acknowledged.
     async fn refuse_early(&self, command: &Command) -> Result<(), NodeError> {
         if !self.inner.store.progress().acl_enabled {
             return Ok(());
@@ -57,6 +58,10 @@ impl Node {
         if let Command::Acl(acl::AclCommand::Bootstrap { .. }) = command {
             return Ok(());
         }
+        if acl::permits(&self.authority(credential).await?, command) {
+            return Ok(());
+        }
+        self.catch_up().await?;
         let authority = self.authority(credential).await?;
         authority.check(acl::permits(&authority, command)).map_err(NodeError::Denied)
     }
