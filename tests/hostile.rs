@@ -93,7 +93,7 @@ async fn a_client_tag_reused_for_any_other_write_is_refused_and_the_node_survive
 }
 
 /// The peer protocol the nodes speak (`PROTOCOL` in node/src/transport/message.rs).
-const PEER_PROTOCOL: u8 = 5;
+const PEER_PROTOCOL: u8 = 6;
 
 /// The first handshake frame a peer sends, encoded by hand as bincode's standard configuration
 /// lays it out: protocol and node id as varints, no cluster id (a joiner's), then the 32-byte
@@ -315,9 +315,10 @@ mod decoders {
     const GOSSIP_ENVELOPE_BYTES: usize = 3 + 8 + 32;
 
     /// The probe's 31-byte frame: envelope id 7, `PeerRequest::Forward(Forward::Read { key, .. })`
-    /// whose key declares 2^44 bytes (varint 0xFD + u64), then 15 bytes of the "key".
+    /// (variants 3 and 1) whose key declares 2^44 bytes (varint 0xFD + u64), then 15 bytes of
+    /// the "key".
     fn lying_frame() -> Vec<u8> {
-        let mut body = vec![7, 4, 1, 0xFD];
+        let mut body = vec![7, 3, 1, 0xFD];
         body.extend_from_slice(&(1u64 << 44).to_le_bytes());
         body.extend_from_slice(b"0123456789abcde");
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();

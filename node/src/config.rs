@@ -50,8 +50,8 @@ impl Default for RaftTimings {
     }
 }
 
-/// The largest `value_bytes_max` a node accepts: one entry must always fit one AppendEntries
-/// batch (`raft::network::APPEND_ENTRY_BYTES_MAX`), or a follower could never catch up.
+/// The largest `value_bytes_max` a node accepts: one entry must always fit one peer frame
+/// (`transport::FRAME_BYTES_MAX`), or a follower could never catch up.
 pub const VALUE_BYTES_MAX_LIMIT: usize = 8 * 1024 * 1024;
 /// The largest `key_bytes_max` a node accepts (etcd allows 1.5 MiB requests in all).
 pub const KEY_BYTES_MAX_LIMIT: usize = 64 * 1024;

@@ -1,11 +1,14 @@
 //! Answers what peers send: raft RPCs go to raft, snapshot chunks to the receiver, forwarded
 //! client requests to this node as leader.
 
-use openraft::raft::{AppendEntriesResponse, VoteRequest};
+use futures_util::StreamExt;
+use openraft::raft::{StreamAppendError, VoteRequest};
+use tokio::sync::mpsc;
 
 use crate::command::NodeId;
 use crate::raft::TypeConfig;
-use crate::transport::{PeerHandler, PeerRequest, PeerResponse};
+use crate::raft::contact::LeaseProof;
+use crate::transport::{AppendLane, PeerHandler, PeerRequest, PeerResponse};
 
 use super::Node;
 use super::snapshot_receiver::SnapshotReceiver;
@@ -32,19 +35,6 @@ impl PeerHandler for NodePeerHandler {
         }
         let raft = &self.node.inner.raft;
         match request {
-            PeerRequest::Append { rpc, lease } => {
-                let answer = raft.append_entries(rpc).await;
-                let contact = &self.node.inner.contact;
-                if answer.as_ref().is_ok_and(|response| !matches!(response, AppendEntriesResponse::HigherVote(_))) {
-                    if self.node.inner.config.bugs.unproven_leader_contact() {
-                        contact.heard_unproven();
-                    } else if let Some(proof) = lease {
-                        contact.proven(proof);
-                    }
-                }
-                let stamp = contact.stamp();
-                answer.map_or_else(PeerResponse::refused, |response| PeerResponse::Append { response, stamp })
-            }
             PeerRequest::Vote(rpc) => {
                 raft.vote(ordinary(rpc)).await.map_or_else(PeerResponse::refused, PeerResponse::Vote)
             }
@@ -53,36 +43,96 @@ impl PeerHandler for NodePeerHandler {
             }
             PeerRequest::Snapshot(chunk) => self.snapshots.receive(from, chunk, raft).await,
             PeerRequest::Forward(request) => PeerResponse::Forward(self.node.answer_forward(request).await),
+            PeerRequest::StreamAppend { .. } | PeerRequest::EndStream { .. } => {
+                PeerResponse::refused("a stream request outside its stream")
+            }
+        }
+    }
+
+    /// Feeds the stream to raft's pipelined `stream_append`, which hands each request to the
+    /// raft core as it arrives (so a follower's log writes batch) and yields the results in
+    /// order; each answer carries this node's contact stamp.
+    async fn serve_stream(&self, from: NodeId, lane: AppendLane) {
+        let AppendLane { mut requests, answers } = lane;
+        if let Err(refusal) = self.admit_appends(from).await {
+            if let Some(append) = requests.recv().await {
+                answers.send(append.id, refusal).await;
+            }
+            return;
+        }
+        // Each request's id and proof, in the order raft receives the requests.
+        let (arrived, mut in_order) = mpsc::unbounded_channel();
+        let input = futures_util::stream::unfold(requests, |mut requests| async move {
+            requests.recv().await.map(|append| (append, requests))
+        })
+        .map(move |append| {
+            let _ = arrived.send((append.id, append.lease));
+            append.rpc
+        });
+        let mut output = std::pin::pin!(self.node.inner.raft.stream_append(input));
+        while let Some(result) = output.next().await {
+            let Some((id, lease)) = in_order.recv().await else { break };
+            let body = match result {
+                Ok(result) => {
+                    if !matches!(result, Err(StreamAppendError::HigherVote(_))) {
+                        self.heard_leader(lease);
+                    }
+                    PeerResponse::StreamAppend { result, stamp: self.node.inner.contact.stamp() }
+                }
+                Err(fatal) => PeerResponse::refused(fatal),
+            };
+            if !answers.send(id, body).await {
+                break;
+            }
         }
     }
 }
 
 impl NodePeerHandler {
+    /// An append the leader of this node's term sent was accepted or checked: contact with it,
+    /// proven by `lease` when the leader held its lease.
+    fn heard_leader(&self, lease: Option<LeaseProof>) {
+        let contact = &self.node.inner.contact;
+        if self.node.inner.config.bugs.unproven_leader_contact() {
+            contact.heard_unproven();
+        } else if let Some(proof) = lease {
+            contact.proven(proof);
+        }
+    }
+
     /// Who may ask what. The handshake proved `from` knows the cluster secret; this keeps
     /// removed nodes and strangers to the configuration out of elections and client requests.
     /// Appends and snapshots are not limited to known members: a follower that missed the entry
     /// adding a new leader must still accept that leader's log to catch up; raft's own term and
     /// log checks decide them. A retired id is told so, whatever it asks.
     async fn admit(&self, from: NodeId, request: &PeerRequest) -> Result<(), PeerResponse> {
+        self.admit_appends(from).await?;
+        if !self.is_member(from)
+            && matches!(request, PeerRequest::Vote(_) | PeerRequest::PreVote(_) | PeerRequest::Forward(_))
+        {
+            let refusal = format!("node {from} is not a member of this node's configuration");
+            tracing::warn!(from, %refusal, "refused a peer request");
+            return Err(PeerResponse::refused(refusal));
+        }
+        Ok(())
+    }
+
+    /// Whether `from` may send appends and snapshots: anyone but a retired id.
+    async fn admit_appends(&self, from: NodeId) -> Result<(), PeerResponse> {
         if self.is_member(from) {
             return Ok(());
         }
-        let refused = |refusal: String| {
-            tracing::warn!(from, %refusal, "refused a peer request");
-            PeerResponse::refused(refusal)
-        };
         match self.node.inner.store.is_retired(from).await {
-            Ok(false) => {}
+            Ok(false) => Ok(()),
             Ok(true) => {
                 tracing::debug!(from, "refused a request from a removed node");
-                return Err(PeerResponse::Retired);
+                Err(PeerResponse::Retired)
             }
-            Err(_) => return Err(refused("the store is stopping".to_string())),
+            Err(_) => {
+                tracing::warn!(from, "refused a peer request: the store is stopping");
+                Err(PeerResponse::refused("the store is stopping"))
+            }
         }
-        if matches!(request, PeerRequest::Vote(_) | PeerRequest::PreVote(_) | PeerRequest::Forward(_)) {
-            return Err(refused(format!("node {from} is not a member of this node's configuration")));
-        }
-        Ok(())
     }
 }
 

@@ -23,6 +23,14 @@ use crate::storage::wal::{
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
+/// Encoded entry bytes one read for replication returns (beyond its first entry, which is
+/// always returned): one AppendEntries' worth. Small enough that several are in flight to a
+/// follower at once; a frame holds it, or one entry of the largest value a node accepts, with
+/// room to spare.
+pub const APPEND_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+const _: () = assert!(APPEND_BATCH_BYTES_MAX * 2 <= crate::transport::FRAME_BYTES_MAX);
+const _: () = assert!(crate::config::VALUE_BYTES_MAX_LIMIT * 2 <= crate::transport::FRAME_BYTES_MAX);
+
 /// Decoding stops, with an error, once a value claims more bytes than its record can hold, so
 /// a damaged length never allocates more than this (see [`decode`]).
 fn entry_config() -> impl bincode::config::Config {
@@ -227,6 +235,16 @@ impl RaftLogReader<TypeConfig> for LogReader {
             return Ok(Vec::new());
         }
         self.wal.read(range).await?.iter().map(|(_, bytes)| decode(bytes, entry_config())).collect()
+    }
+
+    /// Bounded by bytes as well as by openraft's entry count, so that one AppendEntries of
+    /// large values stays a reasonable frame and a lagging follower catches up in steps.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let records = self.wal.read_limited(start..end, APPEND_BATCH_BYTES_MAX).await?;
+        records.iter().map(|(_, bytes)| decode(bytes, entry_config())).collect()
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {

@@ -3,6 +3,7 @@
 pub mod contact;
 pub mod log_store;
 pub mod network;
+mod pipeline;
 pub mod state_machine;
 #[cfg(test)]
 mod storage_suite;

@@ -6,26 +6,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, Stream, StreamExt};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError, StreamAppendResult, VoteRequest,
+    VoteResponse,
+};
 
 use crate::command::NodeId;
 use crate::metrics::Metrics;
-use crate::raft::contact::{ContactStamp, LeaseWitness};
+use crate::raft::contact::{ContactStamp, LeaseProof, LeaseWitness};
+use crate::raft::pipeline::AppendPipeline;
 use crate::raft::state_machine::RaftSnapshot;
-use crate::raft::{LogId, Member, TypeConfig, Vote};
+use crate::raft::{Member, TypeConfig, Vote};
 use crate::rt::{self, Duration};
 use crate::store::snapshot::{SnapshotFile, SnapshotFiles};
-use crate::transport::{PeerAuth, PeerClient, PeerRequest, PeerResponse, RpcError, SnapshotChunk};
-
-/// Encoded bytes of entries one AppendEntries carries at most; a longer batch is cut and
-/// reported to openraft as a partial success, which sends the rest next. Well under the frame
-/// limit, and it holds at least one entry of the largest value a node accepts
-/// (`config::VALUE_BYTES_MAX_LIMIT`).
-pub const APPEND_ENTRY_BYTES_MAX: usize = 16 * 1024 * 1024;
-const _: () = assert!(APPEND_ENTRY_BYTES_MAX < crate::transport::FRAME_BYTES_MAX / 2);
-const _: () = assert!(crate::config::VALUE_BYTES_MAX_LIMIT * 2 <= APPEND_ENTRY_BYTES_MAX);
+use crate::transport::{CallStream, PeerAuth, PeerClient, PeerRequest, PeerResponse, RpcError, SnapshotChunk};
 
 /// Bytes of a snapshot per chunk RPC.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -111,7 +109,22 @@ pub struct PeerLink {
 }
 
 impl PeerLink {
-    fn failure(
+    /// The proof of contact for the next append of `vote`, echoing the peer's latest stamp.
+    pub(super) fn lease_proof(&self, vote: &Vote) -> Option<LeaseProof> {
+        self.witness.proof(vote, self.echo)
+    }
+
+    /// Opens a stream to the peer.
+    pub(super) async fn open_stream(&self, timeout: Duration) -> Result<CallStream, RpcError> {
+        self.client.open_stream(timeout).await
+    }
+
+    /// Keeps the stamp of the peer's latest answer, for the next proof.
+    pub(super) fn heard(&mut self, stamp: ContactStamp) {
+        self.echo = Some(stamp);
+    }
+
+    pub(super) fn failure(
         &self,
         action: RPCTypes,
         timeout: Duration,
@@ -182,26 +195,44 @@ impl PeerLink {
 impl RaftNetworkV2<TypeConfig> for PeerLink {
     type SnapshotData = SnapshotFile;
 
+    /// One AppendEntries, as a stream of one (the receiving side has one path for appends).
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let timeout = option.soft_ttl();
-        let (rpc, cut_after) = fit_to_frame(rpc);
-        let lease = self.witness.proof(&rpc.vote, self.echo);
-        match self.client.call(PeerRequest::Append { rpc, lease }, timeout).await {
-            Ok(PeerResponse::Append { response, stamp }) => {
-                self.echo = Some(stamp);
-                Ok(match (response, cut_after) {
-                    (AppendEntriesResponse::Success, Some(last_sent)) => {
-                        AppendEntriesResponse::PartialSuccess(Some(last_sent))
-                    }
-                    (response, _) => response,
-                })
-            }
-            other => Err(self.failure(RPCTypes::AppendEntries, timeout, other)),
+        let last = rpc.entries.last().map(|entry| entry.log_id).or(rpc.prev_log_id);
+        let mut answers = self.stream_append(futures_util::stream::iter([rpc]), option).await?;
+        match answers.next().await {
+            Some(Ok(Ok(_))) => Ok(AppendEntriesResponse::Success),
+            Some(Ok(Err(StreamAppendError::Conflict(_)))) => Ok(AppendEntriesResponse::Conflict),
+            Some(Ok(Err(StreamAppendError::HigherVote(vote)))) => Ok(AppendEntriesResponse::HigherVote(vote)),
+            Some(Err(error)) => Err(error),
+            None => Err(RPCError::Network(NetworkError::from_string(format!(
+                "the append stream ended without answering the append up to {last:?}"
+            )))),
         }
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let timeout = option.soft_ttl();
+            let pipeline = AppendPipeline::new(self, input, timeout);
+            let answers = futures_util::stream::unfold(pipeline, |mut pipeline| async move {
+                pipeline.next_answer().await.map(|answer| (answer, pipeline))
+            });
+            Ok(Box::pin(answers) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
@@ -232,87 +263,5 @@ impl RaftNetworkV2<TypeConfig> for PeerLink {
             closed = cancel => Err(StreamingError::Closed(closed)),
             result = self.send_snapshot(vote, snapshot) => result,
         }
-    }
-}
-
-/// Cuts `rpc` to the longest prefix of its entries that encodes within
-/// [`APPEND_ENTRY_BYTES_MAX`] (never fewer than one), returning the last entry's id when it cut.
-fn fit_to_frame(mut rpc: AppendEntriesRequest<TypeConfig>) -> (AppendEntriesRequest<TypeConfig>, Option<LogId>) {
-    let mut bytes = 0;
-    let keep = rpc
-        .entries
-        .iter()
-        .position(|entry| {
-            bytes += encoded_len(entry);
-            bytes > APPEND_ENTRY_BYTES_MAX
-        })
-        .map_or(rpc.entries.len(), |first_over| first_over.max(1));
-    if keep == rpc.entries.len() {
-        return (rpc, None);
-    }
-    rpc.entries.truncate(keep);
-    let last_sent = rpc.entries.last().map(|entry| entry.log_id);
-    debug_assert!(last_sent.is_some(), "a cut batch keeps at least one entry");
-    (rpc, last_sent)
-}
-
-/// The bytes `value` takes in a frame, counted without encoding it into a buffer.
-fn encoded_len(value: &impl serde::Serialize) -> usize {
-    struct Counter(usize);
-    impl bincode::enc::write::Writer for Counter {
-        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-            self.0 += bytes.len();
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Counting cannot fail; an entry that could not encode would fail the send itself.
-    let _ = bincode::serde::encode_into_writer(value, &mut counter, bincode::config::standard());
-    counter.0
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use openraft::entry::RaftEntry;
-
-    use super::*;
-    use crate::command::{Command, Precondition, Request};
-    use crate::raft::Entry;
-
-    fn entry(index: u64, value_bytes: usize) -> Entry {
-        let command = Command::Put {
-            key: "k".into(),
-            value: Bytes::from(vec![7; value_bytes]),
-            labels: None,
-            expect: Precondition::Always,
-        };
-        let request = Request { tag: None, proposed_at_ms: 0, command };
-        let leader = openraft::vote::leader_id_adv::CommittedLeaderId { term: 1, node_id: 1 };
-        Entry::new_normal(openraft::LogId::new(leader, index), request)
-    }
-
-    fn request(entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
-        let vote = openraft::Vote::new(1, 1);
-        AppendEntriesRequest { vote, prev_log_id: None, entries, leader_commit: None }
-    }
-
-    #[test]
-    fn a_batch_of_large_values_is_cut_to_fit_a_frame() {
-        let mib = 1024 * 1024;
-        let entries: Vec<_> = (1..=40).map(|index| entry(index, mib)).collect();
-        let (cut, last_sent) = fit_to_frame(request(entries));
-        assert_eq!(cut.entries.len(), 15, "15 one-MiB values fit 16 MiB with their headers");
-        assert_eq!(last_sent.map(|id| id.index), Some(15));
-        assert!(cut.entries.iter().map(encoded_len).sum::<usize>() <= APPEND_ENTRY_BYTES_MAX);
-    }
-
-    #[test]
-    fn a_batch_that_fits_is_sent_whole_and_one_entry_is_always_sent() {
-        let (whole, last_sent) = fit_to_frame(request((1..=3).map(|index| entry(index, 10)).collect()));
-        assert_eq!((whole.entries.len(), last_sent), (3, None));
-        let (single, last_sent) = fit_to_frame(request(vec![entry(1, APPEND_ENTRY_BYTES_MAX + 1), entry(2, 1)]));
-        assert_eq!(single.entries.len(), 1);
-        assert_eq!(last_sent.map(|id| id.index), Some(1));
     }
 }

@@ -73,6 +73,8 @@ struct Connection {
     last_heard: Mutex<Instant>,
     /// Flips to true once; both loops watch it so either side's failure stops the other.
     closed: rt::watch::Sender<bool>,
+    metrics: PeerMetrics,
+    address: String,
 }
 
 impl Connection {
@@ -121,6 +123,21 @@ impl PeerClient {
     /// Sends `request` and waits at most `timeout` for the answer.
     pub async fn call(&self, request: PeerRequest, timeout: Duration) -> Result<PeerResponse, RpcError> {
         let deadline = Instant::now() + timeout;
+        let connection = self.admitted_connection(deadline).await?;
+        let mut call = self.send_on(&connection, request, deadline).await?;
+        call.answer().await
+    }
+
+    /// Opens a stream: requests sent on it travel on one connection, in the order they were
+    /// sent, and are answered in that order (see `PeerRequest::StreamAppend`).
+    pub async fn open_stream(self: &Arc<Self>, timeout: Duration) -> Result<CallStream, RpcError> {
+        let connection = self.admitted_connection(Instant::now() + timeout).await?;
+        let stream = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Ok(CallStream { client: self.clone(), connection, stream })
+    }
+
+    /// The connection, once the peer's cluster is known to be ours.
+    async fn admitted_connection(&self, deadline: Instant) -> Result<Arc<Connection>, RpcError> {
         let connection = self.connection(deadline).await?;
         if let Err(refusal) = self.auth.admits(connection.peer_cluster) {
             tracing::warn!(peer = %self.address, %refusal, "closing a peer connection");
@@ -128,34 +145,30 @@ impl PeerClient {
             self.forget(&connection).await;
             return Err(RpcError::Unreachable(format!("refused peer {}: {refusal}", self.address)));
         }
+        Ok(connection)
+    }
+
+    /// Queues `request` on `connection`; its answer is awaited (until `deadline`) through the
+    /// returned call.
+    async fn send_on(
+        &self,
+        connection: &Arc<Connection>,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> Result<PendingCall, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode(&Envelope { id, body: request })
             .map_err(|e| RpcError::Unreachable(format!("request cannot be encoded: {e}")))?;
         let (reply, answer) = oneshot::channel();
         connection.pending().insert(id, reply);
-        let sent_at = Instant::now();
-        let frame_bytes = frame.len() as u64;
+        let frame_bytes = frame.len();
+        let call =
+            PendingCall { connection: connection.clone(), id, answer, sent_at: Instant::now(), deadline, frame_bytes };
         if connection.outbox.send(frame).await.is_err() {
-            connection.pending().remove(&id);
             return Err(RpcError::Unreachable("connection closed before sending".into()));
         }
-        self.metrics.sent_bytes.inc_by(frame_bytes);
-        match rt::timeout_at(deadline, answer).await {
-            Ok(Ok(result)) => {
-                self.metrics.round_trip_seconds.observe(sent_at.elapsed().as_secs_f64());
-                result
-            }
-            Ok(Err(_)) => Err(RpcError::Disconnected),
-            Err(_) => {
-                connection.pending().remove(&id);
-                if !connection.heard_since(sent_at) {
-                    tracing::debug!(peer = %self.address, "closing a stalled peer connection");
-                    connection.close();
-                    self.forget(&connection).await;
-                }
-                Err(RpcError::Timeout)
-            }
-        }
+        self.metrics.sent_bytes.inc_by(frame_bytes as u64);
+        Ok(call)
     }
 
     async fn connection(&self, deadline: Instant) -> Result<Arc<Connection>, RpcError> {
@@ -228,10 +241,89 @@ impl PeerClient {
             pending: Mutex::new(BTreeMap::new()),
             last_heard: Mutex::new(Instant::now()),
             closed,
+            metrics: self.metrics.clone(),
+            address: self.address.clone(),
         });
         rt::spawn(write_loop(writer, inbox, closed_for_writer, connection.clone()));
         rt::spawn(read_loop(reader, closed_for_reader, connection.clone(), self.address.clone()));
         Ok(connection)
+    }
+}
+
+/// A request sent on a connection and not answered yet. Dropping it forgets the request.
+pub struct PendingCall {
+    connection: Arc<Connection>,
+    id: u64,
+    answer: oneshot::Receiver<Result<PeerResponse, RpcError>>,
+    sent_at: Instant,
+    deadline: Instant,
+    frame_bytes: usize,
+}
+
+impl PendingCall {
+    /// The request's encoded size.
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    /// Waits for the answer until the call's deadline. A call that times out on a connection
+    /// that has answered nothing since the call was sent closes it. Cancel-safe: the answer
+    /// still arrives at a later call.
+    pub async fn answer(&mut self) -> Result<PeerResponse, RpcError> {
+        match rt::timeout_at(self.deadline, &mut self.answer).await {
+            Ok(Ok(result)) => {
+                self.connection.metrics.round_trip_seconds.observe(self.sent_at.elapsed().as_secs_f64());
+                result
+            }
+            Ok(Err(_)) => Err(RpcError::Disconnected),
+            Err(_) => {
+                if !self.connection.heard_since(self.sent_at) {
+                    tracing::debug!(peer = %self.connection.address, "closing a stalled peer connection");
+                    self.connection.close();
+                }
+                Err(RpcError::Timeout)
+            }
+        }
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        self.connection.pending().remove(&self.id);
+    }
+}
+
+/// Requests that travel on one connection in the order they are sent. Dropping it tells the
+/// peer the stream ended.
+pub struct CallStream {
+    client: Arc<PeerClient>,
+    connection: Arc<Connection>,
+    stream: u64,
+}
+
+impl CallStream {
+    /// The stream's id, which its requests carry.
+    pub fn id(&self) -> u64 {
+        self.stream
+    }
+
+    /// Sends the next request of the stream; its answer is due by `deadline`.
+    pub async fn send(&self, request: PeerRequest, deadline: Instant) -> Result<PendingCall, RpcError> {
+        if self.connection.is_closed() {
+            return Err(RpcError::Disconnected);
+        }
+        self.client.send_on(&self.connection, request, deadline).await
+    }
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        // Best effort: a full outbox or a closed connection means the peer drops the stream's
+        // state anyway (it keeps only a few streams per connection, and none past the connection).
+        let id = self.client.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(frame) = frame::encode(&Envelope { id, body: PeerRequest::EndStream { stream: self.stream } }) {
+            let _ = self.connection.outbox.try_send(frame);
+        }
     }
 }
 

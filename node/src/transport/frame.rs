@@ -109,7 +109,8 @@ mod tests {
     /// (`memory allocation of 17592186044416 bytes failed`).
     #[test]
     fn a_body_declaring_a_huge_string_is_refused_without_allocating_it() {
-        let mut body = vec![7, 4, 1, 0xFD];
+        // Envelope id 7, `PeerRequest::Forward` (3), `Forward::Read` (1), then the key's length.
+        let mut body = vec![7, 3, 1, 0xFD];
         body.extend_from_slice(&(1u64 << 44).to_le_bytes());
         body.extend_from_slice(b"0123456789abcdef");
         let error = decode::<super::super::message::Envelope<super::super::message::PeerRequest>>(&body).unwrap_err();
@@ -191,7 +192,8 @@ mod tests {
                 done: true,
             };
             vec![
-                body(1, PeerRequest::Append { rpc: append, lease: None }),
+                body(1, PeerRequest::StreamAppend { stream: 3, rpc: append, lease: None }),
+                body(6, PeerRequest::EndStream { stream: 3 }),
                 body(2, PeerRequest::Vote(vote)),
                 body(3, PeerRequest::Snapshot(chunk)),
                 body(4, PeerRequest::Forward(Forward::Write(put("key")))),
@@ -218,6 +220,20 @@ mod tests {
                 ),
                 body(3, PeerResponse::Refused("no".to_string())),
                 body(4, PeerResponse::Snapshot(None)),
+                body(
+                    5,
+                    PeerResponse::StreamAppend {
+                        result: Err(openraft::raft::StreamAppendError::Conflict(log_id(6))),
+                        stamp: crate::raft::contact::ContactStamp { incarnation: 1, nanos: 2 },
+                    },
+                ),
+                body(
+                    6,
+                    PeerResponse::StreamAppend {
+                        result: Ok(Some(log_id(7))),
+                        stamp: crate::raft::contact::ContactStamp { incarnation: 3, nanos: 4 },
+                    },
+                ),
             ]
         }
 

@@ -1,7 +1,7 @@
 //! The messages peers exchange.
 
 use bytes::Bytes;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, SnapshotResponse, StreamAppendResult, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Forward, ForwardReply, NodeError};
@@ -18,27 +18,36 @@ pub(super) struct Envelope<T> {
 /// Bumped on any incompatible change to the messages below or the handshake. 3: the
 /// authenticated handshake; sessions remember request fingerprints (`Response::TagReused`).
 /// 4: the handshake carries both sides' cluster ids; `PeerResponse::Retired`. 5: forwarded
-/// reads carry the client's credential; ACL commands and `Command::Authorized`.
-pub(super) const PROTOCOL: u32 = 5;
+/// reads carry the client's credential; ACL commands and `Command::Authorized`. 6: pipelined
+/// append streams (`StreamAppend`, `EndStream`); `Forward::ReadIndex`.
+pub(super) const PROTOCOL: u32 = 6;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
-    /// With a proof of leader contact when the sender holds its lease (see `raft::contact`).
-    Append {
-        rpc: AppendEntriesRequest<TypeConfig>,
-        lease: Option<LeaseProof>,
-    },
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
     Snapshot(SnapshotChunk),
     Forward(Forward),
+    /// One AppendEntries of a pipelined stream: the receiver hands a stream's requests to raft
+    /// in the order they arrived on the connection and answers them in that order. With a proof
+    /// of leader contact when the sender holds its lease (see `raft::contact`).
+    StreamAppend {
+        stream: u64,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        lease: Option<LeaseProof>,
+    },
+    /// Nothing more will be sent on `stream`; it gets no answer.
+    EndStream {
+        stream: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerResponse {
-    /// With the answering node's stamp, for the leader to prove contact with later.
-    Append {
-        response: AppendEntriesResponse<TypeConfig>,
+    /// A stream's answer, with the answering node's stamp, for the leader to prove contact
+    /// with later.
+    StreamAppend {
+        result: StreamAppendResult<TypeConfig>,
         stamp: ContactStamp,
     },
     Vote(VoteResponse<TypeConfig>),

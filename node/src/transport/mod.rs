@@ -9,14 +9,16 @@ mod frame;
 mod handshake;
 mod message;
 mod server;
+mod streams;
 #[cfg(all(test, not(madsim)))]
 mod tests;
 
-pub use client::{PeerClient, RpcError};
+pub use client::{CallStream, PeerClient, PendingCall, RpcError};
 pub use frame::FRAME_BYTES_MAX;
 pub use handshake::{ClusterSource, PeerAuth};
 pub use message::{PeerRequest, PeerResponse, SnapshotChunk};
 pub use server::{PeerHandler, serve};
+pub use streams::{AppendLane, LaneAnswers, StreamedAppend};
 
 /// A peer connection's byte stream: plain TCP, or TLS over it.
 pub(crate) trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}

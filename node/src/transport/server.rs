@@ -1,6 +1,7 @@
 //! The answering side: an accept loop, the handshake, and per authenticated connection a reader
-//! that hands each request to its own task (so a slow forwarded write never delays a heartbeat)
-//! and a writer that batches the answers.
+//! that hands each request to its own task (so a slow forwarded write never delays a heartbeat),
+//! or a stream's request to that stream's lane (`streams`), and a writer that batches the
+//! answers.
 //!
 //! Memory and connections are bounded before a caller has proven itself: at most
 //! [`HANDSHAKES_MAX`] connections in their handshake (a newcomer closes the oldest, see
@@ -22,6 +23,7 @@ use super::PeerStream;
 use super::frame::{self, read_frame, read_frame_limited, write_frames};
 use super::handshake::{HANDSHAKE_FRAME_BYTES_MAX, Hello, PeerAuth, Proof};
 use super::message::{Envelope, PROTOCOL, PeerRequest, PeerResponse};
+use super::streams::{AppendLane, Streams};
 use crate::command::{ClusterId, NodeId};
 use crate::rt::{self, Duration};
 use crate::tls::FlushOnShutdown;
@@ -29,6 +31,9 @@ use crate::tls::FlushOnShutdown;
 /// Handles requests arriving from peers.
 pub trait PeerHandler: Send + Sync + 'static {
     fn handle(&self, from: NodeId, request: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
+
+    /// Serves one append stream of `from`: its requests in order, each answered in that order.
+    fn serve_stream(&self, from: NodeId, lane: AppendLane) -> impl Future<Output = ()> + Send;
 
     /// Whether `id` is a member of this node's current configuration.
     fn is_member(&self, id: NodeId) -> bool;
@@ -273,6 +278,7 @@ async fn serve_connection<H: PeerHandler>(
     let mut evicted = evicted.subscribe();
     let (outbox, inbox) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
     rt::spawn(write_answers(writer, inbox));
+    let mut streams = Streams::new(from, outbox.clone());
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX));
     loop {
         let body = tokio::select! {
@@ -287,6 +293,10 @@ async fn serve_connection<H: PeerHandler>(
             return Err(invalid(format!("node {from}: {refusal}")));
         }
         let envelope: Envelope<PeerRequest> = frame::decode(&body)?;
+        if matches!(envelope.body, PeerRequest::StreamAppend { .. } | PeerRequest::EndStream { .. }) {
+            streams.route(&handler, envelope.id, envelope.body);
+            continue;
+        }
         let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
         let handler = handler.clone();
         let outbox = outbox.clone();

@@ -26,6 +26,14 @@ impl PeerHandler for Echo {
     async fn handle(&self, from: NodeId, _request: PeerRequest) -> PeerResponse {
         PeerResponse::refused(format!("heard {from}"))
     }
+
+    /// Names each request's `prev_log_id` index, so the caller sees the order it was served in.
+    async fn serve_stream(&self, _from: NodeId, mut lane: AppendLane) {
+        while let Some(append) = lane.requests.recv().await {
+            let index = append.rpc.prev_log_id.map_or(0, |id| id.index);
+            lane.answers.send(append.id, PeerResponse::refused(index)).await;
+        }
+    }
 }
 
 fn auth(id: NodeId, secret: Option<&[u8]>, cluster: Option<u64>) -> Arc<PeerAuth> {
@@ -233,4 +241,87 @@ async fn peer_tls_admits_only_certificates_of_the_cluster_ca() {
     let mut answer = Vec::new();
     let _ = rt::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
     assert!(answer.is_empty() || answer[0] == 0x15, "only a TLS alert may come back: {answer:?}");
+}
+
+fn append(index: u64) -> openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> {
+    let leader = openraft::vote::leader_id_adv::CommittedLeaderId { term: 1, node_id: 1 };
+    openraft::raft::AppendEntriesRequest {
+        vote: openraft::Vote::new(1, 1),
+        prev_log_id: Some(openraft::LogId::new(leader, index)),
+        entries: Vec::new(),
+        leader_commit: None,
+    }
+}
+
+/// Goal: a stream's requests are served in the order they were sent and answered in that
+/// order, with many in flight at once. Method: two streams on one connection each send 200
+/// requests before awaiting any answer; the server names each request's index as it serves it.
+#[tokio::test]
+async fn a_streams_requests_are_served_and_answered_in_order_with_many_in_flight() {
+    let (address, _stop) = server(b"s3cret").await;
+    let client = Arc::new(PeerClient::new(auth(1, Some(b"s3cret"), None), address));
+    let deadline = rt::Instant::now() + Duration::from_secs(10);
+    let streams = [
+        client.open_stream(Duration::from_secs(2)).await.unwrap(),
+        client.open_stream(Duration::from_secs(2)).await.unwrap(),
+    ];
+    let mut calls = Vec::new();
+    for index in 0..200 {
+        for stream in &streams {
+            let request = PeerRequest::StreamAppend { stream: stream.id(), rpc: append(index), lease: None };
+            calls.push((index, stream.send(request, deadline).await.unwrap()));
+        }
+    }
+    for (index, mut call) in calls {
+        let answer = call.answer().await.unwrap();
+        assert!(
+            matches!(&answer, PeerResponse::Refused(served) if *served == index.to_string()),
+            "{index}: {answer:?}"
+        );
+    }
+}
+
+/// Holds every stream open without serving it, as a raft that stopped taking appends would.
+struct Stalled;
+
+impl PeerHandler for Stalled {
+    fn is_member(&self, _id: NodeId) -> bool {
+        true
+    }
+
+    async fn handle(&self, _from: NodeId, _request: PeerRequest) -> PeerResponse {
+        PeerResponse::refused("stalled")
+    }
+
+    async fn serve_stream(&self, _from: NodeId, _lane: AppendLane) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Goal: a stream whose lane fills is closed, and stays closed. Method: against a server whose
+/// streams are never served, a caller sends 300 requests on one stream: the lane holds 256, the
+/// next is refused for being too many, and every later one because the stream ended.
+#[tokio::test]
+async fn a_stream_that_overfills_its_lane_is_closed_for_good() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (_stop, stopped) = rt::watch::channel(false);
+    rt::spawn(serve(listener, auth(100, Some(b"s3cret"), None), Arc::new(Stalled), stopped));
+    let client = Arc::new(PeerClient::new(auth(1, Some(b"s3cret"), None), address));
+    let deadline = rt::Instant::now() + Duration::from_secs(2);
+    let stream = client.open_stream(Duration::from_secs(2)).await.unwrap();
+    let mut calls = Vec::new();
+    for index in 0..300 {
+        let request = PeerRequest::StreamAppend { stream: stream.id(), rpc: append(index), lease: None };
+        calls.push(stream.send(request, deadline).await.unwrap());
+    }
+    let mut answers = Vec::new();
+    for mut call in calls.split_off(256) {
+        answers.push(match call.answer().await {
+            Ok(PeerResponse::Refused(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        });
+    }
+    assert_eq!(answers[0], "too many appends in flight on the stream");
+    assert!(answers[1..].iter().all(|reason| reason == "the append stream ended"), "{answers:?}");
 }

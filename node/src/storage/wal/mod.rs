@@ -285,18 +285,33 @@ impl Wal {
     /// - Reading entries while they are being purged or truncated may fail: the caller must not
     ///   purge or truncate what it is still reading.
     pub async fn read(&self, range: Range<u64>) -> io::Result<Vec<(u64, Bytes)>> {
+        self.read_limited(range, usize::MAX).await
+    }
+
+    /// Like [`Wal::read`], but stops before the entry that would take the payloads read past
+    /// `bytes_max`; the first entry is always read, whatever its size.
+    pub async fn read_limited(&self, range: Range<u64>, bytes_max: usize) -> io::Result<Vec<(u64, Bytes)>> {
         let mut cached = Vec::new();
         let mut on_disk = Vec::new();
         {
             let state = self.shared.lock();
             state.check_usable()?;
+            let mut bytes = 0usize;
             for index in range.start.max(state.first_index)..range.end.min(state.next_index) {
-                match state.cache.get(index) {
-                    Some(payload) => cached.push((index, payload)),
+                let (entry_bytes, location) = match state.cache.get(index) {
+                    Some(payload) => (payload.len(), Ok(payload)),
                     None => {
                         let position = state.positions.get(index).expect("an uncached entry is on disk");
-                        on_disk.push((index, position));
+                        (position.len as usize, Err(position))
                     }
+                };
+                bytes = bytes.saturating_add(entry_bytes);
+                if bytes > bytes_max && index > range.start.max(state.first_index) {
+                    break;
+                }
+                match location {
+                    Ok(payload) => cached.push((index, payload)),
+                    Err(position) => on_disk.push((index, position)),
                 }
             }
         }
