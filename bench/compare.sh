@@ -19,12 +19,16 @@ RESULTS=$ROOT/bench/results
 RAW=$RESULTS/$STAMP
 KEY=00000000            # what `cairn bench --key-space 1 --key-size 8` uses, so hey hits the same key
 VALUE_SIZE=256
+CDF_CLIENTS=64          # the put row whose latency distribution is charted
+CLK_TCK=$(getconf CLK_TCK)
 
 # name | mode | clients | consistency | node
 ROWS=(
   "put, 1 client|put|1||leader"
+  "put, 4 clients|put|4||leader"
   "put, 16 clients|put|16||leader"
   "put, 64 clients|put|64||leader"
+  "put, 256 clients|put|256||leader"
   "linearizable get, 1 client|get|1|linearizable|leader"
   "linearizable get, 64 clients|get|64|linearizable|leader"
   "serializable get on a follower, 64 clients|get|64|stale|follower"
@@ -130,7 +134,21 @@ write_bodies() {
   printf '{"key":"%s","serializable":true}' "$key" >"$WORK/etcd-range-stale.json"
 }
 
-# Runs the matrix against system $1, which is up; writes $RAW/$1-<row>.{json,hey.txt}.
+# utime + stime so far (fields 14 and 15 of /proc/<pid>/stat, in clock ticks) of each server of
+# system $1, one "address pid ticks" line per server.
+servers_cpu() {
+  local i pid stat fields
+  for i in 1 2 3; do
+    pid=${PIDS[i - 1]}
+    stat=$(<"/proc/$pid/stat")
+    # The fields are counted after the command name, which is in parentheses and may hold spaces.
+    read -r -a fields <<<"${stat##*) }"
+    echo "$("${1}_address" "$i") $pid $((fields[11] + fields[12]))"
+  done
+}
+
+# Runs the matrix against system $1, which is up; writes $RAW/$1-<row>.{json,hey.txt}, and for
+# put rows $RAW/$1-<row>.cpu.txt.
 run_matrix() {
   local system=$1 index=0 row name mode clients consistency node endpoint flags sampler
   find_roles "$system"
@@ -149,11 +167,21 @@ run_matrix() {
     log "$system: $name (cairn bench, $DURATION)"
     (sleep 3 && echo "$system, $name: $(other_load)" >>"$RAW/notes.txt") &
     sampler=$!
+    servers_cpu "$system" >"$WORK/cpu-before.txt"
     "$CAIRN" bench "$mode" "${flags[@]}" >"$RAW/$system-$index.json" || echo "  (some requests failed)" >&2
     wait "$sampler"
     jq -r '"  \(.ops_per_s | floor) ops/s, mean \(.latency.all.mean_ms) ms, p99 \(.latency.all.p99_ms) ms, failed \(.failed)"' \
       "$RAW/$system-$index.json" >&2
+    # The pause is inside the CPU window of a put row: the servers finish there what the puts
+    # left them (a follower catching up, etcd's batched backend commits).
     sleep 2
+    if [ "$mode" = put ]; then
+      {
+        echo "# address pid: CPU ticks (1/$CLK_TCK s) before and after cairn bench and the 2 s after it"
+        paste -d' ' "$WORK/cpu-before.txt" <(servers_cpu "$system") | awk '{ print $1, $2 ":", $3, $6 }'
+      } >"$RAW/$system-$index.cpu.txt"
+      echo "  server CPU per put: $(cpu_per_put "$system" "$index") µs" >&2
+    fi
     log "$system: $name (hey, $DURATION)"
     # shellcheck disable=SC2046 # hey_request prints separate flags on purpose
     hey -z "$DURATION" -c "$clients" $(hey_request "$system" "$mode" "${consistency:-linearizable}" "$endpoint") \
@@ -197,32 +225,62 @@ hey_summary() {
   awk '
     /Requests\/sec:/ { ops = $2 }
     /Average:/ { mean = $2 * 1000 }
-    /99% in/ { p99 = $3 * 1000 }
+    /99% in/ { p99 = sprintf("%.1f", $3 * 1000) }
     /^Status code distribution:/ { section = "status"; next }
     /^Error distribution:/ { section = "error"; next }
     section == "status" && /\[[0-9]+\]/ { if ($1 !~ /^\[2/) errors += $2 }
     section == "error" && /\[[0-9]+\]/ { if ($0 !~ /request canceled|context deadline/) errors += substr($1, 2) + 0 }
-    END { printf "%.0f %.2f %.2f %d\n", ops, mean, p99, errors }
+    END { printf "%.0f %.2f %s %d\n", ops, mean, p99 == "" ? "n/a" : p99, errors }
   ' "$1"
+}
+
+# Server CPU in µs per acknowledged put of row $2 on system $1: the three servers' ticks over the
+# row's CPU window, divided by the puts its cairn bench report counts as ok.
+cpu_per_put() {
+  local ok
+  ok=$(jq -r '.ok' "$RAW/$1-$2.json")
+  awk -v ok="$ok" -v hz="$CLK_TCK" '
+    !/^#/ { ticks += $4 - $3 }
+    END { if (ok > 0) printf "%.0f", ticks / hz * 1e6 / ok; else printf "n/a" }
+  ' "$RAW/$1-$2.cpu.txt"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 print_table() {
-  local index=0 row name e c eh ch
-  echo "| load | etcd ops/s | cairn ops/s | cairn/etcd | etcd mean / p99 | cairn mean / p99 | etcd ops/s (hey) | cairn ops/s (hey) | cairn/etcd (hey) | failed etcd / cairn |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local index=0 row name mode cpu
+  echo "| load | etcd ops/s | cairn ops/s | cairn/etcd | etcd mean / p99 | cairn mean / p99 | server CPU per put, etcd / cairn | etcd ops/s / p99 (hey) | cairn ops/s / p99 (hey) | cairn/etcd (hey) | failed etcd / cairn |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for row in "${ROWS[@]}"; do
     index=$((index + 1))
-    name=${row%%|*}
+    IFS='|' read -r name mode _ <<<"$row"
     read -r e_ops e_mean e_p99 e_failed < <(jq -r '"\(.ops_per_s) \(.latency.all.mean_ms) \(.latency.all.p99_ms) \(.failed)"' "$RAW/etcd-$index.json")
     read -r c_ops c_mean c_p99 c_failed < <(jq -r '"\(.ops_per_s) \(.latency.all.mean_ms) \(.latency.all.p99_ms) \(.failed)"' "$RAW/cairn-$index.json")
-    read -r eh_ops _ _ eh_failed < <(hey_summary "$RAW/etcd-$index.hey.txt")
-    read -r ch_ops _ _ ch_failed < <(hey_summary "$RAW/cairn-$index.hey.txt")
-    printf '| %s | %.0f | %.0f | %s | %.1f / %.1f ms | %.1f / %.1f ms | %s | %s | %s | %s / %s (hey %s / %s) |\n' \
-      "$name" "$e_ops" "$c_ops" "$(ratio "$c_ops" "$e_ops")" "$e_mean" "$e_p99" "$c_mean" "$c_p99" \
-      "$eh_ops" "$ch_ops" "$(ratio "$ch_ops" "$eh_ops")" "$e_failed" "$c_failed" "$eh_failed" "$ch_failed"
+    read -r eh_ops _ eh_p99 eh_failed < <(hey_summary "$RAW/etcd-$index.hey.txt")
+    read -r ch_ops _ ch_p99 ch_failed < <(hey_summary "$RAW/cairn-$index.hey.txt")
+    cpu="–"
+    [ "$mode" != put ] || cpu="$(cpu_per_put etcd "$index") / $(cpu_per_put cairn "$index") µs"
+    printf '| %s | %.0f | %.0f | %s | %.1f / %.1f ms | %.1f / %.1f ms | %s | %s / %s ms | %s / %s ms | %s | %s / %s (hey %s / %s) |\n' \
+      "$name" "$e_ops" "$c_ops" "$(ratio "$c_ops" "$e_ops")" "$e_mean" "$e_p99" "$c_mean" "$c_p99" "$cpu" \
+      "$eh_ops" "$eh_p99" "$ch_ops" "$ch_p99" "$(ratio "$ch_ops" "$eh_ops")" "$e_failed" "$c_failed" "$eh_failed" "$ch_failed"
   done
+}
+
+# The put rows' reports drawn by `cairn bench chart` into $RAW: throughput against clients, and
+# the latency CDF of the $CDF_CLIENTS-client row. Prints the Markdown that shows them.
+draw_charts() {
+  local index=0 row mode reports=()
+  for row in "${ROWS[@]}"; do
+    index=$((index + 1))
+    IFS='|' read -r _ mode _ <<<"$row"
+    [ "$mode" != put ] || reports+=("$RAW/etcd-$index.json" "$RAW/cairn-$index.json")
+  done
+  if "$CAIRN" bench chart --out "$RAW" --cdf-clients "$CDF_CLIENTS" "${reports[@]}" >&2; then
+    echo "![put throughput against clients]($STAMP/put-throughput.svg)"
+    echo "![put latency CDF, $CDF_CLIENTS clients]($STAMP/put-latency-$CDF_CLIENTS-clients.svg)"
+  else
+    echo "(charts not drawn: \`cairn bench chart\` failed)"
+  fi
 }
 
 describe_machine() {
@@ -267,10 +325,13 @@ main() {
     describe_machine
     sed 's/^/- /' "$RAW/notes.txt"
     echo
-    echo "ops/s and latency from \`cairn bench\` (same client for both systems); the hey columns are a second opinion."
+    echo "ops/s and latency from \`cairn bench\` (same client for both systems); the hey columns (ops/s and p99) are a second opinion."
+    echo "Server CPU per put: user and system time of the three server processes over the row's cairn bench run and the 2 s after it, divided by the puts it acknowledged."
     echo "Stale reads on cairn are the counterpart of etcd's serializable reads. Raw outputs: [$STAMP/]($STAMP/)."
     echo
     print_table
+    echo
+    draw_charts
     echo
     watch_line
   } >"$RESULTS/$STAMP.md"

@@ -37,8 +37,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a client history for linearizability, stale reads, revisions and durability.
     Check(check::CheckArgs),
-    /// Measure throughput and latency of a cairn cluster, or of etcd for comparison.
-    Bench(bench::BenchArgs),
+    /// Measure throughput and latency of a cairn cluster, or of etcd for comparison; chart the
+    /// saved reports.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run a Jepsen-style test against real cairn processes: faults, then the history checked.
     Jepsen(jepsen::JepsenArgs),
     /// Backups: save a cluster's snapshot, verify a file, restore a new cluster from one.
@@ -55,7 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Check(args)) => check::run(args),
-        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Bench(command)) => bench::run(command),
         Some(Command::Jepsen(args)) => jepsen::run(args),
         Some(Command::Snapshot(command)) => snapshot::run(command),
         Some(Command::Tls(command)) => tls::run(command),

@@ -1,6 +1,7 @@
 //! `cairn bench put|get|mixed|watch`: a closed-loop load generator modelled on etcd's
 //! `tools/benchmark`. With `--target etcd` it drives etcd's v3 JSON gateway instead, so that both
 //! systems are measured by the same client over the same kind of connection (HTTP/1.1, JSON).
+//! `cairn bench chart` draws the reports of such runs, saved with `--json`, as SVG charts.
 //!
 //! # Layout
 //! - [`workload`]: keys, values and the read/write mix; pure and seeded.
@@ -9,13 +10,17 @@
 //! - [`driver`]: clients, connections, the live progress line.
 //! - [`report`]: HDR latency histograms and the final report, as text or JSON.
 //! - [`watch`]: watch event latency over `/v1/watch` (cairn only).
+//! - [`chart`]: charts of saved reports; [`svg`] draws them.
 //!
 //! Exit codes: 0 when every request was answered (and, for watch, every event delivered), 1 when
-//! some were not, 2 for bad flags or an endpoint that is not the asked system.
+//! some were not, 2 for bad flags or an endpoint that is not the asked system. `chart` exits with
+//! 2 when a report cannot be read or charted or a chart cannot be written.
 
+mod chart;
 mod driver;
 mod etcd;
 mod report;
+mod svg;
 mod target;
 mod watch;
 mod workload;
@@ -28,9 +33,10 @@ use std::time::Duration;
 use cairn_http::wire::TOKEN_HEADER;
 use cairn_node::storage::FsDisk;
 use cairn_node::tls::ClientTls;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand};
 use hyper::header::{HeaderName, HeaderValue};
 
+use self::chart::ChartArgs;
 use self::driver::{Load, Stop};
 use self::report::{Events, LATENCY_MAX, Report, Setup};
 use self::target::{Consistency, Requests, System};
@@ -46,18 +52,30 @@ const VALUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Each watcher is a connection and a task on the server; more than this is a typo.
 const WATCHERS_MAX: u32 = 1000;
 
-/// What to measure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Mode {
+/// `cairn bench`: a load to measure, or charts of the reports of earlier runs.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
     /// Writes.
-    Put,
+    Put(LoadArgs),
     /// Reads at --consistency; the key space is written once first, untimed.
-    Get,
+    Get(LoadArgs),
     /// Reads (share: --read-ratio) and writes; the key space is written once first, untimed.
-    Mixed,
+    Mixed(LoadArgs),
     /// Watch event latency: writers put under --key-prefix while --watchers streams of
     /// /v1/watch on that prefix report each event; the latency runs from the put sent to the event
     /// received (cairn only).
+    Watch(LoadArgs),
+    /// SVG charts of put reports saved with --json: throughput against clients, and a latency
+    /// CDF, one line per system.
+    Chart(ChartArgs),
+}
+
+/// What a load measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Put,
+    Get,
+    Mixed,
     Watch,
 }
 
@@ -72,12 +90,9 @@ impl Mode {
     }
 }
 
-/// Flags of `cairn bench`.
+/// Flags of `cairn bench put|get|mixed|watch`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// What to measure.
-    #[arg(value_enum)]
-    mode: Mode,
+pub struct LoadArgs {
     /// The system under test: cairn's API, or etcd's v3 JSON gateway.
     #[arg(long, value_enum, default_value_t = System::Cairn)]
     target: System,
@@ -155,9 +170,9 @@ struct Plan {
     watchers: Option<u32>,
 }
 
-impl BenchArgs {
-    fn plan(&self) -> Result<Plan, String> {
-        let watchers = self.watchers()?;
+impl LoadArgs {
+    fn plan(&self, mode: Mode) -> Result<Plan, String> {
+        let watchers = self.watchers(mode)?;
         let (endpoints, tls) = self.endpoints()?;
         let headers = self.headers()?;
         let clients = self.clients()?;
@@ -170,12 +185,12 @@ impl BenchArgs {
         if self.value_size > VALUE_BYTES_MAX {
             return Err(format!("--value-size {} is over the limit of {VALUE_BYTES_MAX} bytes", self.value_size));
         }
-        let (mix, consistency) = self.mix()?;
+        let (mix, consistency) = self.mix(mode)?;
         if self.timeout.is_zero() || self.timeout > LATENCY_MAX {
             return Err(format!("--timeout must be more than 0 and at most {}s", LATENCY_MAX.as_secs()));
         }
         let setup = Setup {
-            mode: self.mode.name().to_string(),
+            mode: mode.name().to_string(),
             target: self.target.name().to_string(),
             endpoints: endpoints.clone(),
             clients,
@@ -183,8 +198,7 @@ impl BenchArgs {
             key_space: self.key_space,
             key_size: self.key_size,
             value_size: self.value_size,
-            consistency: matches!(self.mode, Mode::Get | Mode::Mixed)
-                .then(|| consistency.name(self.target).to_string()),
+            consistency: matches!(mode, Mode::Get | Mode::Mixed).then(|| consistency.name(self.target).to_string()),
             read_ratio: match mix {
                 Mix::Mixed { read_ratio } => Some(read_ratio),
                 _ => None,
@@ -207,7 +221,7 @@ impl BenchArgs {
             tls,
             headers,
         };
-        Ok(Plan { load, setup, populate: matches!(self.mode, Mode::Get | Mode::Mixed), watchers })
+        Ok(Plan { load, setup, populate: matches!(mode, Mode::Get | Mode::Mixed), watchers })
     }
 
     /// The endpoints as `host:port`, and the client TLS to reach them with when they are
@@ -266,10 +280,10 @@ impl BenchArgs {
     }
 
     /// The number of watch streams: given only for watch, which drives cairn only.
-    fn watchers(&self) -> Result<Option<u32>, String> {
-        if self.mode != Mode::Watch {
+    fn watchers(&self, mode: Mode) -> Result<Option<u32>, String> {
+        if mode != Mode::Watch {
             return match self.watchers {
-                Some(_) => Err(format!("--watchers applies to watch, not {}", self.mode.name())),
+                Some(_) => Err(format!("--watchers applies to watch, not {}", mode.name())),
                 None => Ok(None),
             };
         }
@@ -297,18 +311,18 @@ impl BenchArgs {
 
     /// Which operations the mode sends and how reads are served; flags that the mode would
     /// ignore are refused rather than silently dropped.
-    fn mix(&self) -> Result<(Mix, Consistency), String> {
-        if matches!(self.mode, Mode::Put | Mode::Watch) && self.consistency.is_some() {
-            return Err(format!("--consistency applies to get and mixed, not {}", self.mode.name()));
+    fn mix(&self, mode: Mode) -> Result<(Mix, Consistency), String> {
+        if matches!(mode, Mode::Put | Mode::Watch) && self.consistency.is_some() {
+            return Err(format!("--consistency applies to get and mixed, not {}", mode.name()));
         }
-        if self.mode != Mode::Mixed && self.read_ratio.is_some() {
-            return Err(format!("--read-ratio applies to mixed, not {}", self.mode.name()));
+        if mode != Mode::Mixed && self.read_ratio.is_some() {
+            return Err(format!("--read-ratio applies to mixed, not {}", mode.name()));
         }
         let consistency = self.consistency.unwrap_or(Consistency::Linearizable);
         if self.target == System::Etcd && consistency == Consistency::Lease {
             return Err("etcd has no lease reads: use --consistency linearizable or serializable".to_string());
         }
-        let mix = match self.mode {
+        let mix = match mode {
             Mode::Put | Mode::Watch => Mix::Puts,
             Mode::Get => Mix::Gets,
             Mode::Mixed => {
@@ -323,8 +337,18 @@ impl BenchArgs {
     }
 }
 
-pub fn run(args: BenchArgs) -> ExitCode {
-    let plan = match args.plan() {
+pub fn run(command: BenchCommand) -> ExitCode {
+    match command {
+        BenchCommand::Put(args) => measure(Mode::Put, &args),
+        BenchCommand::Get(args) => measure(Mode::Get, &args),
+        BenchCommand::Mixed(args) => measure(Mode::Mixed, &args),
+        BenchCommand::Watch(args) => measure(Mode::Watch, &args),
+        BenchCommand::Chart(args) => chart::run(&args),
+    }
+}
+
+fn measure(mode: Mode, args: &LoadArgs) -> ExitCode {
+    let plan = match args.plan(mode) {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("cairn bench: {error}");
@@ -406,13 +430,19 @@ mod tests {
 
     #[derive(Debug, Parser)]
     struct Line {
-        #[command(flatten)]
-        args: BenchArgs,
+        #[command(subcommand)]
+        command: BenchCommand,
     }
 
     fn plan(line: &str) -> Result<Plan, String> {
         let words = std::iter::once("bench").chain(line.split_whitespace());
-        Line::try_parse_from(words).map_err(|error| error.to_string())?.args.plan()
+        match Line::try_parse_from(words).map_err(|error| error.to_string())?.command {
+            BenchCommand::Put(args) => args.plan(Mode::Put),
+            BenchCommand::Get(args) => args.plan(Mode::Get),
+            BenchCommand::Mixed(args) => args.plan(Mode::Mixed),
+            BenchCommand::Watch(args) => args.plan(Mode::Watch),
+            BenchCommand::Chart(_) => panic!("{line:?} is not a load"),
+        }
     }
 
     fn refusal(line: &str) -> String {
@@ -513,6 +543,14 @@ mod tests {
         assert!(!watch.populate);
         assert_eq!(watch.load.keys.key(0), "w/00000000");
         assert_eq!(plan("watch --watchers 8").unwrap().setup.watchers, Some(8));
+    }
+
+    #[test]
+    fn chart_is_a_subcommand_beside_the_loads_and_needs_reports() {
+        let parse = |line: &str| Line::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()));
+        assert!(matches!(parse("chart --out charts a.json b.json").unwrap().command, BenchCommand::Chart(_)));
+        assert!(parse("chart").unwrap_err().to_string().contains("<REPORTS>"));
+        assert!(parse("plot a.json").unwrap_err().to_string().contains("unrecognized subcommand"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::target::Outcome;
 use super::workload::Op;
@@ -49,8 +49,29 @@ impl Latencies {
             p99_ms: at(0.99),
             p999_ms: at(0.999),
             max_ms: ms(self.histogram.max()),
+            distribution: self.distribution(),
         }
     }
+
+    /// Empty when nothing was recorded: there is no distribution to describe.
+    fn distribution(&self) -> Vec<Percentile> {
+        if self.histogram.is_empty() {
+            return Vec::new();
+        }
+        distribution_steps()
+            .map(|hundredths| {
+                let micros = self.histogram.value_at_quantile(f64::from(hundredths) / 10_000.0);
+                Percentile { percentile: f64::from(hundredths) / 100.0, ms: micros as f64 / 1000.0 }
+            })
+            .collect()
+    }
+}
+
+/// The percentiles of a distribution, in hundredths of a percent: every whole one up to 98, then
+/// tenths up to 99.8, then hundredths from 99.9 to 100 (119 points), so that a CDF drawn from them
+/// shows the tail as finely as the body. Integers, so that the JSON says 99.9, not 99.90000000000001.
+fn distribution_steps() -> impl Iterator<Item = u32> {
+    (0..9900).step_by(100).chain((9900..9990).step_by(10)).chain(9990..=10_000)
 }
 
 /// Percentiles of one histogram, in milliseconds.
@@ -63,6 +84,16 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// Points of the cumulative distribution, from the fastest request (percentile 0) to the
+    /// slowest (100); see [`distribution_steps`].
+    pub distribution: Vec<Percentile>,
+}
+
+/// One point of a latency distribution: `percentile` percent of the requests took at most `ms`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Percentile {
+    pub percentile: f64,
+    pub ms: f64,
 }
 
 /// What one client (or, merged, the whole run) saw. Latencies are of answered requests only;
@@ -320,6 +351,27 @@ mod tests {
     }
 
     #[test]
+    fn the_distribution_runs_from_the_fastest_to_the_slowest_request_finer_in_the_tail() {
+        let mut latencies = Latencies::default();
+        for millis in 1..=10_000 {
+            latencies.record(Duration::from_micros(millis * 100));
+        }
+        let summary = latencies.summary();
+        let points = &summary.distribution;
+        assert_eq!(points.len(), 119);
+        assert_eq!((points[0].percentile, points[0].ms), (0.0, 0.1), "the fastest request");
+        assert_eq!(points.last().unwrap().percentile, 100.0);
+        assert_eq!(points.last().unwrap().ms, summary.max_ms);
+        let percentiles: Vec<f64> = points.iter().map(|point| point.percentile).collect();
+        assert!(percentiles.contains(&98.0) && percentiles.contains(&99.5) && percentiles.contains(&99.99));
+        assert!(points.windows(2).all(|pair| pair[0].percentile < pair[1].percentile));
+        assert!(points.windows(2).all(|pair| pair[0].ms <= pair[1].ms));
+        let at = |percentile: f64| points.iter().find(|point| point.percentile == percentile).unwrap().ms;
+        assert_eq!((at(50.0), at(99.0), at(99.9)), (summary.p50_ms, summary.p99_ms, summary.p999_ms));
+        assert!(Latencies::default().summary().distribution.is_empty(), "nothing recorded, no points");
+    }
+
+    #[test]
     fn latencies_beyond_the_histogram_are_clamped_not_lost() {
         let mut latencies = Latencies::default();
         latencies.record(Duration::from_secs(3600));
@@ -387,6 +439,7 @@ mod tests {
         assert_eq!(json["ops_per_s"], 1.0);
         assert!(json.get("consistency").is_none());
         assert_eq!(json["latency"]["all"]["p99_ms"], 1.0);
+        assert_eq!(json["latency"]["all"]["distribution"][0], serde_json::json!({"percentile": 0.0, "ms": 1.0}));
     }
 
     #[test]
