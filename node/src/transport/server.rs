@@ -23,7 +23,7 @@ use super::PeerStream;
 use super::frame::{self, read_frame, read_frame_limited, write_frames};
 use super::handshake::{HANDSHAKE_FRAME_BYTES_MAX, Hello, PeerAuth, Proof};
 use super::message::{Envelope, PROTOCOL, PeerRequest, PeerResponse};
-use super::streams::{AppendLane, Streams};
+use super::streams::{AppendLane, StreamedAppend, Streams};
 use crate::command::{ClusterId, NodeId};
 use crate::rt::{self, Duration};
 use crate::tls::FlushOnShutdown;
@@ -293,15 +293,22 @@ async fn serve_connection<H: PeerHandler>(
             return Err(invalid(format!("node {from}: {refusal}")));
         }
         let envelope: Envelope<PeerRequest> = frame::decode(&body)?;
-        if matches!(envelope.body, PeerRequest::StreamAppend { .. } | PeerRequest::EndStream { .. }) {
-            streams.route(&handler, envelope.id, envelope.body);
-            continue;
-        }
+        let request = match envelope.body {
+            PeerRequest::StreamAppend { stream, rpc, lease } => {
+                streams.append(&handler, stream, StreamedAppend { id: envelope.id, rpc, lease });
+                continue;
+            }
+            PeerRequest::EndStream { stream } => {
+                streams.end(stream);
+                continue;
+            }
+            request => request,
+        };
         let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
         let handler = handler.clone();
         let outbox = outbox.clone();
         rt::spawn(async move {
-            let body = handler.handle(from, envelope.body).await;
+            let body = handler.handle(from, request).await;
             match frame::encode(&Envelope { id: envelope.id, body }) {
                 Ok(frame) => {
                     let _ = outbox.send(frame).await;

@@ -15,7 +15,7 @@ use openraft::raft::AppendEntriesRequest;
 use tokio::sync::mpsc;
 
 use super::frame;
-use super::message::{Envelope, PeerRequest, PeerResponse};
+use super::message::{Envelope, PeerResponse};
 use super::server::PeerHandler;
 use crate::command::NodeId;
 use crate::raft::TypeConfig;
@@ -73,20 +73,10 @@ impl Streams {
         Streams { from, outbox, open: BTreeMap::new(), closed: VecDeque::new() }
     }
 
-    /// Routes a stream request, opening a lane for a new stream; answers at once what cannot
-    /// be routed. Never waits: the connection's reader must keep reading.
-    pub(super) fn route<H: PeerHandler>(&mut self, handler: &Arc<H>, id: u64, request: PeerRequest) {
-        let (stream, append) = match request {
-            PeerRequest::StreamAppend { stream, rpc, lease } => (stream, StreamedAppend { id, rpc, lease }),
-            PeerRequest::EndStream { stream } => {
-                self.open.remove(&stream);
-                return;
-            }
-            other => {
-                debug_assert!(false, "only stream requests are routed to streams: {other:?}");
-                return;
-            }
-        };
+    /// Hands `append` to its stream's lane, opening one for a new stream; answers at once what
+    /// cannot be handed on. Never waits: the connection's reader must keep reading.
+    pub(super) fn append<H: PeerHandler>(&mut self, handler: &Arc<H>, stream: u64, append: StreamedAppend) {
+        let id = append.id;
         if !self.open.contains_key(&stream) {
             if self.closed.contains(&stream) {
                 return self.refuse(id, "the append stream ended");
@@ -110,6 +100,11 @@ impl Streams {
             };
             self.refuse(id, reason);
         }
+    }
+
+    /// The sender ended `stream`; its lane drains what it holds and stops.
+    pub(super) fn end(&mut self, stream: u64) {
+        self.open.remove(&stream);
     }
 
     fn close(&mut self, stream: u64) {

@@ -263,6 +263,12 @@ mod tests {
         reports
     }
 
+    fn assert_contains_all(svg: &str, texts: &[&str]) {
+        for text in texts {
+            assert!(svg.contains(text), "{text} missing from {svg}");
+        }
+    }
+
     #[test]
     fn both_charts_are_written_with_a_line_per_system_and_their_axes() {
         let saved = save(&both_systems());
@@ -272,30 +278,32 @@ mod tests {
 
         let throughput = std::fs::read_to_string(&written[0]).unwrap();
         check_well_formed(&throughput).unwrap();
-        for text in [
-            ">etcd</text>",
-            ">cairn</text>",
-            ">clients (log scale)</text>",
-            ">puts per second</text>",
-            ">256</text>",
-            ">10,000</text>",
-        ] {
-            assert!(throughput.contains(text), "{text} missing from {throughput}");
-        }
+        assert_contains_all(
+            &throughput,
+            &[
+                ">etcd</text>",
+                ">cairn</text>",
+                ">clients (log scale)</text>",
+                ">puts per second</text>",
+                ">256</text>",
+                ">10,000</text>",
+            ],
+        );
         assert_eq!(throughput.matches("<polyline").count(), 2);
         assert_eq!(throughput.matches("<circle").count(), 10, "a dot per run");
 
         let latency = std::fs::read_to_string(&written[1]).unwrap();
         check_well_formed(&latency).unwrap();
-        for text in [
-            ">etcd</text>",
-            ">cairn</text>",
-            ">latency, ms (log scale)</text>",
-            ">fraction of puts answered within</text>",
-            "64 clients",
-        ] {
-            assert!(latency.contains(text), "{text} missing from {latency}");
-        }
+        assert_contains_all(
+            &latency,
+            &[
+                ">etcd</text>",
+                ">cairn</text>",
+                ">latency, ms (log scale)</text>",
+                ">fraction of puts answered within</text>",
+                "64 clients",
+            ],
+        );
         assert_eq!(latency.matches("<polyline").count(), 2);
         let points = latency.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(points.split(' ').count(), 101, "every point of the distribution");
