@@ -137,13 +137,10 @@ write_bodies() {
 # utime + stime so far (fields 14 and 15 of /proc/<pid>/stat, in clock ticks) of each server of
 # system $1, one "address pid ticks" line per server.
 servers_cpu() {
-  local i pid stat fields
+  local i pid
   for i in 1 2 3; do
     pid=${PIDS[i - 1]}
-    stat=$(<"/proc/$pid/stat")
-    # The fields are counted after the command name, which is in parentheses and may hold spaces.
-    read -r -a fields <<<"${stat##*) }"
-    echo "$("${1}_address" "$i") $pid $((fields[11] + fields[12]))"
+    echo "$("${1}_address" "$i") $pid $(cpu_ticks "$pid")"
   done
 }
 

@@ -12,6 +12,16 @@ stop_all() {
 }
 trap stop_all EXIT
 
+# utime + stime so far of process $1 (fields 14 and 15 of /proc/<pid>/stat), in clock ticks
+# (getconf CLK_TCK per second).
+cpu_ticks() {
+  local stat fields
+  stat=$(<"/proc/$1/stat")
+  # The fields are counted after the command name, which is in parentheses and may hold spaces.
+  read -r -a fields <<<"${stat##*) }"
+  echo $((fields[11] + fields[12]))
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_for() { # seconds, description, command...

@@ -2,26 +2,32 @@
 # What scraping /metrics costs: three cairn nodes on loopback, put with 16 clients and
 # linearizable get with 64 on the leader, each row run without a scraper and with one that
 # fetches /metrics from every node once a second (as a Prometheus server would), in one run on
-# one cluster. Each row runs off, on, on, off, so that a steady drift (put throughput falls by
-# several percent from one 10 s round to the next on this machine) falls equally on both sides.
-# See bench/README.md.
+# one cluster; then the nodes' own CPU time per scrape, measured directly. See bench/README.md.
+#
+# Rounds run off, on, on, off, off, on, on, off, so that a steady drift falls equally on both
+# sides; the warm-up writes until the watch history is full and a snapshot has been taken,
+# because put throughput falls until then whether or not anyone scrapes.
 #
 #   bench/metrics.sh
 #   BENCH_DURATION=30s bench/metrics.sh
 #
-# Environment: BENCH_DURATION (each measurement, default 10s), BENCH_WORK (data directories,
-# default target/bench-metrics; a real disk, not tmpfs), CAIRN_BIN (default: build
-# target/release/cairn), SCRAPE_EVERY (seconds between scrapes, default 1).
+# Environment: BENCH_DURATION (each measurement, default 10s), BENCH_WARMUP (writes before the
+# first measurement, default 40s), BENCH_WORK (data directories, default target/bench-metrics; a
+# real disk, not tmpfs), CAIRN_BIN (default: build target/release/cairn), SCRAPE_EVERY (seconds
+# between scrapes, default 1), CPU_SCRAPES (scrapes of each node for the CPU measurement,
+# default 1000).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${BENCH_DURATION:-10s}
 WORK=${BENCH_WORK:-$ROOT/target/bench-metrics}
+WARMUP=${BENCH_WARMUP:-40s}
 SCRAPE_EVERY=${SCRAPE_EVERY:-1}
+CPU_SCRAPES=${CPU_SCRAPES:-1000}
 STAMP=$(date -u +%Y-%m-%dT%H%MZ)
 OUT=$ROOT/bench/results/$STAMP-metrics.txt
 ROWS=("put, 16 clients|put|16" "linearizable get, 64 clients|get|64")
-ROUNDS=(off on on off)
+ROUNDS=(off on on off off on on off)
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -34,6 +40,7 @@ else
   CAIRN=$ROOT/target/release/cairn
 fi
 mkdir -p "$WORK" "$ROOT/bench/results"
+rm -f "$WORK"/*.json
 
 # HTTP 7910, 7920, 7930; peers 7911, 7921, 7931.
 cluster=""
@@ -61,20 +68,17 @@ until LEADER=$(leader); do
   sleep 0.2
 done
 
-# Scrapes every node every $SCRAPE_EVERY seconds until killed; counts the scrapes in a file.
-scrape_loop() {
-  local i
-  while true; do
-    for i in 1 2 3; do
-      curl -sf "http://127.0.0.1:79${i}0/metrics" >/dev/null && echo >>"$WORK/scrapes"
-    done
-    sleep "$SCRAPE_EVERY"
-  done
-}
+# One curl process scrapes every node once every $SCRAPE_EVERY seconds (three transfers spread
+# over the period, on kept-alive connections, as a Prometheus server does) until killed. A curl
+# process per scrape would cost the loaded machine more CPU than the nodes spend answering.
+for _ in $(seq 3600); do
+  for i in 1 2 3; do printf 'url = "http://127.0.0.1:79%s0/metrics"\noutput = "/dev/null"\n' "$i"; done
+done >"$WORK/scrape.conf"
 
-"$CAIRN" bench put --endpoints "http://$LEADER" --clients 16 --duration 3s --json >/dev/null ||
+printf '== warm-up: put, 16 clients (%s)\n' "$WARMUP" >&2
+"$CAIRN" bench put --endpoints "http://$LEADER" --clients 16 --duration "$WARMUP" --key-space 1 --key-size 8 \
+  --value-size 256 --json >/dev/null ||
   die "the warm-up writes failed"
-: >"$WORK/scrapes"
 index=0
 for row in "${ROWS[@]}"; do
   index=$((index + 1))
@@ -84,7 +88,7 @@ for row in "${ROWS[@]}"; do
     round=$((round + 1))
     scraper=""
     if [ "$scraping" = on ]; then
-      scrape_loop &
+      curl -s --config "$WORK/scrape.conf" --rate "$((180 / SCRAPE_EVERY))/m" &
       scraper=$!
     fi
     printf '== %s, scraper %s (%s)\n' "$name" "$scraping" "$DURATION" >&2
@@ -100,23 +104,56 @@ for row in "${ROWS[@]}"; do
     sleep 2
   done
 done
+# Scrapes answered in the rounds, by the nodes' own count (which a scrape reports before it counts itself).
+scrapes=0
+for i in 1 2 3; do
+  answered=$(curl -sf "http://127.0.0.1:79${i}0/metrics" |
+    awk '/^cairn_http_requests_total\{route="\/metrics",method="GET",code="200"\}/ { print $2 }')
+  scrapes=$((scrapes + answered))
+done
 scrape_bytes=$(curl -sf "http://$LEADER/metrics" | wc -c)
+snapshots=$(curl -sf "http://$LEADER/metrics" | awk '/^cairn_snapshot_save_duration_seconds_count/ { print $2 }')
+
+# The nodes' side of a scrape, measured directly: CPU time of each node over $CPU_SCRAPES scrapes
+# of it in a row, on the loaded cluster now idle (its registry holds every series the rounds made).
+CLK_TCK=$(getconf CLK_TCK)
+printf '== CPU per scrape (%s scrapes of each node)\n' "$CPU_SCRAPES" >&2
+cpu_rows=()
+for i in 1 2 3; do
+  pid=${PIDS[i - 1]}
+  before=$(cpu_ticks "$pid")
+  for _ in $(seq "$CPU_SCRAPES"); do
+    printf 'url = "http://127.0.0.1:79%s0/metrics"\noutput = "/dev/null"\n' "$i"
+  done | curl -sf --config - || die "scraping node $i failed"
+  after=$(cpu_ticks "$pid")
+  cpu_rows+=("$i $((after - before))")
+done
 stop_all
 
 {
-  echo "# Scraping /metrics every ${SCRAPE_EVERY}s against not scraping, $STAMP, $DURATION per measurement,"
-  echo "# 3 nodes on loopback, 256-byte values; $(wc -l <"$WORK/scrapes") scrapes in all (every node each round), $scrape_bytes bytes each"
-  echo "| row | without ops/s (p99 ms) | with ops/s (p99 ms) | with against without |"
-  echo "|---|---:|---:|---:|"
+  echo "# Scraping /metrics every ${SCRAPE_EVERY}s against not scraping, $STAMP, $DURATION per measurement after $WARMUP of writes,"
+  echo "# 3 nodes on loopback, 256-byte values; $scrapes scrapes in all (every node each round), $scrape_bytes bytes each;"
+  echo "# the leader took $snapshots snapshots in all; rounds ${ROUNDS[*]}"
+  echo "| row | without ops/s (p99 ms) | with ops/s (p99 ms) | with against without | rounds without | rounds with |"
+  echo "|---|---:|---:|---:|---|---|"
   index=0
   for row in "${ROWS[@]}"; do
     index=$((index + 1))
     jq -rn --arg name "${row%%|*}" \
-      --slurpfile off1 "$WORK/$index-1-off.json" --slurpfile on1 "$WORK/$index-2-on.json" \
-      --slurpfile on2 "$WORK/$index-3-on.json" --slurpfile off2 "$WORK/$index-4-off.json" \
-      'def mean($a; $b; f): (($a[0] | f) + ($b[0] | f)) / 2;
-       def cell($a; $b): "\(mean($a; $b; .ops_per_s) | floor) (\(mean($a; $b; .latency.all.p99_ms) * 100 | round / 100))";
-       (mean($off1; $off2; .ops_per_s)) as $off | (mean($on1; $on2; .ops_per_s)) as $on |
-       "| \($name) | \(cell($off1; $off2)) | \(cell($on1; $on2)) | \((($on - $off) / $off * 1000 | round) / 10)% |"'
+      --slurpfile off <(cat "$WORK/$index"-*-off.json) --slurpfile on <(cat "$WORK/$index"-*-on.json) \
+      'def mean(f): map(f) | add / length;
+       def cell($r): "\($r | mean(.ops_per_s) | floor) (\($r | mean(.latency.all.p99_ms) * 100 | round / 100))";
+       def each($r): $r | map(.ops_per_s | floor | tostring) | join(", ");
+       ($off | mean(.ops_per_s)) as $o | ($on | mean(.ops_per_s)) as $w |
+       "| \($name) | \(cell($off)) | \(cell($on)) | \((($w - $o) / $o * 1000 | round) / 10)% | \(each($off)) | \(each($on)) |"'
+  done
+  echo
+  echo "# CPU time of each node per scrape ($CPU_SCRAPES scrapes of it in a row, after the rounds; $(nproc) CPUs)"
+  echo "| node | ms of CPU per scrape | share of the machine at one scrape of every node per ${SCRAPE_EVERY}s |"
+  echo "|---|---:|---:|"
+  for cpu_row in "${cpu_rows[@]}"; do
+    read -r i ticks <<<"$cpu_row"
+    awk -v i="$i" -v t="$ticks" -v n="$CPU_SCRAPES" -v hz="$CLK_TCK" -v cpus="$(nproc)" -v every="$SCRAPE_EVERY" \
+      'BEGIN { ms = t / hz * 1000 / n; printf "| %s | %.3f | %.3f%% |\n", i, ms, 3 * ms / (every * 1000 * cpus) * 100 }'
   done
 } | tee "$OUT"
