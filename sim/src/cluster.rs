@@ -33,6 +33,14 @@ const SYNC_LATENCY: (Duration, Duration) = (Duration::from_millis(2), Duration::
 /// One-way packet delay on a healthy network: a datacenter's, not madsim's default 1–10 ms.
 pub(crate) const NETWORK_LATENCY: std::ops::Range<Duration> = Duration::from_micros(200)..Duration::from_millis(2);
 
+/// AppendEntries in flight per follower, by node id: a deep pipeline that the simulated disks'
+/// slow syncs fill, a short one, and stop-and-wait (production's default), so that which one
+/// replicates depends on which node the seed makes leader.
+fn appends_in_flight(id: NodeId) -> usize {
+    const CHOICES: [usize; 3] = [64, 4, 1];
+    CHOICES[(id as usize - 1) % CHOICES.len()]
+}
+
 /// How to build a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -188,6 +196,7 @@ impl SimCluster {
         config.bootstrap = bootstrap;
         config.request_timeout = self.options.request_timeout;
         config.snapshot_every = self.options.snapshot_every;
+        config.appends_in_flight = appends_in_flight(id);
         config.bugs = self.options.bugs;
         config.history = self.options.history;
         config.gossip = self.options.gossip.map(|timings| {

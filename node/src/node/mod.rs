@@ -219,7 +219,8 @@ impl Node {
         let peers = Arc::new(Peers::new(auth.clone(), metrics.clone()));
         let witness = Arc::new(LeaseWitness::new(config.timings.election_timeout_min / 2));
         let removed = Arc::new(AtomicBool::new(false));
-        let network = Network::new(peers.clone(), snapshots.clone(), witness.clone(), removed.clone());
+        let network =
+            Network::new(peers.clone(), snapshots.clone(), witness.clone(), removed.clone(), config.appends_in_flight);
         let state_machine = StateMachine::new(store.clone(), snapshots.clone(), metrics.clone());
         let raft_config = Arc::new(raft_config(&config)?);
         let raft = Raft::new(config.id, raft_config, network, log_store, state_machine)

@@ -64,17 +64,21 @@ pub struct Network {
     snapshots: Arc<SnapshotFiles>,
     witness: Arc<LeaseWitness>,
     removed: Arc<AtomicBool>,
+    appends_in_flight: usize,
 }
 
 impl Network {
-    /// `removed` is set when a peer answers that this node's id is retired.
+    /// `removed` is set when a peer answers that this node's id is retired; each follower has
+    /// at most `appends_in_flight` AppendEntries in flight.
     pub fn new(
         peers: Arc<Peers>,
         snapshots: Arc<SnapshotFiles>,
         witness: Arc<LeaseWitness>,
         removed: Arc<AtomicBool>,
+        appends_in_flight: usize,
     ) -> Network {
-        Network { peers, snapshots, witness, removed }
+        debug_assert!(appends_in_flight > 0, "a validated config allows at least one append in flight");
+        Network { peers, snapshots, witness, removed, appends_in_flight }
     }
 }
 
@@ -89,6 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             snapshots: self.snapshots.clone(),
             witness: self.witness.clone(),
             removed: self.removed.clone(),
+            appends_in_flight: self.appends_in_flight,
             echo: None,
         }
     }
@@ -102,6 +107,7 @@ pub struct PeerLink {
     snapshots: Arc<SnapshotFiles>,
     witness: Arc<LeaseWitness>,
     removed: Arc<AtomicBool>,
+    appends_in_flight: usize,
     /// The peer's stamp from its latest answer on this link, echoed in the next request's lease
     /// proof. The proof's applied index is read when that request is sent, after the stamp
     /// arrived, so it covers every write acknowledged before the stamp.
@@ -227,7 +233,8 @@ impl RaftNetworkV2<TypeConfig> for PeerLink {
     {
         Box::pin(async move {
             let timeout = option.soft_ttl();
-            let pipeline = AppendPipeline::new(self, input, timeout);
+            let in_flight_max = self.appends_in_flight;
+            let pipeline = AppendPipeline::new(self, input, timeout, in_flight_max);
             let answers = futures_util::stream::unfold(pipeline, |mut pipeline| async move {
                 pipeline.next_answer().await.map(|answer| (answer, pipeline))
             });

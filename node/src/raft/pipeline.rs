@@ -25,8 +25,6 @@ use super::network::PeerLink;
 use crate::rt::{Duration, Instant};
 use crate::transport::{CallStream, PeerRequest, PeerResponse, PendingCall, RpcError};
 
-/// Requests in flight on one stream at most.
-const IN_FLIGHT_MAX: usize = 64;
 /// Encoded bytes in flight on one stream at most; more waits for answers.
 const BYTES_IN_FLIGHT_MAX: usize = 16 * 1024 * 1024;
 /// The rate at which a follower is assumed to write and sync at worst: a request's answer is
@@ -39,6 +37,8 @@ pub(super) struct AppendPipeline<'s, S> {
     stream: Option<CallStream>,
     input: Fuse<S>,
     in_flight: VecDeque<PendingCall>,
+    /// Requests in flight at most (`NodeConfig::appends_in_flight`).
+    in_flight_max: usize,
     bytes_in_flight: usize,
     timeout: Duration,
     ended: bool,
@@ -54,12 +54,13 @@ impl<'s, S> AppendPipeline<'s, S>
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin,
 {
-    pub(super) fn new(link: &'s mut PeerLink, input: S, timeout: Duration) -> Self {
+    pub(super) fn new(link: &'s mut PeerLink, input: S, timeout: Duration, in_flight_max: usize) -> Self {
         AppendPipeline {
             link,
             stream: None,
             input: input.fuse(),
             in_flight: VecDeque::new(),
+            in_flight_max,
             bytes_in_flight: 0,
             timeout,
             ended: false,
@@ -70,7 +71,7 @@ where
     /// `None` once the input is exhausted and answered, or after a failure.
     pub(super) async fn next_answer(&mut self) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
         while !self.ended {
-            let room = self.in_flight.len() < IN_FLIGHT_MAX && self.bytes_in_flight < BYTES_IN_FLIGHT_MAX;
+            let room = self.in_flight.len() < self.in_flight_max && self.bytes_in_flight < BYTES_IN_FLIGHT_MAX;
             let (in_flight, input) = (&mut self.in_flight, &mut self.input);
             let event = match in_flight.front_mut() {
                 None if input.is_done() => return None,
