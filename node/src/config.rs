@@ -59,6 +59,9 @@ pub const KEY_BYTES_MAX_LIMIT: usize = 64 * 1024;
 /// the entries that arrive during a round trip make the next request's batch, and every
 /// deeper pipeline measured (2, 4, 64) did fewer puts per second at 16 and 64 clients.
 pub const APPENDS_IN_FLIGHT_DEFAULT: usize = 1;
+/// The most a node accepts: a follower closes a stream that has more requests waiting than
+/// this, so a deeper pipeline would fail every stream it fills.
+pub const APPENDS_IN_FLIGHT_LIMIT: usize = crate::transport::STREAM_REQUESTS_MAX;
 
 /// Request size limits; the HTTP layer enforces them, the node re-checks what it stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +159,9 @@ impl NodeConfig {
         {
             return Err(ConfigError::Zero("snapshot_every, appends_in_flight, session_capacity and the watch history"));
         }
+        if self.appends_in_flight > APPENDS_IN_FLIGHT_LIMIT {
+            return Err(ConfigError::AppendsInFlight);
+        }
         if self.limits.key_bytes_max == 0 || self.limits.value_bytes_max == 0 {
             return Err(ConfigError::Zero("key and value limits"));
         }
@@ -198,6 +204,8 @@ pub enum ConfigError {
         "the value limit may be at most {VALUE_BYTES_MAX_LIMIT} bytes and the key limit at most {KEY_BYTES_MAX_LIMIT}"
     )]
     Limits,
+    #[error("appends_in_flight may be at most {APPENDS_IN_FLIGHT_LIMIT}, what a follower queues per stream")]
+    AppendsInFlight,
 }
 
 #[cfg(test)]
@@ -222,10 +230,14 @@ mod tests {
     }
 
     #[test]
-    fn replication_needs_room_for_one_append_in_flight() {
+    fn replication_depth_is_at_least_one_and_at_most_what_a_follower_queues() {
         let mut config = config();
         config.appends_in_flight = 0;
-        assert!(matches!(config.validate(), Err(ConfigError::Zero(_))));
+        assert!(matches!(config.clone().validate(), Err(ConfigError::Zero(_))));
+        config.appends_in_flight = APPENDS_IN_FLIGHT_LIMIT + 1;
+        assert!(matches!(config.clone().validate(), Err(ConfigError::AppendsInFlight)));
+        config.appends_in_flight = APPENDS_IN_FLIGHT_LIMIT;
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use frame::FRAME_BYTES_MAX;
 pub use handshake::{ClusterSource, PeerAuth};
 pub use message::{PeerRequest, PeerResponse, SnapshotChunk};
 pub use server::{PeerHandler, serve};
-pub use streams::{AppendLane, LaneAnswers, StreamedAppend};
+pub use streams::{AppendLane, LaneAnswers, STREAM_REQUESTS_MAX, StreamedAppend};
 
 /// A peer connection's byte stream: plain TCP, or TLS over it.
 pub(crate) trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}

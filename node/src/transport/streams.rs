@@ -24,8 +24,9 @@ use crate::rt;
 
 /// Streams open at once on one connection (a leader uses two: replication and heartbeats).
 const STREAMS_PER_CONNECTION_MAX: usize = 8;
-/// Requests of one stream waiting for raft; the sender keeps far fewer in flight.
-const STREAM_REQUESTS_MAX: usize = 256;
+/// Requests of one stream waiting for raft; a leader keeps at most this many in flight
+/// (`config::APPENDS_IN_FLIGHT_LIMIT`).
+pub const STREAM_REQUESTS_MAX: usize = 256;
 /// Streams the receiver closed, remembered so that their late requests are refused.
 const CLOSED_STREAMS_KEPT: usize = 64;
 
